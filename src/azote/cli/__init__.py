@@ -1,0 +1,1 @@
+"""The `azote` command: one verb per stage."""

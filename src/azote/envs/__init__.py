@@ -1,0 +1,21 @@
+"""The simulator: every game behind one Gymnasium API with one gamepad action space.
+
+    import azote.envs, gymnasium as gym
+    env = gym.make("azote/atari/Breakout")          # or azote.envs.make("atari/Breakout")
+"""
+
+from azote.envs.base import VIEWS, GameInfo, GamepadEnv, StateNotSupported
+from azote.envs.registry import game_info, list_games, make, missing_families, register_game
+
+__all__ = [
+    "VIEWS", "GameInfo", "GamepadEnv", "StateNotSupported", "game_info", "list_games", "make",
+    "missing_families", "register_game",
+]
+
+
+def _register_all() -> None:
+    # Importing the families registers their games with Gymnasium, so gym.make works after `import azote.envs`.
+    list_games()
+
+
+_register_all()

@@ -1,0 +1,164 @@
+"""Atari 2600 through ale-py: every ROM ale-py ships, full 18-action set, sticky actions off by default.
+
+Mapping (gamepad -> Atari joystick):
+
+| gamepad                                         | Atari                         |
+| ----------------------------------------------- | ----------------------------- |
+| d-pad, or left stick past the dead zone (0.3)   | joystick direction (8 ways)   |
+| south (A) or east (B)                           | fire                          |
+| every other button, right stick                 | nothing                       |
+
+One step is `frameskip` emulator frames (default 1: 60 actions per second, the released model's rate).
+`info`: `lives`, `ram` (the 128 bytes of RAM, for success checks), `frame`, `score`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+import numpy as np
+
+from azote.envs.base import GameInfo, GamepadEnv
+from azote.envs.registry import register_game
+from azote.gamepad import BUTTON_INDEX, Gamepad, direction
+
+FAMILY = "atari"
+RESOLUTION = (210, 160)
+FPS = 60.0
+_FIRE_BUTTONS = (BUTTON_INDEX["south"], BUTTON_INDEX["east"])
+# ALE action index for [dy + 1][dx + 1][fire]; the order of ale_py.Action.
+_ACTIONS = np.array(
+    [
+        [[7, 15], [2, 10], [6, 14]],  # up-left, up, up-right
+        [[4, 12], [0, 1], [3, 11]],  # left, none, right
+        [[9, 17], [5, 13], [8, 16]],  # down-left, down, down-right
+    ],
+    dtype=np.int64,
+)
+# Games whose view is not a side view (for the benchmark's view labels); the rest are treated as 2d-side.
+_TOP_DOWN = {
+    "alien", "amidar", "asteroids", "atlantis", "bank_heist", "berzerk", "boxing", "centipede", "crazy_climber",
+    "demon_attack", "frostbite", "gopher", "gravitar", "ms_pacman", "pacman", "space_invaders", "venture",
+    "wizard_of_wor", "zaxxon", "breakout", "pong", "freeway", "galaxian", "video_checkers", "tennis",
+    "ice_hockey", "fishing_derby", "assault", "carnival", "phoenix", "qbert", "tutankham", "beam_rider",
+    "seaquest", "river_raid", "riverraid", "journey_escape", "road_runner", "skiing", "surround",
+}
+_FIRST_PERSON = {"battle_zone", "robotank"}
+
+
+def camel(rom_id: str) -> str:
+    return "".join(part.capitalize() for part in rom_id.split("_"))
+
+
+class AtariEnv(GamepadEnv):
+    MAPPING = (
+        ("d-pad / left stick (dead zone 0.3)", "joystick direction"),
+        ("south, east", "fire"),
+    )
+
+    def __init__(
+        self,
+        game_id: str,
+        rom: str,
+        frameskip: int = 1,
+        repeat_action_probability: float = 0.0,
+        mode: int | None = None,
+        difficulty: int | None = None,
+        max_episode_frames: int = 108_000,
+        render_mode: str | None = "rgb_array",
+    ) -> None:
+        from ale_py import ALEInterface, LoggerMode, roms
+
+        if frameskip < 1:
+            raise ValueError(f"frameskip must be >= 1, got {frameskip}")
+        info = GameInfo(game_id, FAMILY, RESOLUTION, FPS / frameskip, frameskip, _view(rom))
+        super().__init__(info, render_mode)
+        ALEInterface.setLoggerMode(LoggerMode.Error)
+        self._ale = ALEInterface()
+        self._rom_path = str(roms.get_rom_path(rom))
+        self._frameskip = frameskip
+        self._settings = (repeat_action_probability, mode, difficulty, max_episode_frames)
+        self._seed = 0
+        self._load(self._seed)
+
+    def _load(self, seed: int) -> None:
+        from ale_py import ALEState  # noqa: F401  (the module must be imported for loadROM)
+
+        ale = self._ale
+        sticky, mode, difficulty, max_frames = self._settings
+        ale.setInt("random_seed", int(seed) % (2**31))
+        ale.setFloat("repeat_action_probability", float(sticky))
+        ale.setInt("frame_skip", 1)
+        ale.setInt("max_num_frames_per_episode", int(max_frames))
+        ale.loadROM(self._rom_path)
+        if mode is not None:
+            ale.setMode(mode)
+        if difficulty is not None:
+            ale.setDifficulty(difficulty)
+        ale.reset_game()
+
+    def map_action(self, action: Gamepad) -> int:
+        dx, dy = direction(action)
+        fire = int(action.buttons[_FIRE_BUTTONS[0]] | action.buttons[_FIRE_BUTTONS[1]])
+        return int(_ACTIONS[dy + 1, dx + 1, fire])
+
+    def _info(self) -> dict[str, Any]:
+        return {"lives": self._ale.lives(), "ram": self._ale.getRAM()}
+
+    def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
+        if seed is not None and seed != self._seed:
+            self._seed = seed
+            self._load(seed)
+        else:
+            self._ale.reset_game()
+        return self._ale.getScreenRGB(), self._info()
+
+    def _step_game(self, action: Gamepad) -> tuple[np.ndarray, float, bool, bool, dict]:
+        ale = self._ale
+        native = self.map_action(action)
+        reward = 0.0
+        for _ in range(self._frameskip):
+            reward += ale.act(native)
+            if ale.game_over():
+                break
+        truncated = ale.game_truncated()
+        return ale.getScreenRGB(), reward, ale.game_over() and not truncated, truncated, self._info()
+
+    def get_state(self) -> bytes:
+        return self._pack_state(self._ale.cloneState(include_rng=True).serialize())
+
+    def set_state(self, state: bytes) -> np.ndarray:
+        from ale_py import ALEState
+
+        engine, _ = self._unpack_state(state)
+        self._ale.restoreState(ALEState(engine))
+        return self._frame
+
+    def close(self) -> None:
+        self._ale = None  # type: ignore[assignment]
+
+
+def _view(rom: str) -> str:
+    if rom in _FIRST_PERSON:
+        return "3d"
+    return "2d-top" if rom in _TOP_DOWN else "2d-side"
+
+
+def rom_ids() -> list[str]:
+    from ale_py import roms
+
+    return sorted(roms.get_all_rom_ids())
+
+
+def _register() -> None:
+    if importlib.util.find_spec("ale_py") is None:
+        raise ImportError("ale-py is not installed")
+    for rom in rom_ids():
+        register_game(
+            GameInfo(f"{FAMILY}/{camel(rom)}", FAMILY, RESOLUTION, FPS, 1, _view(rom), f"Atari 2600 {rom}", {"rom": rom}),
+            "azote.envs.atari:AtariEnv",
+        )
+
+
+_register()

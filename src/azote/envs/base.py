@@ -1,0 +1,138 @@
+"""`GamepadEnv`: one Gymnasium API for every game. The action is the unified gamepad; the observation is the
+RGB frame (uint8, H x W x 3) at the game's native resolution."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import msgpack
+import numpy as np
+
+from azote.gamepad import Gamepad, as_gamepad, gym_space
+
+VIEWS = ("2d-side", "2d-top", "3d")
+
+
+@dataclass(frozen=True)
+class GameInfo:
+    """What `azote games` lists about a registered game."""
+
+    id: str  # "atari/Breakout": the Gymnasium id is "azote/" + id
+    family: str  # atari, doom, nes, procgen, retro, native
+    resolution: tuple[int, int]  # (height, width) of the observation
+    fps: float  # actions per second (game frames per second / frames_per_step)
+    frames_per_step: int  # emulator/engine frames advanced by one step
+    view: str = "2d-side"  # one of VIEWS
+    description: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)  # constructor arguments of the adapter
+
+    @property
+    def gym_id(self) -> str:
+        return f"azote/{self.id}"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["gym_id"] = self.gym_id
+        d["resolution"] = list(self.resolution)
+        return d
+
+
+class StateNotSupported(NotImplementedError):
+    """The game's engine cannot save and restore its state."""
+
+
+class GamepadEnv(gym.Env):
+    """Base class of every Azote game adapter.
+
+    Subclasses implement `_reset_game` and `_step_game`; `map_action` documents (and computes) how the
+    gamepad becomes the engine's native input. `info` always carries `frame` (engine frames since reset) and
+    `score` (sum of rewards); adapters add the game's own variables (lives, x position, health, kills, ...).
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
+    # Table shown by `azote games --mapping` and in the README: gamepad input -> native input.
+    MAPPING: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def __init__(self, game: GameInfo, render_mode: str | None = "rgb_array") -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        self.game = game
+        self.render_mode = render_mode
+        h, w = game.resolution
+        self.observation_space = gym.spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+        self.action_space = gym_space()
+        self.metadata = {**type(self).metadata, "render_fps": game.fps}
+        self._frame: np.ndarray | None = None
+        self._score = 0.0
+        self._steps = 0
+
+    # --- the Gymnasium API --------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        frame, info = self._reset_game(seed, options or {})
+        self._frame, self._score, self._steps = frame, 0.0, 0
+        info.setdefault("frame", 0)
+        info["score"] = 0.0
+        return frame, info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        if self._frame is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        pad = action if type(action) is Gamepad else as_gamepad(action)
+        frame, reward, terminated, truncated, info = self._step_game(pad)
+        self._steps += 1
+        self._score += reward
+        self._frame = frame
+        info.setdefault("frame", self._steps * self.game.frames_per_step)
+        info["score"] = self._score
+        return frame, reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        return None if self.render_mode is None else self._frame
+
+    # --- emulator snapshots -------------------------------------------------------------------------
+    @property
+    def supports_state(self) -> bool:
+        return type(self).get_state is not GamepadEnv.get_state
+
+    def get_state(self) -> bytes:
+        """An opaque snapshot of the whole game (bytes, so it can be stored); see `set_state`."""
+        raise StateNotSupported(f"{self.game.id}: the {self.game.family} engine cannot save its state")
+
+    def set_state(self, state: bytes) -> np.ndarray:
+        """Restores a snapshot from `get_state`; returns the frame at that point."""
+        raise StateNotSupported(f"{self.game.id}: the {self.game.family} engine cannot restore a state")
+
+    # --- for subclasses -----------------------------------------------------------------------------
+    def map_action(self, action: Gamepad) -> Any:
+        """The engine's native input for one gamepad state."""
+        raise NotImplementedError
+
+    def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
+        raise NotImplementedError
+
+    def _step_game(self, action: Gamepad) -> tuple[np.ndarray, float, bool, bool, dict]:
+        raise NotImplementedError
+
+    def _pack_state(self, engine: bytes, **extra: Any) -> bytes:
+        """A snapshot: the engine's bytes plus the bookkeeping the wrapper keeps (score, steps, frame)."""
+        meta = {"game": self.game.id, "score": self._score, "steps": self._steps, "frame": self._frame, **extra}
+        if isinstance(self._frame, np.ndarray):
+            meta["frame"] = [self._frame.tobytes(), list(self._frame.shape)]
+        return msgpack.packb({"engine": engine, "meta": meta}, use_bin_type=True)
+
+    def _unpack_state(self, state: bytes) -> tuple[bytes, dict[str, Any]]:
+        """Checks a snapshot belongs to this game, restores the bookkeeping; returns (engine bytes, meta)."""
+        try:
+            blob = msgpack.unpackb(state, raw=False)
+            engine, meta = blob["engine"], blob["meta"]
+        except Exception as exc:  # msgpack raises several unrelated types on garbage
+            raise ValueError(f"{self.game.id}: not an Azote game snapshot ({exc})") from None
+        if meta.get("game") != self.game.id:
+            raise ValueError(f"snapshot is of game {meta.get('game')!r}, this environment is {self.game.id!r}")
+        self._score, self._steps = float(meta["score"]), int(meta["steps"])
+        data, shape = meta["frame"]
+        self._frame = np.frombuffer(data, np.uint8).reshape(shape).copy()
+        return engine, meta

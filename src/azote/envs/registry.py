@@ -1,0 +1,95 @@
+"""The game registry: every adapter's games, registered with Gymnasium as `azote/<family>/<name>`."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any, Callable
+
+import gymnasium as gym
+from gymnasium.envs import registration as _gym_registration
+
+from azote.envs.base import GameInfo, GamepadEnv
+
+_GAMES: dict[str, GameInfo] = {}
+_ENTRY_POINTS: dict[str, str] = {}
+# Families whose adapters register their games when imported; a family whose engine is not installed is skipped.
+FAMILIES = ("atari", "doom", "nes", "procgen", "retro", "native")
+
+# Gymnasium ids allow one namespace ("ns/name"); Azote ids are "azote/<family>/<name>", so the parser is
+# widened for exactly that prefix and stays Gymnasium's own for every other id.
+_ORIGINAL_PARSE = _gym_registration.parse_env_id
+_AZOTE_ID = re.compile(r"^azote/(?P<name>[\w.-]+/[\w.:+-]+?)(?:-v(?P<version>\d+))?$")
+
+
+def _parse_env_id(env_id: str) -> tuple[str | None, str, int | None]:
+    m = _AZOTE_ID.fullmatch(env_id)
+    if m:
+        version = m.group("version")
+        return "azote", m.group("name"), int(version) if version else None
+    return _ORIGINAL_PARSE(env_id)
+
+
+_gym_registration.parse_env_id = _parse_env_id
+
+
+def register_game(info: GameInfo, entry_point: str, max_episode_steps: int | None = None) -> None:
+    """Adds a game to Azote's registry and to Gymnasium's (`gym.make("azote/" + info.id)`)."""
+    _GAMES[info.id] = info
+    _ENTRY_POINTS[info.id] = entry_point
+    if info.gym_id not in gym.registry:
+        gym.register(
+            info.gym_id,
+            entry_point=entry_point,
+            kwargs={"game_id": info.id, **info.kwargs},
+            max_episode_steps=max_episode_steps,
+            disable_env_checker=True,
+            order_enforce=False,
+        )
+
+
+_loaded = False
+
+
+def _load_families() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for family in FAMILIES:
+        try:
+            importlib.import_module(f"azote.envs.{family}")
+        except ImportError as exc:  # engine not installed: its games are simply not listed
+            _MISSING[family] = str(exc)
+
+
+_MISSING: dict[str, str] = {}
+
+
+def list_games(family: str | None = None) -> list[GameInfo]:
+    _load_families()
+    return [g for g in _GAMES.values() if family is None or g.family == family]
+
+
+def missing_families() -> dict[str, str]:
+    """Families whose engine could not be imported, with the reason."""
+    _load_families()
+    return dict(_MISSING)
+
+
+def game_info(game_id: str) -> GameInfo:
+    _load_families()
+    key = game_id.removeprefix("azote/")
+    if key not in _GAMES:
+        close = [g for g in _GAMES if key.lower() in g.lower()][:8]
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `azote games` lists them"
+        raise KeyError(f"unknown game {game_id!r}{hint}")
+    return _GAMES[key]
+
+
+def make(game_id: str, **kwargs: Any) -> GamepadEnv:
+    """Builds the adapter of a game directly (no Gymnasium wrappers): `make("atari/Breakout")`."""
+    info = game_info(game_id)
+    module, _, attr = _ENTRY_POINTS[info.id].partition(":")
+    cls: Callable[..., GamepadEnv] = getattr(importlib.import_module(module), attr)
+    return cls(game_id=info.id, **{**info.kwargs, **kwargs})
