@@ -47,8 +47,9 @@ class GamepadEnv(gym.Env):
     """Base class of every Azote game adapter.
 
     Subclasses implement `_reset_game` and `_step_game`; `map_action` documents (and computes) how the
-    gamepad becomes the engine's native input. `info` always carries `frame` (engine frames since reset) and
-    `score` (sum of rewards); adapters add the game's own variables (lives, x position, health, kills, ...).
+    gamepad becomes the engine's native input. `info` always carries `frame` (engine frames since reset),
+    `return` (sum of rewards) and `score` (the game's own score where the adapter reads one, else the return);
+    adapters add the game's own variables (lives, x position, health, kills, ...).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
@@ -74,7 +75,8 @@ class GamepadEnv(gym.Env):
         frame, info = self._reset_game(seed, options or {})
         self._frame, self._score, self._steps = frame, 0.0, 0
         info.setdefault("frame", 0)
-        info["score"] = 0.0
+        info["return"] = 0.0
+        info.setdefault("score", 0.0)
         return frame, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -86,7 +88,8 @@ class GamepadEnv(gym.Env):
         self._score += reward
         self._frame = frame
         info.setdefault("frame", self._steps * self.game.frames_per_step)
-        info["score"] = self._score
+        info["return"] = self._score
+        info.setdefault("score", self._score)
         return frame, reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
