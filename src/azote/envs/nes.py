@@ -69,8 +69,9 @@ class MarioEnv(GamepadEnv):
         ("west, north", "B (run, fireball)"),
         ("start, back", "START, SELECT"),
     )
-    # Level-start snapshots, per (world, stage, idle frames): booting takes ~200 frames.
-    _boot_cache: dict[tuple[int, int, int], bytes] = {}
+    # Level-start snapshots and their screens, per (world, stage, idle frames): booting takes ~200 frames, and
+    # a restored core shows its previous screen until it renders the next frame.
+    _boot_cache: dict[tuple[int, int, int], tuple[bytes, np.ndarray]] = {}
 
     def __init__(self, game_id: str, world: int | None = None, stage: int | None = None,
                  render_mode: str | None = "rgb_array") -> None:
@@ -84,17 +85,21 @@ class MarioEnv(GamepadEnv):
         self._idle = 0
         self._power_on = self._machine.get_state()
         self._x = 0
-        self._lives = 0
 
     def map_action(self, action: Gamepad) -> np.ndarray:
         return self._mapper(action)
 
-    def _boot(self) -> None:
-        """From power-on: idle on the title, press start, select the stage, wait until the timer runs."""
+    def _boot(self) -> np.ndarray:
+        """From power-on: idle on the title, press start, select the stage, wait until the timer runs.
+        Returns the screen at that point."""
         key = (*self._target, self._idle)
-        if key in self._boot_cache:
-            self._machine.set_state(self._boot_cache[key])
-            return
+        if key not in self._boot_cache:
+            self._boot_cache[key] = self._run_boot()
+        state, screen = self._boot_cache[key]
+        self._machine.set_state(state)
+        return screen.copy()
+
+    def _run_boot(self) -> tuple[bytes, np.ndarray]:
         m = self._machine
         m.set_state(self._power_on)
         none = np.zeros(self._mapper.size, np.uint8)
@@ -124,7 +129,7 @@ class MarioEnv(GamepadEnv):
         clock = m.ram()[TIME_DIGITS].tolist()
         while m.ram()[TIME_DIGITS].tolist() == clock:
             m.step(none)
-        self._boot_cache[key] = m.get_state()
+        return m.get_state(), m.screen().copy()
 
     def _info(self) -> dict[str, Any]:
         r = self._machine.ram()
@@ -150,10 +155,10 @@ class MarioEnv(GamepadEnv):
     def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
         if seed is not None:
             self._idle = int(seed) % 64
-        self._boot()
+        screen = self._boot()
         info = self._info()
-        self._x, self._lives = info["x"], info["lives"]
-        return self._machine.screen(), info
+        self._x = info["x"]
+        return screen, info
 
     def _step_game(self, action: Gamepad) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._machine.step(self._mapper(action))

@@ -1,0 +1,47 @@
+"""Helpers shared by the CLI verbs: opening games and agents from their names, atomic JSON output, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from azote.agents import Agent
+from azote.envs.base import GamepadEnv
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def open_game(game: str, **kwargs: Any) -> GamepadEnv:
+    from azote.envs import make
+
+    try:
+        return make(game, **kwargs)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    except (RuntimeError, ValueError, FileNotFoundError, ImportError) as exc:
+        fail(f"cannot open {game}: {exc}")
+
+
+def agent_from_spec(spec: str, env: GamepadEnv, seed: int | None = None) -> Agent:
+    """`random` | `expert` | a checkpoint directory | `tcp://HOST:PORT` (a running `azote serve`)."""
+    if spec == "random":
+        from azote.agents import RandomAgent
+
+        return RandomAgent(seed=seed)
+    fail(f"unknown policy {spec!r}: use random")
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Writes JSON atomically (temporary name, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)

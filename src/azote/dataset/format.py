@@ -1,0 +1,195 @@
+"""The on-disk format: the released NitroGen label layout, plus the video the labels index.
+
+    ROOT/actions/SHARD_XXXX/<video_id>/<video_id>_chunk_NNNN/actions_raw.parquet
+    ROOT/actions/SHARD_XXXX/<video_id>/<video_id>_chunk_NNNN/metadata.json
+    ROOT/videos/<video_id>.mp4          (ours; `original_video.url` holds this path relative to ROOT)
+
+`actions_raw.parquet`: the 17 button columns (int32 0/1, in `azote.gamepad.BUTTONS` order), then `j_left` and
+`j_right`, each a list [x, y] in [-1, 1] (y negative is up). Row i is frame i of the chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from azote.gamepad import BUTTONS, STICKS, ActionChunk, GamepadError
+
+CHUNK_SECONDS = 20.0
+ACTIONS_FILE = "actions_raw.parquet"
+METADATA_FILE = "metadata.json"
+
+
+class DatasetError(ValueError):
+    """A bad file in a dataset: names the file and the field at fault."""
+
+    def __init__(self, path: str | os.PathLike, field: str, message: str) -> None:
+        self.path, self.field, self.message = str(path), field, message
+        super().__init__(f"{path}: {field}: {message}")
+
+
+class OriginalVideo(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    video_id: str
+    source: str | None = None
+    url: str | None = None
+    resolution: list[int] | None = Field(default=None, min_length=2, max_length=2)  # [H, W]
+    start_time: float
+    end_time: float
+    duration: float
+    start_frame: int | None = None
+    end_frame: int | None = None
+
+
+class GameArea(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+    xtl: float
+    ytl: float
+    xbr: float
+    ybr: float
+
+    @field_validator("xtl", "ytl", "xbr", "ybr")
+    @classmethod
+    def _unit(cls, v: float) -> float:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError("must lie in [0, 1]")
+        return v
+
+
+class ChunkMetadata(BaseModel):
+    """`metadata.json` of one 20-second chunk (the released fields; extra fields are kept)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    uuid: str
+    chunk_id: str
+    chunk_size: int = Field(gt=0)
+    original_video: OriginalVideo
+    game: str | None = None
+    controller_type: str | None = None
+    bbox_controller_overlay: list[float] | None = Field(default=None, min_length=4, max_length=4)  # x, y, w, h
+    bbox_game_area: GameArea | None = None
+    bbox_others: Any = None
+
+    @property
+    def fps(self) -> float:
+        """Rows per second of video: chunk_size / duration."""
+        d = self.original_video.duration
+        return self.chunk_size / d if d > 0 else 0.0
+
+
+def chunk_name(video_id: str, index: int) -> str:
+    return f"{video_id}_chunk_{index:04d}"
+
+
+def chunk_dir(root: str | os.PathLike, video_id: str, index: int, shard: int = 0) -> Path:
+    return Path(root) / "actions" / f"SHARD_{shard:04d}" / video_id / chunk_name(video_id, index)
+
+
+def video_relpath(video_id: str) -> str:
+    return f"videos/{video_id}.mp4"
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+def actions_table(actions: ActionChunk) -> pa.Table:
+    cols = actions.to_columns()
+    arrays = [pa.array(cols[b], pa.int32()) for b in BUTTONS]
+    for s in STICKS:
+        arrays.append(pa.array(cols[s].astype(np.float64).tolist(), pa.list_(pa.float64())))
+    return pa.Table.from_arrays(arrays, names=[*BUTTONS, *STICKS])
+
+
+def write_chunk(directory: str | os.PathLike, actions: ActionChunk, metadata: ChunkMetadata) -> Path:
+    """Writes one chunk directory atomically: both files go to a temporary sibling that is renamed into place."""
+    directory = Path(directory)
+    if len(actions) != metadata.chunk_size:
+        raise ValueError(f"{directory}: chunk_size {metadata.chunk_size} != {len(actions)} action rows")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    pq.write_table(actions_table(actions), tmp / ACTIONS_FILE)
+    (tmp / METADATA_FILE).write_text(json.dumps(metadata.model_dump(mode="json"), indent=1))
+    if directory.exists():  # a rewrite of the same chunk replaces it whole
+        old = directory.with_name(f".{directory.name}.old")
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        _rmtree(old)
+    else:
+        os.replace(tmp, directory)
+    return directory
+
+
+def _rmtree(path: Path) -> None:
+    for p in sorted(path.rglob("*"), reverse=True):
+        p.rmdir() if p.is_dir() else p.unlink()
+    path.rmdir()
+
+
+# --- reading and validating --------------------------------------------------------------------------------
+def read_metadata(path: str | os.PathLike) -> ChunkMetadata:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(path, "file", "missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(path, "json", f"not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise DatasetError(path, "json", "top level must be an object")
+    try:
+        return ChunkMetadata.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "metadata"
+        got = err.get("input")
+        got_s = f" (got {type(got).__name__} {got!r:.60})" if "input" in err and not isinstance(got, dict) else ""
+        raise DatasetError(path, where, f"{err['msg']}{got_s}") from None
+
+
+def read_actions(path: str | os.PathLike) -> ActionChunk:
+    """Reads `actions_raw.parquet`, checking column names, types and values."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise DatasetError(path, "file", "missing") from None
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(path, "parquet", f"unreadable ({exc})") from None
+    names = set(table.column_names)
+    for col in (*BUTTONS, *STICKS):
+        if col not in names:
+            raise DatasetError(path, col, "column missing")
+    columns: dict[str, Any] = {}
+    for b in BUTTONS:
+        t = table.schema.field(b).type
+        if not (pa.types.is_integer(t) or pa.types.is_boolean(t)):
+            raise DatasetError(path, b, f"button column must be integer 0/1, has type {t}")
+        arr = table.column(b).to_numpy(zero_copy_only=False)
+        if table.column(b).null_count or not np.isin(arr, (0, 1)).all():
+            raise DatasetError(path, b, "button values must be 0 or 1")
+        columns[b] = arr.astype(np.uint8)
+    for s in STICKS:
+        col = table.column(s)
+        t = col.type
+        if not (pa.types.is_list(t) or pa.types.is_fixed_size_list(t) or pa.types.is_large_list(t)) or not (
+            pa.types.is_floating(t.value_type) or pa.types.is_integer(t.value_type)
+        ):
+            raise DatasetError(path, s, f"stick column must be a list of two numbers, has type {t}")
+        flat = col.combine_chunks()
+        lengths = flat.value_lengths().to_numpy(zero_copy_only=False) if hasattr(flat, "value_lengths") else None
+        if col.null_count or (lengths is not None and not (lengths == 2).all()):
+            raise DatasetError(path, s, "every row must hold exactly [x, y]")
+        values = flat.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, 2)
+        if not np.all(np.isfinite(values)) or np.any(np.abs(values) > 1.0):
+            raise DatasetError(path, s, "stick values must be finite and within [-1, 1]")
+        columns[s] = values
+    try:
+        return ActionChunk.from_columns(columns)
+    except GamepadError as exc:
+        raise DatasetError(path, "rows", str(exc)) from None

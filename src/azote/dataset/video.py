@@ -1,0 +1,135 @@
+"""Video encode and decode with PyAV: H.264 mp4 written frame by frame, decoded sequentially from a frame index."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+
+
+class VideoError(RuntimeError):
+    """A video that cannot be opened or decoded; names the file."""
+
+
+def rational_fps(fps: float) -> Fraction:
+    """60 -> 60/1, 59.94 -> 60000/1001, 35 -> 35/1: containers need a rational rate."""
+    return Fraction(fps).limit_denominator(1001)
+
+
+class VideoWriter:
+    """Writes RGB frames (H x W x 3 uint8) to an H.264 mp4. Frames of odd size are padded with black to even
+    size (4:2:0 chroma needs it); `padded_size` says what was written. Writes to `<path>.partial` and renames on
+    `close()`, so a killed process never leaves a truncated video under the final name."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, crf: int = 18, preset: str = "veryfast") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(self.path.name + ".partial")
+        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        self._stream = self._container.add_stream("libx264", rate=rational_fps(fps))
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(int(crf)), "preset": preset}
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+
+    @property
+    def padded_size(self) -> tuple[int, int] | None:
+        return self._size
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"{self.path}: frames must be H x W x 3 uint8, got {frame.shape} {frame.dtype}")
+        h, w = frame.shape[:2]
+        if self._size is None:
+            self._size = (h + h % 2, w + w % 2)
+            self._stream.height, self._stream.width = self._size
+        if (h + h % 2, w + w % 2) != self._size:
+            raise ValueError(f"{self.path}: frame size changed from {self._size} to {(h, w)}")
+        if (h, w) != self._size:
+            padded = np.zeros((*self._size, 3), np.uint8)
+            padded[:h, :w] = frame
+            frame = padded
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None  # type: ignore[assignment]
+        if self.frames:
+            os.replace(self._tmp, self.path)
+        else:
+            os.unlink(self._tmp)
+
+    def abort(self) -> None:
+        """Drops what was written (an episode that failed half-way)."""
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # closing a broken container may fail again; the file is deleted anyway
+                pass
+            self._container = None  # type: ignore[assignment]
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """Frame count, rate, size and duration of a video (the frame count is decoded when the header lacks it)."""
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            rate = float(s.average_rate or s.guessed_rate or 0)
+            frames = s.frames
+            if not frames:
+                frames = sum(1 for _ in c.decode(video=0))
+            return {"frames": int(frames), "fps": rate, "height": s.height, "width": s.width,
+                    "duration": frames / rate if rate else 0.0}
+    except (av.error.FFmpegError, IndexError, OSError) as exc:
+        raise VideoError(f"{path}: cannot read video ({exc})") from None
+
+
+def read_frames(path: str | os.PathLike, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+    """Decodes frames start .. start+count-1 (RGB uint8) in order, seeking to the keyframe before `start`.
+
+    Frames are numbered by presentation time at the stream's average rate, which is how our writer and
+    ordinary constant-rate videos number them."""
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{path}: cannot open video ({exc})") from None
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        tb = stream.time_base
+        if start > 0 and rate:
+            container.seek(int(Fraction(start) / Fraction(rate) / tb), stream=stream, backward=True)
+        emitted = 0
+        for frame in container.decode(stream):
+            index = int(round(float(frame.pts * tb * rate))) if frame.pts is not None and rate else None
+            if index is not None and index < start:
+                continue
+            yield frame.to_ndarray(format="rgb24")
+            emitted += 1
+            if count is not None and emitted >= count:
+                return
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path}: decoding failed ({exc})") from None
+    finally:
+        container.close()

@@ -1,0 +1,152 @@
+"""Every PyPI game family behind GamepadEnv: registry, determinism, mapping, info, snapshots."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import azote.envs as envs
+from azote.gamepad import Gamepad
+
+RIGHT = Gamepad.make(["dpad_right"])
+STICK_RIGHT = Gamepad.make(j_left=(1.0, 0.0))
+LEFT = Gamepad.make(j_left=(-1.0, 0.0))
+NOOP = Gamepad.neutral()
+
+
+def scripted(n: int, seed: int = 0) -> list[Gamepad]:
+    rng = np.random.default_rng(seed)
+    return [
+        Gamepad.make([b for b in ("south", "west", "dpad_right", "right_trigger") if rng.random() < 0.3],
+                     j_left=rng.uniform(-1, 1, 2), j_right=rng.uniform(-1, 1, 2))
+        for _ in range(n)
+    ]
+
+
+def run(env, actions, seed=0):
+    frame, info = env.reset(seed=seed)
+    frames, infos = [frame], [info]
+    for a in actions:
+        frame, _, term, trunc, info = env.step(a)
+        frames.append(frame)
+        infos.append(info)
+        if term or trunc:
+            break
+    return frames, infos
+
+
+@pytest.fixture
+def game(request):
+    env = envs.make(request.param)
+    yield env
+    env.close()
+
+
+# Two games of every family; NES and retro share one emulator per process, so each test closes its env.
+TWO_PER_FAMILY = [
+    "atari/Breakout", "atari/Pong", "doom/basic", "doom/freedoom2-MAP01", "nes/SuperMarioBros-1-1",
+    "nes/SuperMarioBros-4-1", "procgen/coinrun", "procgen/maze", "retro/Airstriker-Genesis",
+]
+
+
+def test_registry_lists_every_family_and_gym_make_works():
+    families = {g.family for g in envs.list_games()}
+    assert {"atari", "doom", "nes", "procgen", "retro"} <= families
+    assert len(envs.list_games("atari")) >= 100
+    assert len(envs.list_games("procgen")) == 16
+    assert {"doom/basic", "doom/defend_the_center", "doom/deadly_corridor", "doom/health_gathering",
+            "doom/my_way_home", "doom/deathmatch"} <= {g.id for g in envs.list_games("doom")}
+    env = gym.make("azote/atari/Breakout")
+    frame, _ = env.reset(seed=0)
+    assert frame.shape == (210, 160, 3) and frame.dtype == np.uint8
+    assert env.action_space.contains(NOOP.to_gym())
+    env.step(env.action_space.sample())
+    env.close()
+    with pytest.raises(KeyError, match="unknown game"):
+        envs.make("atari/NoSuchGame")
+
+
+@pytest.mark.parametrize("game", TWO_PER_FAMILY, indirect=True)
+def test_same_seed_and_actions_give_identical_frames(game):
+    actions = scripted(60)
+    a, _ = run(game, actions, seed=3)
+    b, _ = run(game, actions, seed=3)
+    assert len(a) == len(b) > 1
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    h, w = game.game.resolution
+    assert a[-1].shape == (h, w, 3) and a[-1].dtype == np.uint8
+
+
+@pytest.mark.parametrize("game", TWO_PER_FAMILY, indirect=True)
+def test_snapshot_restores_the_exact_future(game):
+    run(game, scripted(30, seed=1), seed=1)
+    state = game.get_state()
+    future = scripted(20, seed=2)
+    a = [game.step(x)[0] for x in future]
+    game.set_state(state)
+    b = [game.step(x)[0] for x in future]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_atari_mapping_moves_the_paddle_and_fires():
+    env = envs.make("atari/Breakout")
+    assert env.map_action(Gamepad.make(["dpad_right", "south"])) == 11  # RIGHTFIRE
+    assert env.map_action(Gamepad.make(["east"], j_left=(-0.9, -0.9))) == 15  # UPLEFTFIRE
+    assert env.map_action(Gamepad.make(j_left=(0.2, 0.1))) == 0  # inside the dead zone
+    _, infos = run(env, [RIGHT] * 30)
+    right = int(infos[-1]["ram"][72])  # Breakout keeps the paddle's x in RAM[72]
+    _, infos = run(env, [LEFT] * 30)
+    assert int(infos[-1]["ram"][72]) < right
+    _, infos = run(env, [Gamepad.make(["south"], j_left=(1, 0))] * 400)
+    assert infos[-1]["lives"] < infos[0]["lives"] or infos[-1]["score"] > 0  # the ball was served and played
+    env.close()
+
+
+def test_doom_moves_turns_and_shoots():
+    env = envs.make("doom/basic")
+    _, infos = run(env, [Gamepad.make(j_left=(0, -1))] * 20)
+    start, end = infos[0], infos[-1]
+    assert np.hypot(end["x"] - start["x"], end["y"] - start["y"]) > 60  # walked forward
+    _, infos = run(env, [Gamepad.make(j_right=(1, 0))] * 10)
+    assert abs(infos[-1]["angle"] - infos[0]["angle"]) > 20
+    _, infos = run(env, [Gamepad.make(["right_trigger"]) if i % 8 < 4 else NOOP for i in range(40)])
+    assert infos[-1]["ammo"] < infos[0]["ammo"]
+    env.close()
+
+
+def test_mario_right_moves_mario_right_and_info_tracks_the_game():
+    env = envs.make("nes/SuperMarioBros-1-1")
+    _, infos = run(env, [Gamepad.make(["west"], j_left=(1, 0))] * 100)
+    assert infos[-1]["x"] > infos[0]["x"] + 100
+    assert infos[0]["world"] == 1 and infos[0]["stage"] == 1 and infos[0]["time"] == 400 - 1
+    assert infos[-1]["time"] < infos[0]["time"]
+    _, infos = run(env, [Gamepad.make(j_left=(-1, 0))] * 60)
+    assert infos[-1]["x"] <= infos[0]["x"]
+    env.close()
+    # one emulator per process: a second one is refused with a clear message until the first closes
+    a = envs.make("nes/SuperMarioBros-4-1")
+    with pytest.raises(RuntimeError, match="one per process"):
+        envs.make("retro/Airstriker-Genesis")
+    frame, info = a.reset()
+    assert info["world"] == 4 and info["stage"] == 1
+    a.close()
+
+
+def test_procgen_levels_follow_the_seed_and_coinrun_moves():
+    env = envs.make("procgen/coinrun")
+    f1, i1 = env.reset(seed=5)
+    f2, _ = env.reset(seed=6)
+    f3, i3 = env.reset(seed=5)
+    assert i1["level"] == 5 and np.array_equal(f1, f3) and not np.array_equal(f1, f2)
+    frames, _ = run(env, [STICK_RIGHT] * 20, seed=5)
+    assert not np.array_equal(frames[0], frames[-1])  # the view scrolls with the agent
+    assert env.map_action(Gamepad.make(["south"], j_left=(1, 0))) == 9  # an action key wins over moving
+    env.close()
+
+
+def test_retro_airstriker_fires_and_moves():
+    env = envs.make("retro/Airstriker-Genesis")
+    frames, infos = run(env, [Gamepad.make(["south"] if (i // 10) % 2 == 0 else [],
+                                           j_left=(0.8 if (i // 60) % 2 else -0.8, 0)) for i in range(400)])
+    assert infos[-1]["score"] > 0  # shots hit something
+    assert {"lives", "score"} <= set(infos[-1])
+    env.close()
