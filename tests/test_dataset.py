@@ -1,0 +1,208 @@
+"""The dataset format: round trip from a real game, the released layout, bad files, crash safety."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import azote.envs as envs
+from azote.agents import RandomAgent
+from azote.dataset import Dataset, DatasetError, EpisodeWriter, read_actions, read_metadata
+from azote.dataset.format import BUTTONS
+from azote.envs.rollout import play_episode
+from azote.gamepad import ActionChunk
+
+
+def record(root: Path, video_id: str, steps: int, chunk_seconds: float = 1.0, seed: int = 0):
+    env = envs.make("atari/Breakout")
+    frames, actions = [], []
+    with EpisodeWriter(root, video_id, env.game.id, env.game.fps, chunk_seconds=chunk_seconds) as w:
+        for step in play_episode(env, RandomAgent(seed=seed), steps, seed=seed):
+            w.add(step.frame, step.action)
+            frames.append(step.frame)
+            actions.append(step.action)
+    env.close()
+    return frames, ActionChunk.stack(actions)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds")
+    frames, actions = record(root, "breakout_a", 150)  # 2.5 one-second chunks at 60 fps
+    return root, frames, actions
+
+
+def test_round_trip_actions_identical_and_frames_decodable(recorded):
+    root, frames, actions = recorded
+    ds = Dataset.open(root, check_video=True)
+    assert not ds.problems
+    assert [len(c) for c in ds.chunks] == [60, 60, 30]
+    back = ActionChunk.concat([c.actions for c in ds.chunks])
+    assert back == actions
+    decoded = [f for c in ds.chunks for f in c.frames()]
+    assert len(decoded) == len(frames)
+    # H.264 at crf 18: small error, and each decoded frame is closest to its own source frame (alignment)
+    errors = [np.abs(d.astype(int) - f).mean() for d, f in zip(decoded, frames)]
+    assert max(errors) < 3.0
+    later = ds.chunks[1]
+    part = list(later.frames(start=10, count=5))
+    assert all(np.abs(p.astype(int) - frames[70 + i]).mean() < 3.0 for i, p in enumerate(part))
+
+
+def test_metadata_has_the_released_fields(recorded):
+    root, _, _ = recorded
+    chunk = Dataset.open(root).chunks[1]
+    raw = json.loads((chunk.directory / "metadata.json").read_text())
+    assert raw["uuid"] == "breakout_a_chunk_0001_actions" and raw["chunk_id"] == "0001"
+    assert raw["chunk_size"] == 60 and raw["game"] == "atari/Breakout"
+    ov = raw["original_video"]
+    assert ov["url"] == "videos/breakout_a.mp4" and ov["resolution"] == [210, 160]
+    assert ov["start_frame"] == 60 and ov["end_frame"] == 120 and ov["start_time"] == 1.0
+    assert chunk.fps == 60.0
+    schema = pq.read_schema(chunk.directory / "actions_raw.parquet")
+    assert schema.names == [*BUTTONS, "j_left", "j_right"]
+    assert all(schema.field(b).type == pa.int32() for b in BUTTONS)
+
+
+def released_chunk(root: Path, video_id: str = "abc123", index: int = 0, rows: int = 120, int_sticks: bool = False):
+    """A chunk in the released layout: YouTube url, no video, sticks possibly stored as integer lists."""
+    d = root / "actions" / "SHARD_0007" / video_id / f"{video_id}_chunk_{index:04d}"
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(index)
+    cols = {b: pa.array(rng.integers(0, 2, rows), pa.int32()) for b in BUTTONS}
+    if int_sticks:
+        sticks = [[int(x), int(y)] for x, y in rng.integers(-1, 2, (rows, 2))]
+        cols["j_left"] = pa.array(sticks, pa.list_(pa.int64()))
+        cols["j_right"] = pa.array(sticks, pa.list_(pa.int64()))
+    else:
+        cols["j_left"] = pa.array(rng.uniform(-1, 1, (rows, 2)).tolist(), pa.list_(pa.float64()))
+        cols["j_right"] = pa.array(rng.uniform(-1, 1, (rows, 2)).tolist(), pa.list_(pa.float64()))
+    pq.write_table(pa.table(cols), d / "actions_raw.parquet")
+    meta = {
+        "uuid": f"{video_id}_chunk_{index:04d}_actions", "chunk_id": f"{index:04d}", "chunk_size": rows,
+        "original_video": {"video_id": video_id, "source": "youtube", "url": f"https://www.youtube.com/watch?v={video_id}",
+                           "resolution": [1080, 1920], "start_time": 12.5 + index * 2.0,
+                           "end_time": 12.5 + index * 2.0 + rows / 60, "duration": rows / 60,
+                           "start_frame": 750, "end_frame": 750 + rows},
+        "game": "Some Game", "controller_type": "xboxone", "bbox_controller_overlay": [1500, 800, 300, 200],
+        "bbox_game_area": {"xtl": 0.0, "ytl": 0.0, "xbr": 1.0, "ybr": 0.9},
+    }
+    (d / "metadata.json").write_text(json.dumps(meta))
+    return d
+
+
+def test_released_label_shards_load_without_video(tmp_path):
+    released_chunk(tmp_path, index=0)
+    released_chunk(tmp_path, index=1, int_sticks=True)
+    ds = Dataset.open(tmp_path)
+    assert not ds.problems and not ds.chunks and len(ds.missing_video) == 2
+    c = ds.missing_video[0]
+    assert c.fps == 60.0 and c.metadata.controller_type == "xboxone" and len(c.actions) == 120
+    assert c.metadata.bbox_game_area.ybr == 0.9
+
+
+def test_released_labels_align_to_a_local_source_video(tmp_path):
+    from azote.dataset import VideoWriter
+
+    released_chunk(tmp_path / "labels", video_id="vid1", rows=60)  # starts at 12.5 s of the source
+    src = tmp_path / "videos"
+    with VideoWriter(src / "vid1.mp4", 30) as w:  # a 30 fps source: each frame shows for two label rows
+        for i in range(450):
+            w.write(np.full((64, 64, 3), (i % 64) * 4, np.uint8))  # the frame number, coarse enough for H.264
+    ds = Dataset.open(tmp_path / "labels", video_dir=src, check_video=True)
+    assert not ds.problems and len(ds.chunks) == 1
+    chunk = ds.chunks[0]
+    assert chunk.video_frame_index([0, 1, 2, 59]).tolist() == [375, 375, 376, 404]
+    got = [int((f.mean() / 4).round()) for f in chunk.frames(0, 4)]
+    assert got == [375 % 64, 375 % 64, 376 % 64, 376 % 64]
+
+
+def copy_dataset(src: Path, dst: Path, extra: int = 2) -> Path:
+    shutil.copytree(src, dst)
+    for i in range(extra):
+        record(dst, f"breakout_extra{i}", 70, seed=i + 1)
+    return dst
+
+
+def chunk_dirs(root: Path, video_id: str) -> list[Path]:
+    return sorted((root / "actions" / "SHARD_0000" / video_id).iterdir())
+
+
+@pytest.mark.parametrize("fault", ["truncated_parquet", "wrong_column_type", "missing_video", "metadata_type"])
+def test_a_bad_file_is_named_and_the_rest_loads(recorded, tmp_path, fault):
+    root = copy_dataset(recorded[0], tmp_path / "ds")
+    good = len(Dataset.open(root).chunks)
+    target = chunk_dirs(root, "breakout_extra0")[0]
+    if fault == "truncated_parquet":
+        p = target / "actions_raw.parquet"
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+        bad, field = p, "parquet"
+    elif fault == "wrong_column_type":
+        p = target / "actions_raw.parquet"
+        t = pq.read_table(p)
+        t = t.set_column(t.column_names.index("south"), "south", pa.array(["x"] * t.num_rows))
+        pq.write_table(t, p)
+        bad, field = p, "south"
+    elif fault == "missing_video":
+        (root / "videos" / "breakout_extra0.mp4").unlink()
+        bad, field = target / "metadata.json", "original_video.url"
+    else:
+        p = target / "metadata.json"
+        meta = json.loads(p.read_text())
+        meta["chunk_size"] = "sixty"
+        p.write_text(json.dumps(meta))
+        bad, field = p, "chunk_size"
+    ds = Dataset.open(root)
+    assert len(ds.problems) >= 1
+    err = ds.problems[0]
+    assert isinstance(err, DatasetError) and err.path == str(bad) and err.field == field
+    assert str(bad) in str(err)
+    expected_lost = 2 if fault == "missing_video" else 1  # a missing video takes both of its chunks
+    assert len(ds.chunks) == good - expected_lost
+
+
+def test_readers_reject_out_of_range_values(tmp_path):
+    d = released_chunk(tmp_path)
+    t = pq.read_table(d / "actions_raw.parquet")
+    t = t.set_column(t.column_names.index("j_left"), "j_left", pa.array([[2.0, 0.0]] * t.num_rows))
+    pq.write_table(t, d / "actions_raw.parquet")
+    with pytest.raises(DatasetError, match=r"j_left: .*\[-1, 1\]"):
+        read_actions(d / "actions_raw.parquet")
+    (d / "metadata.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        read_metadata(d / "metadata.json")
+
+
+def test_killed_recording_leaves_no_partial_chunk_and_rerun_resumes(tmp_path):
+    out = tmp_path / "rec"
+    cmd = [sys.executable, "-m", "azote.cli.main", "record", "--game", "atari/Pong", "--episodes", "3",
+           "--max-steps", "1200", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        first = out / "actions" / "SHARD_0000" / "atari-Pong_random_seed0"
+        while not first.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert first.exists(), "the first episode never finished"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    ds = Dataset.open(out, check_video=True)
+    assert not ds.problems  # whatever finished is whole; nothing half-written is visible
+    finished = {c.video_id for c in ds.chunks}
+    assert "atari-Pong_random_seed0" in finished and len(finished) < 3
+    mtime = (first / "atari-Pong_random_seed0_chunk_0000" / "metadata.json").stat().st_mtime
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    ds = Dataset.open(out, check_video=True)
+    assert not ds.problems and len({c.video_id for c in ds.chunks}) == 3
+    assert (first / "atari-Pong_random_seed0_chunk_0000" / "metadata.json").stat().st_mtime == mtime  # not redone
+    assert not list(out.rglob("*.partial")) and not list(out.rglob(".*staging"))
