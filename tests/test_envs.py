@@ -108,6 +108,8 @@ def test_doom_moves_turns_and_shoots():
     assert np.hypot(end["x"] - start["x"], end["y"] - start["y"]) > 60  # walked forward
     _, infos = run(env, [Gamepad.make(j_right=(1, 0))] * 10)
     assert abs(infos[-1]["angle"] - infos[0]["angle"]) > 20
+    back, left = env.map_action(Gamepad.make(["dpad_down"])), env.map_action(Gamepad.make(["dpad_left"]))
+    assert back[0] == -25.0 and left[2] == -3.0  # d-pad back walks backwards, d-pad left turns left
     _, infos = run(env, [Gamepad.make(["right_trigger"]) if i % 8 < 4 else NOOP for i in range(40)])
     assert infos[-1]["ammo"] < infos[0]["ammo"]
     env.close()

@@ -38,23 +38,21 @@ class ButtonMapper:
             raise ValueError(f"no gamepad mapping for console {console!r}; known: {sorted(CONSOLE_BUTTONS)}")
         self.size = len(core_buttons)
         index = {name: i for i, name in enumerate(core_buttons) if name}
-        self._presses = [
-            (index[core], np.array([BUTTON_INDEX[b] for b in pads]))
-            for core, pads in CONSOLE_BUTTONS[console].items()
-            if core in index
-        ]
-        self._dir = {d: index.get(d) for d in _DIRECTIONS}
+        # wiring[core, pad] = 1 when the gamepad button presses that core button
+        self._wiring = np.zeros((self.size, len(BUTTON_INDEX)), np.uint8)
+        for core, pads in CONSOLE_BUTTONS[console].items():
+            if core in index:
+                self._wiring[index[core], [BUTTON_INDEX[b] for b in pads]] = 1
+        self._dir = [index.get(d) for d in _DIRECTIONS]
         self.table = [(core, ", ".join(pads)) for core, pads in CONSOLE_BUTTONS[console].items() if core in index]
 
     def __call__(self, action: Gamepad) -> np.ndarray:
-        mask = np.zeros(self.size, np.uint8)
-        for core, pads in self._presses:
-            if action.buttons[pads].any():
-                mask[core] = 1
+        mask = (self._wiring @ action.buttons > 0).astype(np.uint8)
         dx, dy = direction(action)
-        for name, on in (("LEFT", dx < 0), ("RIGHT", dx > 0), ("UP", dy < 0), ("DOWN", dy > 0)):
-            if on and self._dir[name] is not None:
-                mask[self._dir[name]] = 1
+        up, down, left, right = self._dir
+        for slot, on in ((left, dx < 0), (right, dx > 0), (up, dy < 0), (down, dy > 0)):
+            if on and slot is not None:
+                mask[slot] = 1
         return mask
 
 

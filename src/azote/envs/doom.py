@@ -163,9 +163,8 @@ class DoomEnv(GamepadEnv):
         lx, ly = _radial(action.j_left)
         rx, ry = _radial(action.j_right)
         run = 2.0 if (b[_B["left_trigger"]] or b[_B["left_thumb"]]) else 1.0
-        forward = -ly + (b[_B["dpad_up"]] - b[_B["dpad_down"]])
-        forward = max(-1.0, min(1.0, forward))
-        turn = rx * TURN + (b[_B["dpad_right"]] - b[_B["dpad_left"]]) * KEY_TURN
+        forward = max(-1.0, min(1.0, -ly + int(b[_B["dpad_up"]]) - int(b[_B["dpad_down"]])))
+        turn = rx * TURN + (int(b[_B["dpad_right"]]) - int(b[_B["dpad_left"]])) * KEY_TURN
         return [
             forward * WALK * run,
             lx * WALK * run,

@@ -59,7 +59,11 @@ def rom_path() -> str:
 
 
 def _digits(ram: np.ndarray, where: slice) -> int:
-    return int("".join(str(int(d) % 10) for d in ram[where]))
+    """A number the game keeps as one decimal digit per byte, most significant first."""
+    value = 0
+    for d in ram[where].tolist():
+        value = value * 10 + d % 10
+    return value
 
 
 class MarioEnv(GamepadEnv):
@@ -149,7 +153,7 @@ class MarioEnv(GamepadEnv):
             "flag_get": bool(r[FLOAT_STATE] == _FLAGPOLE or r[GAME_MODE] == 2),
             "life_lost": bool(r[PLAYER_STATE] in (_DYING, _DEAD) or r[Y_VIEWPORT] > 1),
             "game_over": bool(r[GAME_MODE] == 3 or (r[LIVES] == 0xFF)),
-            "enemies": [[int(t), int(s), int(a)] for t, s, a in zip(r[ENEMY_TYPE], r[ENEMY_STATE], r[ENEMY_ACTIVE])],
+            "enemies": np.stack([r[ENEMY_TYPE], r[ENEMY_STATE], r[ENEMY_ACTIVE]], axis=1),  # [slot, (type, state, on)]
         }
 
     def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:

@@ -62,6 +62,7 @@ class ProcgenEnv(GamepadEnv):
         self._name, self._mode, self._hires = env_name, distribution_mode, render_size == "hires"
         self._level = 0
         self._env: Any = None
+        self._at_start = False  # the engine sits on the first frame of an episode (it restarts by itself)
 
     def _build(self, level: int) -> None:
         with warnings.catch_warnings():
@@ -82,26 +83,27 @@ class ProcgenEnv(GamepadEnv):
 
     def _observe(self) -> tuple[np.ndarray, float, bool, dict]:
         reward, obs, first = self._env.observe()
-        info = self._env.get_info()[0]
+        first = bool(first[0])
+        # get_info costs as much as a game step; it is only needed for the hires frame or at an episode's end.
+        info = self._env.get_info()[0] if (first or self._hires) else None
         frame = info["rgb"] if self._hires else obs["rgb"][0]
-        extra = {"level": int(info["level_seed"]), "level_complete": bool(info["prev_level_complete"])}
-        return np.array(frame, copy=True), float(reward[0]), bool(first[0]), extra
+        extra = {"level": self._level, "level_complete": bool(info["prev_level_complete"]) if first else False}
+        return np.array(frame, copy=True), float(reward[0]), first, extra
 
     def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
-        level = options.get("level", seed if seed is not None else self._level)
-        self._build(level)
+        level = int(options.get("level", seed if seed is not None else self._level))
+        if not (self._at_start and level == self._level):
+            self._build(level)
+        self._at_start = False
         frame, _, _, info = self._observe()
-        info["level_complete"] = False
+        info["level_complete"] = False  # a fresh env reports itself as just started
         return frame, info
 
     def _step_game(self, action: Gamepad) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._env.act(np.array([self.map_action(action)]))
-        frame, reward, first, info = self._observe()
         # Procgen restarts by itself: `first` marks the frame after an episode ended.
-        if first:
-            info["level"] = self._level
-        else:
-            info["level_complete"] = False
+        frame, reward, first, info = self._observe()
+        self._at_start = first
         return frame, reward, first, False, info
 
     def get_state(self) -> bytes:
@@ -113,6 +115,7 @@ class ProcgenEnv(GamepadEnv):
         if self._env is None or level != self._level:
             self._build(level)
         self._env.callmethod("set_state", [raw])
+        self._at_start = False
         return self._frame
 
     def close(self) -> None:

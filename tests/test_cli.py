@@ -1,0 +1,54 @@
+"""The command-line interface of the foundation: games, record, data validate, play."""
+
+import json
+
+from typer.testing import CliRunner
+
+from azote.cli.main import app
+from azote.dataset import Dataset, probe
+
+runner = CliRunner()
+
+
+def test_games_lists_every_family_as_json():
+    result = runner.invoke(app, ["games", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["atari/Breakout"]["resolution"] == [210, 160] and by_id["atari/Breakout"]["fps"] == 60.0
+    assert by_id["doom/basic"]["fps"] == 35.0 and by_id["doom/basic"]["view"] == "3d"
+    assert {"family", "resolution", "fps", "gym_id"} <= set(by_id["nes/SuperMarioBros-1-1"])
+    assert {r["family"] for r in rows} >= {"atari", "doom", "nes", "procgen", "retro"}
+
+
+def test_record_then_validate(tmp_path):
+    out = tmp_path / "ds"
+    result = runner.invoke(app, ["record", "--game", "procgen/coinrun", "--policy", "random", "--episodes", "2",
+                                 "--max-steps", "40", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ds = Dataset.open(out, check_video=True)
+    assert len({c.video_id for c in ds.chunks}) == 2 and not ds.problems
+    assert json.loads((out / "record.json").read_text())["episodes"][0]["steps"] <= 40
+    ok = runner.invoke(app, ["data", "validate", str(out)])
+    assert ok.exit_code == 0 and "good chunks" in ok.output
+    bad_meta = next(out.rglob("metadata.json"))
+    bad_meta.write_text("{}")
+    bad = runner.invoke(app, ["data", "validate", str(out)])
+    assert bad.exit_code == 1 and str(bad_meta) in bad.output
+
+
+def test_unknown_game_and_policy_fail_clearly(tmp_path):
+    result = runner.invoke(app, ["record", "--game", "atari/Nope", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown game" in result.output
+    result = runner.invoke(app, ["play", "--game", "atari/Pong", "--policy", "no/such/dir", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "policy" in result.output
+
+
+def test_play_writes_clean_and_debug_videos(tmp_path):
+    result = runner.invoke(app, ["play", "--game", "atari/Pong", "--steps", "50", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    clean, debug = probe(tmp_path / "clean.mp4"), probe(tmp_path / "debug.mp4")
+    assert clean["frames"] == debug["frames"] == 50
+    assert (clean["height"], clean["width"]) == (210, 160) and debug["width"] > clean["width"]
+    lines = (tmp_path / "actions.jsonl").read_text().splitlines()
+    assert len(lines) == 50 and "j_left" in json.loads(lines[0])
