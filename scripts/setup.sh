@@ -22,6 +22,6 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install -c constraints.txt -e ".[dev]"
 # Their declared pins predate numpy 2; they run fine without them (see pyproject.toml).
-"${PIP[@]}" install -c constraints.txt --no-deps procgen-mirror gym3 gym-super-mario-bros
+"${PIP[@]}" install -c constraints.txt --no-deps procgen-mirror gym3 gym gym-notices gym-super-mario-bros
 "$VENV/bin/python" -c "import azote.envs, azote.dataset; print('azote installed:', len(azote.envs.list_games()), 'games')"
 touch "$VENV/.installed"

@@ -18,7 +18,9 @@ the 64x64 agent view.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import warnings
 from typing import Any
 
@@ -65,8 +67,8 @@ class ProcgenEnv(GamepadEnv):
         self._at_start = False  # the engine sits on the first frame of an episode (it restarts by itself)
 
     def _build(self, level: int) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # procgen imports the retired gym package, which warns loudly
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")  # procgen imports the retired gym package, which prints a notice
             from procgen import ProcgenGym3Env
 
         kwargs = {"render_mode": "rgb_array"} if self._hires else {}
