@@ -1,0 +1,54 @@
+"""The NitroGen policy: SigLIP vision tower + VL self-attention + flow-matching DiT -> a chunk of gamepad actions.
+
+Public API
+----------
+Configuration
+    `PolicyConfig`, `VisionConfig` (validated; saved as `config.json`), `PRESETS` / `get_preset(name)` with
+    `nitrogen-500m` (the released architecture), `small` and `tiny` (CPU-sized), `ConfigError`.
+Model
+    `build_model(config_or_preset, device="cpu")` -> `NitroGenModel`; `device="meta"` costs no memory.
+    `NitroGenModel.compute_loss(batch)`: the flow-matching training loss (see its docstring for the batch keys).
+    `NitroGenModel.sample(pixel_values, ...)`: Euler-sampled chunks [B, H, 25]; `cached=False` is the
+    straightforward path (VL stack and cross-attention K/V recomputed at every step, as the released code does).
+    `NitroGenModel.encode_observation(pixel_values)` -> `ObservationCache` and `velocity(x, buckets, cache=...)`
+    for custom samplers. `parameter_groups()` / `set_trainable(vision_tower=False, ...)` over `PARAMETER_GROUPS`
+    (vision_tower, vl_stack, dit, action_encoder, action_decoder). `load_vision_tower(dir)` loads local SigLIP
+    weights.
+Checkpoints
+    `NitroGenModel.save_pretrained(dir)` / `NitroGenModel.from_pretrained(dir)` (`config.json` +
+    `model.safetensors`, atomic writes, strict loading), `CheckpointError`.
+    `convert_ng_checkpoint(ng_pt, out_dir, vision=None)`: the released `ng.pt` -> our directory, read without
+    executing anything from the file (`UnsafeCheckpointError` when the pickle asks for more than data).
+Acting
+    `Policy(model)` / `Policy.from_pretrained(dir)`: `act(frame) -> ActionChunk`, `act_batch(frames)`,
+    `predict(frames) -> np.ndarray [B, H, 25]`; `preprocess_frames(frames, image_size)` is its image pipeline.
+"""
+
+from azote.policy.checkpoint import CheckpointError, from_pretrained, save_pretrained
+from azote.policy.config import PRESETS, ConfigError, PolicyConfig, VisionConfig, get_preset
+from azote.policy.model import PARAMETER_GROUPS, NitroGenModel, ObservationCache, ShapeError, build_model
+from azote.policy.ng_import import UnsafeCheckpointError, convert_ng_checkpoint
+from azote.policy.policy import Policy
+from azote.policy.preprocess import preprocess_frames
+from azote.policy.sampling import sample_actions
+
+__all__ = [
+    "PARAMETER_GROUPS",
+    "PRESETS",
+    "CheckpointError",
+    "ConfigError",
+    "NitroGenModel",
+    "ObservationCache",
+    "Policy",
+    "PolicyConfig",
+    "ShapeError",
+    "UnsafeCheckpointError",
+    "VisionConfig",
+    "build_model",
+    "convert_ng_checkpoint",
+    "from_pretrained",
+    "get_preset",
+    "preprocess_frames",
+    "sample_actions",
+    "save_pretrained",
+]

@@ -1,0 +1,293 @@
+"""The NitroGen policy network: SigLIP tower -> VL self-attention -> flow-matching DiT over an action chunk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from azote.policy.config import PolicyConfig, VisionConfig
+from azote.policy.modules import KV, DiT, ActionDecoder, ActionEncoder, VLSelfAttention
+
+# Parameter groups by name prefix, for freezing parts of the model during training.
+PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
+    "vision_tower": ("vision_encoder.",),
+    "vl_stack": ("vl_self_attention_model.", "game_embedding."),
+    "dit": ("model.",),
+    "action_encoder": ("action_encoder.", "position_embedding."),
+    "action_decoder": ("action_decoder.",),
+}
+
+
+class ShapeError(ValueError):
+    """An input tensor with the wrong shape or dtype for this model's configuration."""
+
+
+@dataclass
+class ObservationCache:
+    """What the denoising steps reuse for a batch of observations: VL tokens and every cross-attention's K/V."""
+
+    vl_tokens: Tensor  # [B, N, vision width]
+    cross_kv: list[KV | None]  # per DiT block: ([B, heads, N, head_dim] keys, values), None for self-attention
+
+    @property
+    def batch_size(self) -> int:
+        return self.vl_tokens.shape[0]
+
+
+def _build_vision_tower(vision: VisionConfig) -> nn.Module:
+    from transformers import SiglipVisionModel
+
+    return SiglipVisionModel(vision.to_transformers())
+
+
+class NitroGenModel(nn.Module):
+    """The policy network. Submodule names (and so `state_dict()` names) are those of the released checkpoint.
+
+    Inputs: `pixel_values [B, F, 3, S, S]` (or `[B, 3, S, S]` for one frame) normalised to [-1, 1]; noisy actions
+    `[B, H, action_dim]`; integer timestep buckets `[B]` in `[0, num_timestep_buckets)`.
+    """
+
+    def __init__(self, config: PolicyConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        width = c.vision.hidden_size
+        # Registration order follows the released state dict.
+        self.vision_encoder = _build_vision_tower(c.vision)
+        self.model = DiT(c.hidden_size, c.dit_heads, c.dit_layers, width, c.interleave_self_attention, c.dropout, c.norm_eps)
+        self.vl_self_attention_model = VLSelfAttention(width, c.vl_heads, c.vl_layers, c.dropout, c.norm_eps)
+        self.action_encoder = ActionEncoder(c.action_dim, c.hidden_size)
+        self.action_decoder = ActionDecoder(c.hidden_size, c.action_dim)
+        self.position_embedding = nn.Embedding(c.max_seq_len, c.hidden_size) if c.add_pos_embed else None
+        # Row 0 is "no game": used for unknown games and for the unconditional half of classifier-free guidance.
+        self.game_embedding = nn.Embedding(c.num_games + 1, width) if c.num_games else None
+        if self.position_embedding is not None:
+            nn.init.normal_(self.position_embedding.weight, std=0.02)
+        if self.game_embedding is not None:
+            nn.init.normal_(self.game_embedding.weight, std=0.02)
+
+    # ---------------------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.action_encoder.W1.W.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.action_encoder.W1.W.dtype
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        """Named parameters by group (`PARAMETER_GROUPS`); every parameter is in exactly one group."""
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {g: [] for g in PARAMETER_GROUPS}
+        for name, p in self.named_parameters():
+            group = next(g for g, prefixes in PARAMETER_GROUPS.items() if name.startswith(prefixes))
+            groups[group].append((name, p))
+        return groups
+
+    def set_trainable(self, **groups: bool) -> None:
+        """`set_trainable(vision_tower=False)` freezes the tower; groups not named keep their state."""
+        unknown = set(groups) - set(PARAMETER_GROUPS)
+        if unknown:
+            raise ValueError(f"unknown parameter groups {sorted(unknown)}; groups are {', '.join(PARAMETER_GROUPS)}")
+        named = self.parameter_groups()
+        for group, trainable in groups.items():
+            for _, p in named[group]:
+                p.requires_grad_(trainable)
+
+    def load_vision_tower(self, pretrained_dir: str | Path) -> None:
+        """Loads SigLIP weights from a local transformers directory (SiglipModel or SiglipVisionModel)."""
+        from transformers import SiglipVisionModel
+
+        path = Path(pretrained_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path}: no such vision tower directory")
+        loaded = SiglipVisionModel.from_pretrained(str(path), local_files_only=True)
+        found = VisionConfig.from_transformers_dict(loaded.config.to_dict(), str(path / "config.json"))
+        ours = self.config.vision
+        if found.model_copy(update={"use_head": ours.use_head}) != ours:
+            raise ValueError(f"{path}: vision tower {found} does not match the policy's vision config {ours}")
+        state = {k: v for k, v in loaded.state_dict().items() if ours.use_head or not k.startswith("head.")}
+        self.vision_encoder.load_state_dict(state, strict=True)
+
+    def save_pretrained(self, out_dir: str | Path) -> Path:
+        """Writes `config.json` + `model.safetensors` atomically (see `azote.policy.checkpoint`)."""
+        from azote.policy.checkpoint import save_pretrained
+
+        return save_pretrained(self, out_dir)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+    ) -> "NitroGenModel":
+        """Loads a checkpoint directory strictly, in eval mode."""
+        from azote.policy.checkpoint import from_pretrained
+
+        return from_pretrained(path, device=device, dtype=dtype)
+
+    # ---------------------------------------------------------------------------------------------------------
+    def _pixels(self, pixel_values: Tensor) -> Tensor:
+        """Validates and flattens pixels to [B * F, 3, S, S]."""
+        c = self.config
+        if pixel_values.ndim == 4 and c.num_frames == 1:
+            pixel_values = pixel_values[:, None]
+        s = c.vision.image_size
+        if pixel_values.ndim != 5 or tuple(pixel_values.shape[1:]) != (c.num_frames, c.vision.num_channels, s, s):
+            raise ShapeError(
+                f"pixel_values: expected [B, {c.num_frames}, {c.vision.num_channels}, {s}, {s}] (normalised to [-1, 1]), "
+                f"got {tuple(pixel_values.shape)}; use azote.policy.preprocess_frames for raw frames"
+            )
+        if not pixel_values.is_floating_point():
+            raise ShapeError(f"pixel_values: expected floating point values in [-1, 1], got {pixel_values.dtype}")
+        return pixel_values.flatten(0, 1)
+
+    def _game_ids(self, game_ids: Tensor | None, batch: int) -> Tensor | None:
+        if self.game_embedding is None and game_ids is None:
+            return None
+        if game_ids is None:
+            # A game-conditioned model always sees a game token; "no game" is id 0.
+            return torch.zeros(batch, dtype=torch.long, device=self.device)
+        if self.game_embedding is None:
+            raise ValueError("game_ids given but this policy has no game token (config.num_games is 0)")
+        game_ids = torch.as_tensor(game_ids, device=self.device).long().reshape(-1)
+        if game_ids.shape[0] != batch:
+            raise ShapeError(f"game_ids: expected {batch} ids, got {game_ids.shape[0]}")
+        if game_ids.min() < 0 or game_ids.max() > self.config.num_games:
+            raise ValueError(f"game_ids must lie in [0, {self.config.num_games}] (0 = no game), got {game_ids.tolist()}")
+        return game_ids
+
+    def image_tokens(self, pixel_values: Tensor) -> Tensor:
+        """The tower's `last_hidden_state` (post-LayerNorm), frames concatenated: [B, F * patches, width]."""
+        batch = pixel_values.shape[0]
+        flat = self._pixels(pixel_values)
+        tower = self.vision_encoder
+        # The tower's own forward also runs the pooling head, which the policy never uses.
+        hidden = tower.embeddings(flat.to(tower.embeddings.patch_embedding.weight.dtype))
+        hidden = tower.encoder(inputs_embeds=hidden).last_hidden_state
+        hidden = tower.post_layernorm(hidden)
+        return hidden.reshape(batch, -1, hidden.shape[-1])
+
+    def vl_tokens(self, image_tokens: Tensor, game_ids: Tensor | None = None) -> Tensor:
+        """VL self-attention over the image tokens (and the game token when given): the DiT's context."""
+        game_ids = self._game_ids(game_ids, image_tokens.shape[0])
+        if game_ids is not None and self.game_embedding is not None:
+            image_tokens = torch.cat([image_tokens, self.game_embedding(game_ids)[:, None]], dim=1)
+        return self.vl_self_attention_model(image_tokens)
+
+    def encode_observation(self, pixel_values: Tensor, game_ids: Tensor | None = None) -> ObservationCache:
+        """Everything the denoising steps need from an observation, computed once."""
+        vl = self.vl_tokens(self.image_tokens(pixel_values), game_ids)
+        return ObservationCache(vl, self.model.context_kv(vl))
+
+    def _check_actions(self, x: Tensor, buckets: Tensor) -> None:
+        c = self.config
+        if x.ndim != 3 or tuple(x.shape[1:]) != (c.action_horizon, c.action_dim):
+            raise ShapeError(f"actions: expected [B, {c.action_horizon}, {c.action_dim}], got {tuple(x.shape)}")
+        if buckets.shape != (x.shape[0],):
+            raise ShapeError(f"timestep buckets: expected [{x.shape[0]}], got {tuple(buckets.shape)}")
+
+    def velocity(
+        self, x_t: Tensor, buckets: Tensor, vl_tokens: Tensor | None = None, cache: ObservationCache | None = None
+    ) -> Tensor:
+        """The predicted velocity [B, H, A] for noisy actions given VL tokens, or a cache of their K/V."""
+        self._check_actions(x_t, buckets)
+        h = self.action_encoder(x_t, buckets)
+        if self.position_embedding is not None:
+            h = h + self.position_embedding.weight[: h.shape[1]][None]
+        if cache is not None:
+            h = self.model(h, buckets, kv=cache.cross_kv)
+        else:
+            h = self.model(h, buckets, context=vl_tokens)
+        return self.action_decoder(h)
+
+    def forward(self, pixel_values: Tensor, x_t: Tensor, buckets: Tensor, game_ids: Tensor | None = None) -> Tensor:
+        """The straightforward velocity: vision tower, VL stack and DiT, nothing reused."""
+        return self.velocity(x_t, buckets, vl_tokens=self.vl_tokens(self.image_tokens(pixel_values), game_ids))
+
+    # ---------------------------------------------------------------------------------------------------------
+    def sample_time(self, batch: int) -> Tensor:
+        """Training times `t = (1 - Beta(alpha, beta)) * s` (the default torch RNG: seed with torch.manual_seed)."""
+        c = self.config
+        beta = torch.distributions.Beta(torch.tensor(c.noise_beta_alpha), torch.tensor(c.noise_beta_beta))
+        return ((1.0 - beta.sample((batch,))) * c.noise_s).to(device=self.device, dtype=torch.float32)
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> Tensor:
+        """Flow-matching loss of a training batch (a scalar).
+
+        Keys: `pixel_values` [B, F, 3, S, S] (float in [-1, 1], or uint8 0..255 which is normalised here);
+        `actions` [B, H, A] in the model's action space; optional `action_mask` [B, H, A] or [B, H] (1 = valid);
+        optional `game_ids` [B] (0 = no game; dropped to 0 with probability `game_dropout` while training);
+        optional `noise` [B, H, A] and `t` [B] to fix the random draws.
+        Noisy actions `x_t = (1 - t) * noise + t * actions`, target `actions - noise`, bucket `floor(t * buckets)`
+        in float32, loss = masked mean squared error.
+        """
+        c = self.config
+        pixels = torch.as_tensor(batch["pixel_values"], device=self.device)
+        if pixels.dtype == torch.uint8:
+            pixels = (pixels.float() / 255.0 - 0.5) / 0.5
+        actions = torch.as_tensor(batch["actions"], device=self.device, dtype=torch.float32)
+        b = actions.shape[0]
+        if actions.ndim != 3 or tuple(actions.shape[1:]) != (c.action_horizon, c.action_dim):
+            raise ShapeError(f"actions: expected [B, {c.action_horizon}, {c.action_dim}], got {tuple(actions.shape)}")
+        noise = batch.get("noise")
+        noise = torch.randn_like(actions) if noise is None else torch.as_tensor(noise, device=self.device).float()
+        t = batch.get("t")
+        t = self.sample_time(b) if t is None else torch.as_tensor(t, device=self.device, dtype=torch.float32)
+        if noise.shape != actions.shape or t.shape != (b,):
+            raise ShapeError(f"noise must be {tuple(actions.shape)} and t [{b}], got {tuple(noise.shape)}, {tuple(t.shape)}")
+        game_ids = batch.get("game_ids")
+        if game_ids is not None and self.training and c.game_dropout > 0:
+            game_ids = torch.as_tensor(game_ids, device=self.device).long()
+            keep = torch.rand(b, device=self.device) >= c.game_dropout
+            game_ids = torch.where(keep, game_ids, torch.zeros_like(game_ids))
+
+        tt = t[:, None, None]
+        x_t = (1 - tt) * noise + tt * actions
+        buckets = torch.floor(t * c.num_timestep_buckets).long()
+        pred = self(pixels, x_t.to(self.dtype), buckets, game_ids).float()
+        err = (pred - (actions - noise)) ** 2
+
+        mask = batch.get("action_mask")
+        if mask is None:
+            return err.mean()
+        mask = torch.as_tensor(mask, device=self.device).float()
+        if mask.shape == actions.shape[:2]:
+            mask = mask[..., None].expand_as(err)
+        if mask.shape != err.shape:
+            raise ShapeError(f"action_mask: expected {tuple(actions.shape)} or {tuple(actions.shape[:2])}, got {tuple(mask.shape)}")
+        return (err * mask).sum() / mask.sum().clamp_min(1.0)
+
+    # ---------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(
+        self,
+        pixel_values: Tensor,
+        *,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        num_steps: int | None = None,
+        game_ids: Tensor | None = None,
+        guidance_scale: float = 1.0,
+        cached: bool = True,
+    ) -> Tensor:
+        """Euler-samples action chunks [B, H, A] (model space, float32). See `azote.policy.sampling`."""
+        from azote.policy.sampling import sample_actions
+
+        return sample_actions(
+            self, pixel_values, noise=noise, generator=generator, num_steps=num_steps, game_ids=game_ids,
+            guidance_scale=guidance_scale, cached=cached,
+        )
+
+
+def build_model(config: PolicyConfig | str, device: torch.device | str = "cpu") -> NitroGenModel:
+    """A freshly initialised model from a config or a preset name. `device="meta"` builds it without memory."""
+    from azote.policy.config import get_preset
+
+    cfg = get_preset(config) if isinstance(config, str) else config
+    with torch.device(device):
+        return NitroGenModel(cfg)

@@ -1,0 +1,231 @@
+"""Building blocks of the policy, named so that `state_dict()` matches the released checkpoint.
+
+Every attention here is multi-head scaled dot-product attention with scale 1/sqrt(head_dim). Cross-attention
+keys and values can be computed once (`Attention.project_kv`) and passed back in, which is what the cached
+sampler does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+KV = tuple[Tensor, Tensor]
+
+
+def dit_timestep_features(buckets: Tensor, dim: int = 256, max_period: float = 10000.0) -> Tensor:
+    """[B] integer buckets -> [B, dim] features: frequencies exp(-ln(P) * i / (dim/2 - 1)), laid out [cos, sin]."""
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=buckets.device) / (half - 1)
+    args = buckets[:, None].float() * torch.exp(exponent)[None, :]
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def action_timestep_features(buckets: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
+    """[B, H] buckets -> [B, H, dim]: frequencies exp(-ln(P) * i / (dim/2)), laid out [sin, cos]."""
+    half = dim // 2
+    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=buckets.device) / half
+    args = buckets[..., None].float() * torch.exp(exponent)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with biased q/k/v/out projections (`to_q`, `to_k`, `to_v`, `to_out.0`)."""
+
+    def __init__(self, query_dim: int, heads: int, head_dim: int, context_dim: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        inner = heads * head_dim
+        self.heads = heads
+        self.head_dim = head_dim
+        self.to_q = nn.Linear(query_dim, inner)
+        self.to_k = nn.Linear(context_dim or query_dim, inner)
+        self.to_v = nn.Linear(context_dim or query_dim, inner)
+        # Index 1 is the dropout applied to the attention output (the released layout keeps `to_out.0` as the linear).
+        self.to_out = nn.ModuleList([nn.Linear(inner, query_dim), nn.Dropout(dropout)])
+
+    def _split(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
+
+    def project_kv(self, context: Tensor) -> KV:
+        """Keys and values of a context [B, N, C], split into heads: two [B, heads, N, head_dim]."""
+        return self._split(self.to_k(context)), self._split(self.to_v(context))
+
+    def forward(self, x: Tensor, context: Tensor | None = None, kv: KV | None = None) -> Tensor:
+        q = self._split(self.to_q(x))
+        k, v = kv if kv is not None else self.project_kv(x if context is None else context)
+        out = F.scaled_dot_product_attention(q, k, v)
+        b, _, n, _ = out.shape
+        out = out.transpose(1, 2).reshape(b, n, self.heads * self.head_dim)
+        return self.to_out[1](self.to_out[0](out))
+
+
+class GELUProj(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__()
+        self.proj = nn.Linear(dim_in, dim_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(self.proj(x), approximate="tanh")
+
+
+class FeedForward(nn.Module):
+    """`net.0.proj` D->4D, tanh GELU, dropout, `net.2` 4D->D, dropout."""
+
+    def __init__(self, dim: int, dropout: float, mult: int = 4):
+        super().__init__()
+        self.net = nn.ModuleList([GELUProj(dim, dim * mult), nn.Dropout(dropout), nn.Linear(dim * mult, dim), nn.Dropout(dropout)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class VLBlock(nn.Module):
+    """Pre-norm self-attention block over the image tokens (affine LayerNorms `norm1`, `norm3`)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, eps: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn1 = Attention(dim, heads, dim // heads, dropout=dropout)
+        self.norm3 = nn.LayerNorm(dim, eps=eps)
+        self.ff = FeedForward(dim, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn1(self.norm1(x))
+        return x + self.ff(self.norm3(x))
+
+
+class VLSelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, layers: int, dropout: float, eps: float):
+        super().__init__()
+        self.transformer_blocks = nn.ModuleList([VLBlock(dim, heads, dropout, eps) for _ in range(layers)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        for block in self.transformer_blocks:
+            x = block(x)
+        return x
+
+
+class AdaLayerNorm(nn.Module):
+    """`LN(x) * (1 + scale) + shift` with `scale, shift = linear(SiLU(temb)).chunk(2)` (scale first, no affine LN)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.linear = nn.Linear(dim, 2 * dim)
+        self.eps = eps
+
+    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
+        scale, shift = self.linear(F.silu(temb)).chunk(2, dim=-1)
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps) * (1 + scale[:, None]) + shift[:, None]
+
+
+class DiTBlock(nn.Module):
+    """Adaptive-LayerNorm attention block (no gates); cross-attention to the VL tokens when `cross`."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int, cross: bool, dropout: float, eps: float):
+        super().__init__()
+        self.cross = cross
+        self.eps = eps
+        self.norm1 = AdaLayerNorm(dim, eps)
+        self.attn1 = Attention(dim, heads, dim // heads, context_dim=context_dim if cross else None, dropout=dropout)
+        self.ff = FeedForward(dim, dropout)
+
+    def forward(self, x: Tensor, temb: Tensor, context: Tensor | None = None, kv: KV | None = None) -> Tensor:
+        h = self.norm1(x, temb)
+        if self.cross:
+            x = x + self.attn1(h, context=context, kv=kv)
+        else:
+            x = x + self.attn1(h)
+        return x + self.ff(F.layer_norm(x, x.shape[-1:], eps=self.eps))
+
+
+class TimestepEmbedder(nn.Module):
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.linear_1 = nn.Linear(in_dim, dim)
+        self.linear_2 = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear_2(F.silu(self.linear_1(x)))
+
+
+class TimestepEncoder(nn.Module):
+    FEATURES = 256
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.timestep_embedder = TimestepEmbedder(self.FEATURES, dim)
+
+    def forward(self, buckets: Tensor) -> Tensor:
+        feats = dit_timestep_features(buckets, self.FEATURES)
+        return self.timestep_embedder(feats.to(self.timestep_embedder.linear_1.weight.dtype))
+
+
+class DiT(nn.Module):
+    """The flow-matching transformer over the H action tokens, conditioned on the VL tokens and the timestep."""
+
+    def __init__(self, dim: int, heads: int, layers: int, context_dim: int, interleave: bool, dropout: float, eps: float):
+        super().__init__()
+        self.timestep_encoder = TimestepEncoder(dim)
+        self.transformer_blocks = nn.ModuleList(
+            [DiTBlock(dim, heads, context_dim, (i % 2 == 0) or not interleave, dropout, eps) for i in range(layers)]
+        )
+        self.proj_out_1 = nn.Linear(dim, 2 * dim)
+        self.proj_out_2 = nn.Linear(dim, dim)
+
+    def context_kv(self, context: Tensor) -> list[KV | None]:
+        """Keys/values of every cross-attention block for a context (None for self-attention blocks)."""
+        return [b.attn1.project_kv(context) if b.cross else None for b in self.transformer_blocks]
+
+    def forward(
+        self, x: Tensor, buckets: Tensor, context: Tensor | None = None, kv: list[KV | None] | None = None
+    ) -> Tensor:
+        temb = self.timestep_encoder(buckets)
+        for i, block in enumerate(self.transformer_blocks):
+            x = block(x, temb, context=context, kv=None if kv is None else kv[i])
+        shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
+        x = F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale[:, None]) + shift[:, None]
+        return self.proj_out_2(x)
+
+
+class EmbodimentLinear(nn.Module):
+    """A linear layer stored per embodiment as `W [E, in, out]`, `b [E, out]`; the released model has E = 1."""
+
+    def __init__(self, dim_in: int, dim_out: int, embodiments: int = 1):
+        super().__init__()
+        self.W = nn.Parameter(0.02 * torch.randn(embodiments, dim_in, dim_out))
+        self.b = nn.Parameter(torch.zeros(embodiments, dim_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.W[0] + self.b[0]
+
+
+class ActionEncoder(nn.Module):
+    """`W3(swish(W2(concat(W1(x_t), tau(t)))))` with tau the [sin, cos] encoding of the timestep bucket."""
+
+    def __init__(self, action_dim: int, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.W1 = EmbodimentLinear(action_dim, dim)
+        self.W2 = EmbodimentLinear(2 * dim, dim)
+        self.W3 = EmbodimentLinear(dim, dim)
+
+    def forward(self, actions: Tensor, buckets: Tensor) -> Tensor:
+        a = self.W1(actions)
+        tau = action_timestep_features(buckets[:, None].expand(-1, actions.shape[1]), self.dim).to(a.dtype)
+        return self.W3(F.silu(self.W2(torch.cat([a, tau], dim=-1))))
+
+
+class ActionDecoder(nn.Module):
+    def __init__(self, dim: int, action_dim: int):
+        super().__init__()
+        self.layer1 = EmbodimentLinear(dim, dim)
+        self.layer2 = EmbodimentLinear(dim, action_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layer2(F.relu(self.layer1(x)))
