@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parents[2]
 REFERENCE_DIRS = (REPO / "tests" / "data" / "reference", REPO.parent / "shared" / "reference")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One intra-op thread per test process: the models here are small, pytest-xdist runs one process per core,
+    and two threads per process on a busy 2-core machine stall at every parallel op."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="session")
 def reference() -> Callable[[str], Path]:
     """`reference(name)`: the path of a reference file, or a skip saying where it was looked for."""
