@@ -28,7 +28,7 @@ def test_record_then_validate(tmp_path):
     assert result.exit_code == 0, result.output
     ds = Dataset.open(out, check_video=True)
     assert len({c.video_id for c in ds.chunks}) == 2 and not ds.problems
-    assert json.loads((out / "record.json").read_text())["episodes"][0]["steps"] <= 40
+    assert json.loads((out / "record-procgen-coinrun-random.json").read_text())["episodes"][0]["steps"] <= 40
     ok = runner.invoke(app, ["data", "validate", str(out)])
     assert ok.exit_code == 0 and "good chunks" in ok.output
     bad_meta = next(out.rglob("metadata.json"))

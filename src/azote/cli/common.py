@@ -31,11 +31,20 @@ def open_game(game: str, **kwargs: Any) -> GamepadEnv:
 
 def agent_from_spec(spec: str, env: GamepadEnv, seed: int | None = None) -> Agent:
     """`random` | `expert` | a checkpoint directory | `tcp://HOST:PORT` (a running `azote serve`)."""
-    if spec == "random":
-        from azote.agents import RandomAgent
+    from azote.recording import AgentSpecError, make_agent
 
-        return RandomAgent(seed=seed)
-    fail(f"unknown policy {spec!r}: use random")
+    try:
+        return make_agent(spec, env, seed)
+    except (AgentSpecError, ValueError) as exc:
+        fail(str(exc))
+
+
+def check_agent_spec(spec: str) -> None:
+    """Fails early on a spec that cannot name an agent (before worker processes start)."""
+    if spec in ("random", "expert") or spec.startswith("tcp://"):
+        return
+    if not (Path(spec).is_dir() and (Path(spec) / "config.json").is_file()):
+        fail(f"unknown policy {spec!r}: use random, expert, a checkpoint directory (with config.json) or tcp://HOST:PORT")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from azote.cli.common import agent_from_spec, open_game, write_json
+from azote.cli.common import agent_from_spec, check_agent_spec, open_game, write_json
 
 
 def games(
@@ -43,41 +43,42 @@ def record(
     seed: int = typer.Option(0, help="Seed of the first episode; episode i uses seed + i."),
     execute: Optional[int] = typer.Option(None, min=1, help="Actions of each chunk executed before re-planning."),
     crf: int = typer.Option(18, min=0, max=51, help="H.264 quality (lower is better)."),
+    workers: int = typer.Option(1, min=1, help="Episodes played in parallel processes."),
 ) -> None:
     """Play episodes and write them as a dataset (video + 20-second label chunks)."""
+    _record(game, policy, episodes, max_steps, out, seed, execute, crf, workers)
+
+
+def demos(
+    game: str = typer.Option(..., help="Game id whose engine has snapshots (Atari, NES, retro, Procgen)."),
+    episodes: int = typer.Option(1, min=1, help="Number of episodes."),
+    max_steps: int = typer.Option(3600, min=1, help="Step limit per episode."),
+    out: Path = typer.Option(..., help="Dataset directory (finished episodes are kept on a rerun)."),
+    seed: int = typer.Option(0, help="Seed of the first episode; episode i uses seed + i."),
+    workers: int = typer.Option(1, min=1, help="Episodes played in parallel processes."),
+) -> None:
+    """Demonstrations by the planning expert (search over emulator snapshots), written as a dataset."""
+    _record(game, "expert", episodes, max_steps, out, seed, None, 18, workers)
+
+
+def _record(game: str, policy: str, episodes: int, max_steps: int, out: Path, seed: int, execute: int | None,
+            crf: int, workers: int) -> None:
     from tqdm import tqdm
 
-    from azote.dataset import EpisodeWriter, is_complete
-    from azote.envs.rollout import play_episode
+    from azote.recording import record_episodes
 
-    env = open_game(game)
-    agent = agent_from_spec(policy, env, seed)
-    slug = env.game.id.replace("/", "-")
-    summary = []
-    bar = tqdm(total=episodes * max_steps, unit="step", desc=f"record {env.game.id}")
-    try:
-        for ep in range(episodes):
-            video_id = f"{slug}_{agent.name}_seed{seed + ep}"
-            if is_complete(out, video_id):
-                bar.update(max_steps)
-                summary.append({"video_id": video_id, "skipped": "already recorded"})
-                continue
-            t0, total, steps = time.time(), 0.0, 0
-            with EpisodeWriter(out, video_id, env.game.id, env.game.fps, source=f"azote-record:{agent.name}",
-                               crf=crf, extra={"seed": seed + ep, "policy": policy}) as writer:
-                for step in play_episode(env, agent, max_steps, seed=seed + ep, execute=execute):
-                    writer.add(step.frame, step.action)
-                    total += step.reward
-                    steps += 1
-                    bar.update(1)
-            bar.update(max_steps - steps)
-            summary.append({"video_id": video_id, "steps": steps, "return": total,
-                            "seconds": round(time.time() - t0, 2), "info": _plain(step.info)})
-    finally:
-        bar.close()
-        env.close()
-    write_json(out / "record.json", {"game": game, "policy": policy, "episodes": summary})
-    typer.echo(f"wrote {len(summary)} episodes to {out}")
+    open_game(game).close()  # a clear error for a bad game id before any worker starts
+    check_agent_spec(policy)
+    # one worker ticks every step; a pool ticks a whole episode (as max_steps) when it finishes
+    with tqdm(total=episodes * max_steps, unit="step", desc=f"record {game} ({policy})") as bar:
+        results = record_episodes(game, policy, out, list(range(seed, seed + episodes)), max_steps,
+                                  execute=execute, crf=crf, workers=workers, progress=bar)
+    write_json(out / f"record-{game.replace('/', '-')}-{Path(policy).name or policy}.json",
+               {"game": game, "policy": policy, "episodes": results})
+    done = [r for r in results if not r["skipped"]]
+    mean = sum(r["return"] for r in done) / len(done) if done else float("nan")
+    typer.echo(f"wrote {len(done)} episodes ({len(results) - len(done)} already there) to {out}; "
+               f"mean return {mean:.2f}")
 
 
 def play(
@@ -94,6 +95,7 @@ def play(
     from azote.dataset.video import VideoWriter
     from azote.dataset.visual import debug_frame
     from azote.envs.rollout import play_episode
+    from azote.recording import plain_info
 
     env = open_game(game)
     agent = agent_from_spec(policy, env, seed)
@@ -112,7 +114,7 @@ def play(
                 total += step.reward
                 n += 1
                 bar.update(1)
-            episodes.append({"episode": ep, "steps": n, "return": total, "info": _plain(step.info)})
+            episodes.append({"episode": ep, "steps": n, "return": total, "info": plain_info(step.info)})
             done += n
             ep += 1
     (out / "actions.jsonl.partial").replace(out / "actions.jsonl")
@@ -123,13 +125,9 @@ def play(
     typer.echo(f"{done} steps in {elapsed:.1f}s; videos in {out}")
 
 
-def _plain(info: dict) -> dict:
-    """The JSON-friendly part of an info dict (RAM arrays and other bulk values are left out)."""
-    return {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
-
-
 def register(app: typer.Typer) -> None:
     app.command()(games)
     app.command()(record)
+    app.command()(demos)
     app.command()(play)
 

@@ -103,6 +103,10 @@ class AtariEnv(GamepadEnv):
         fire = int(action.buttons[_FIRE_BUTTONS[0]] | action.buttons[_FIRE_BUTTONS[1]])
         return int(_ACTIONS[dy + 1, dx + 1, fire])
 
+    def minimal_actions(self) -> list[int]:
+        """The ALE actions this game reacts to (the full set of 18 is accepted; many are duplicates)."""
+        return [int(a.value) for a in self._ale.getMinimalActionSet()]
+
     def _info(self) -> dict[str, Any]:
         return {"lives": self._ale.lives(), "ram": self._ale.getRAM()}
 

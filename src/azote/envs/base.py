@@ -68,6 +68,7 @@ class GamepadEnv(gym.Env):
         self._frame: np.ndarray | None = None
         self._score = 0.0
         self._steps = 0
+        self.last_info: dict[str, Any] = {}  # what the last reset/step returned (planners read it)
 
     # --- the Gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -77,6 +78,7 @@ class GamepadEnv(gym.Env):
         info.setdefault("frame", 0)
         info["return"] = 0.0
         info.setdefault("score", 0.0)
+        self.last_info = info
         return frame, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -90,6 +92,7 @@ class GamepadEnv(gym.Env):
         info.setdefault("frame", self._steps * self.game.frames_per_step)
         info["return"] = self._score
         info.setdefault("score", self._score)
+        self.last_info = info
         return frame, reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:

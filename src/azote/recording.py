@@ -1,0 +1,135 @@
+"""Playing games with an agent named by a spec (random, expert, checkpoint, server) and recording the episodes
+as a dataset, in one process or a pool of them."""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from azote.agents import Agent, RandomAgent
+from azote.dataset import EpisodeWriter, is_complete
+from azote.envs import make
+from azote.envs.base import GamepadEnv
+from azote.envs.rollout import play_episode
+
+
+class AgentSpecError(ValueError):
+    """A policy spec that names nothing usable."""
+
+
+def make_agent(spec: str, env: GamepadEnv, seed: int | None = None, **options: Any) -> Agent:
+    """`random` | `expert` | a checkpoint directory | `tcp://HOST:PORT` (a running `azote serve`)."""
+    if spec == "random":
+        return RandomAgent(seed=seed)
+    if spec == "expert":
+        from azote.experts import expert_for
+
+        return expert_for(env, seed=seed)
+    if spec.startswith("tcp://"):
+        try:
+            from azote.serving.client import RemotePolicy
+        except ImportError as exc:
+            raise AgentSpecError(f"policy {spec!r}: serving is not available ({exc})") from None
+        return RemotePolicy(spec, **options)
+    path = Path(spec)
+    if path.is_dir() and (path / "config.json").is_file():
+        try:
+            from azote.policy import Policy
+        except ImportError as exc:
+            raise AgentSpecError(f"policy {spec!r}: the policy package is not available ({exc})") from None
+        return Policy.from_pretrained(path, seed=seed, **options)
+    raise AgentSpecError(
+        f"unknown policy {spec!r}: use random, expert, a checkpoint directory (with config.json) or tcp://HOST:PORT"
+    )
+
+
+@dataclass
+class EpisodeResult:
+    video_id: str
+    seed: int
+    steps: int = 0
+    ret: float = 0.0
+    seconds: float = 0.0
+    info: dict[str, Any] | None = None
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"video_id": self.video_id, "seed": self.seed, "steps": self.steps, "return": self.ret,
+                "seconds": round(self.seconds, 2), "info": self.info, "skipped": self.skipped}
+
+
+def plain_info(info: dict) -> dict:
+    """The JSON-friendly part of an info dict (RAM arrays and other bulk values are left out)."""
+    return {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def video_id_for(game: str, agent_name: str, seed: int) -> str:
+    return f"{game.replace('/', '-')}_{agent_name}_seed{seed}"
+
+
+def record_episode(env: GamepadEnv, agent: Agent, out: Path, seed: int, max_steps: int, *,
+                   execute: int | None = None, crf: int = 18, policy: str = "",
+                   on_step: Callable[[], None] | None = None) -> EpisodeResult:
+    """Plays one episode and writes it (skipped when a complete recording of it exists)."""
+    video_id = video_id_for(env.game.id, agent.name, seed)
+    if is_complete(out, video_id):
+        return EpisodeResult(video_id, seed, skipped=True)
+    t0, result = time.time(), EpisodeResult(video_id, seed)
+    with EpisodeWriter(out, video_id, env.game.id, env.game.fps, source=f"azote-record:{agent.name}",
+                       crf=crf, extra={"seed": seed, "policy": policy or agent.name}) as writer:
+        for step in play_episode(env, agent, max_steps, seed=seed, execute=execute):
+            writer.add(step.frame, step.action)
+            result.ret += step.reward
+            result.steps += 1
+            result.info = step.info
+            if on_step is not None:
+                on_step()
+    result.info = plain_info(result.info or {})
+    result.seconds = time.time() - t0
+    return result
+
+
+def _record_in_worker(game: str, spec: str, out: str, seed: int, max_steps: int, execute: int | None,
+                      crf: int) -> dict[str, Any]:
+    env = make(game)
+    try:
+        agent = make_agent(spec, env, seed)
+        return record_episode(env, agent, Path(out), seed, max_steps, execute=execute, crf=crf,
+                              policy=spec).as_dict()
+    finally:
+        env.close()
+
+
+def record_episodes(game: str, spec: str, out: str | os.PathLike, seeds: list[int], max_steps: int, *,
+                    execute: int | None = None, crf: int = 18, workers: int = 1,
+                    progress: Any | None = None) -> list[dict[str, Any]]:
+    """Records one episode per seed. `workers > 1` plays episodes in parallel processes (each game engine in
+    its own process). `progress` is a tqdm-like bar counting steps (one worker) or episodes (several)."""
+    out = Path(out)
+    if workers <= 1:
+        env = make(game)
+        try:
+            agent = make_agent(spec, env, seeds[0] if seeds else None)
+            results = []
+            for seed in seeds:
+                tick = (lambda: progress.update(1)) if progress is not None else None
+                r = record_episode(env, agent, out, seed, max_steps, execute=execute, crf=crf, policy=spec,
+                                   on_step=tick)
+                if progress is not None:
+                    progress.update(max_steps - r.steps)
+                results.append(r.as_dict())
+            return results
+        finally:
+            env.close()
+    results = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_record_in_worker, game, spec, str(out), s, max_steps, execute, crf) for s in seeds]
+        for f in as_completed(futures):
+            results.append(f.result())
+            if progress is not None:
+                progress.update(max_steps)
+    return sorted(results, key=lambda r: r["seed"])
