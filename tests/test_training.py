@@ -1,0 +1,158 @@
+"""The trainer on a micro model: it learns, it resumes exactly after SIGKILL, it runs under torchrun (gloo)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import azote.envs as envs
+from azote.agents import RandomAgent
+from azote.dataset import Dataset, EpisodeWriter
+from azote.dataset.samples import SampleConfig, TrainingSamples
+from azote.envs.rollout import play_episode
+from azote.policy import PolicyConfig, build_model, get_preset
+from azote.training import TrainConfig, Trainer
+from azote.training.augment import AugmentConfig, augment
+from azote.training.schedule import wsd_factor
+
+MICRO = dict(hidden_size=32, dit_layers=2, dit_heads=2, vl_layers=1, vl_heads=2, action_horizon=6, dropout=0.1)
+MICRO_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32)
+
+
+def micro_config(path: Path) -> Path:
+    tiny = get_preset("tiny")
+    cfg = tiny.replace(name="micro", vision=tiny.vision.model_copy(update=MICRO_VISION), **MICRO)
+    path.write_text(cfg.to_json())
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Two procgen games, 120 steps each, in 2-second chunks."""
+    root = tmp_path_factory.mktemp("train-data")
+    for game in ("procgen/coinrun", "procgen/maze"):
+        env = envs.make(game)
+        with EpisodeWriter(root, game.replace("/", "-"), game, env.game.fps, chunk_seconds=2.0) as w:
+            for step in play_episode(env, RandomAgent(seed=1, press_p=0.3), 120, seed=1):
+                w.add(step.frame, step.action)
+        env.close()
+    return root
+
+
+def test_samples_are_a_pure_function_of_the_index(data):
+    ds = [Dataset.open(data)]
+    cfg = SampleConfig(horizon=6, image_size=32, batch_size=4, min_action_density=0.0, seed=3)
+    a, b = TrainingSamples(ds, cfg), TrainingSamples(ds, cfg)
+    for i in (0, 5, 40):
+        x, y = a.batch(i), b.batch(i)
+        assert all(torch.equal(x[k], y[k]) for k in x)
+    first = a.batch(0)
+    assert first["pixel_values"].shape == (4, 1, 3, 32, 32) and first["pixel_values"].dtype == torch.uint8
+    assert first["actions"].shape == (4, 6, 25) and set(first["game_ids"].tolist()) <= {1, 2}
+    strict = TrainingSamples(ds, SampleConfig(horizon=6, image_size=32, min_action_density=1.0))
+    assert strict.stats.skipped_low_action > 0 or strict.stats.chunks == a.stats.chunks
+    with pytest.raises(ValueError, match="no usable chunks"):
+        TrainingSamples(ds, SampleConfig(min_action_density=1.0, shift=10_000))
+
+
+def test_overlay_box_is_blacked_out(tmp_path):
+    env = envs.make("atari/Pong")
+    with EpisodeWriter(tmp_path, "pong", env.game.id, env.game.fps, bbox_controller_overlay=[100, 150, 60, 60]) as w:
+        for step in play_episode(env, RandomAgent(seed=0), 30, seed=0):
+            w.add(step.frame, step.action)
+    env.close()
+    samples = TrainingSamples([Dataset.open(tmp_path)], SampleConfig(horizon=4, image_size=210, batch_size=2,
+                                                                     min_action_density=0.0))
+    px = samples.batch(0)["pixel_values"][:, 0]  # resized 210x160 -> 210x210: the box spans x 131..210, y 150..210
+    assert int(px[:, :, 152:208, 134:208].max()) == 0
+    assert int(px[:, :, :140, :120].max()) > 0
+
+
+def test_wsd_schedule_and_augment_shapes():
+    f = [wsd_factor(s, 100, 10, 0.2) for s in range(100)]
+    assert f[0] == 0.1 and f[9] == 1.0 and f[50] == 1.0 and f[79] == 1.0 and f[99] == pytest.approx(0.0)
+    assert all(x >= y for x, y in zip(f[80:], f[81:]))
+    x = torch.rand(3, 1, 3, 32, 32) * 2 - 1
+    y = augment(x, AugmentConfig(), torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.equal(x, y)
+    assert torch.equal(y, augment(x, AugmentConfig(), torch.Generator().manual_seed(0)))
+
+
+def test_micro_model_overfits_one_batch(data, tmp_path):
+    torch.manual_seed(0)
+    config = PolicyConfig.load(micro_config(tmp_path / "m.json")).replace(dropout=0.0, hidden_size=64, dit_heads=4)
+    model = build_model(config)
+    model.train()
+    batch = TrainingSamples([Dataset.open(data)], SampleConfig(horizon=6, image_size=32, batch_size=8,
+                                                               min_action_density=0.0)).batch(0)
+    g = torch.Generator().manual_seed(0)
+    fixed = {"pixel_values": batch["pixel_values"], "actions": batch["actions"], "action_mask": batch["action_mask"],
+             "noise": torch.randn(batch["actions"].shape, generator=g), "t": torch.rand(8, generator=g)}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(300):
+        opt.zero_grad()
+        loss = model.compute_loss(fixed)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10
+
+
+def train_cmd(data: Path, out: Path, model: Path, steps: int, ckpt_every: int) -> list[str]:
+    return [sys.executable, "-m", "azote.cli.main", "train", "--data", str(data), "--out", str(out), "--model",
+            str(model), "--steps", str(steps), "--batch-size", "4", "--ckpt-every", str(ckpt_every),
+            "--log-every", "2", "--warmup-steps", "3", "--min-action-density", "0", "--num-workers", "1",
+            "--threads", "1", "--seed", "7"]
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(data, tmp_path):
+    model = micro_config(tmp_path / "micro.json")
+    steps = 24
+    straight = tmp_path / "straight"
+    subprocess.run(train_cmd(data, straight, model, steps, 4), check=True, capture_output=True, timeout=600)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(train_cmd(data, killed, model, steps, 4), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not list((killed / "checkpoints").glob("step_0000004")) and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert not (killed / "final").exists(), "the run finished before it could be killed"
+    subprocess.run(train_cmd(data, killed, model, steps, 4) + ["--resume"], check=True, capture_output=True,
+                   timeout=600)
+    a = load_file(str(straight / "final" / "model.safetensors"))
+    b = load_file(str(killed / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rows = (killed / "metrics.csv").read_text().splitlines()
+    assert [int(float(r.split(",")[0])) for r in rows[1:]] == list(range(2, steps + 1, 2))  # no duplicated rows
+    assert (killed / "loss.png").is_file() and list((killed / "tb").iterdir())
+
+
+def test_ddp_two_cpu_processes_with_gloo(data, tmp_path):
+    model = micro_config(tmp_path / "micro.json")
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29617",
+           "-m", "azote.cli.main", "train", "--data", str(data), "--out", str(out), "--model", str(model),
+           "--steps", "6", "--batch-size", "4", "--ckpt-every", "3", "--log-every", "1", "--min-action-density", "0",
+           "--num-workers", "0", "--threads", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 6 and (out / "final" / "model.safetensors").is_file()
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 7  # header + 6 steps, written once (by rank 0)
+    state = torch.load(out / "checkpoints" / "step_0000006" / "trainer.pt", weights_only=True)
+    assert len(state["rng"]) == 2  # one RNG state per rank
