@@ -44,7 +44,7 @@ _TOP_DOWN = {
     "ice_hockey", "fishing_derby", "assault", "carnival", "phoenix", "qbert", "tutankham", "beam_rider",
     "seaquest", "river_raid", "riverraid", "journey_escape", "road_runner", "skiing", "surround",
 }
-_FIRST_PERSON = {"battle_zone", "robotank"}
+_FIRST_PERSON = {"battle_zone", "robotank", "enduro"}  # first-person or behind-the-vehicle 3D views
 
 
 def camel(rom_id: str) -> str:

@@ -16,7 +16,7 @@ One step is one NES frame (60 per second). A stage game (`nes/SuperMarioBros-W-S
 the title screen skipped and ends on a lost life or the flag; `nes/SuperMarioBros` is the whole game and ends
 at game over. Reward: x progress (clipped to [-5, 5] per step), -25 for a lost life, +50 for the flag.
 `info`: x, y, world, stage, area, lives, coins, score, time, status (small/tall/fireball), player_state,
-flag_get, life_lost, enemies (type and state of the 5 enemy slots, for stomp checks).
+flag_get, life_lost, enemies (type, state, active of the 5 enemy slots), stomped (an enemy lies flattened).
 The seed sets how many frames the title screen idles before start (0-63), which changes the game's RNG.
 """
 
@@ -48,6 +48,7 @@ PLAYER_STATE, FLOAT_STATE, POWERUP = 0x000E, 0x001D, 0x0756
 TIME_DIGITS, COIN_DIGITS, SCORE_DIGITS = slice(0x07F8, 0x07FB), slice(0x07ED, 0x07EF), slice(0x07DD, 0x07E3)
 ENEMY_TYPE, ENEMY_STATE, ENEMY_ACTIVE = slice(0x0016, 0x001B), slice(0x001E, 0x0023), slice(0x000F, 0x0014)
 _DYING, _DEAD, _NORMAL, _FLAGPOLE = 0x0B, 0x06, 0x08, 0x03
+_STOMPED = 0x04  # enemy state of a flattened goomba
 
 
 def rom_path() -> str:
@@ -154,6 +155,7 @@ class MarioEnv(GamepadEnv):
             "life_lost": bool(r[PLAYER_STATE] in (_DYING, _DEAD) or r[Y_VIEWPORT] > 1),
             "game_over": bool(r[GAME_MODE] == 3 or (r[LIVES] == 0xFF)),
             "enemies": np.stack([r[ENEMY_TYPE], r[ENEMY_STATE], r[ENEMY_ACTIVE]], axis=1),  # [slot, (type, state, on)]
+            "stomped": bool((r[ENEMY_STATE] == _STOMPED).any()),
         }
 
     def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:

@@ -1,0 +1,152 @@
+"""Recorded solutions: for every task, an action sequence that succeeds from the task's start state.
+
+The engines are deterministic, so replaying a solution reproduces the success: the tests do exactly that, which
+verifies every task is solvable and its condition fires. Solutions are found by `azote bench solve` with the
+planning expert (several seeds) or, for games it cannot plan in, a novelty search over snapshots that follows
+the task's own condition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from azote.bench.runner import ScriptedAgent, run_episode, start
+from azote.bench.tasks import Task
+from azote.envs import make
+from azote.envs.base import GamepadEnv
+from azote.gamepad import ActionChunk, Gamepad
+
+SOLUTIONS_DIR = Path(__file__).parent / "solutions"
+
+
+def solution_path(task: Task, root: Path = SOLUTIONS_DIR) -> Path:
+    return root / f"{task.id}.npz"
+
+
+def save_solution(task: Task, actions: ActionChunk, root: Path = SOLUTIONS_DIR, how: str = "") -> Path:
+    path = solution_path(task, root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, buttons=np.packbits(actions.buttons, axis=1), j_left=actions.j_left.astype(np.float16),
+                        j_right=actions.j_right.astype(np.float16), how=np.array(how))
+    os.replace(tmp, path)
+    return path
+
+
+def load_solution(task: Task, root: Path = SOLUTIONS_DIR) -> ActionChunk:
+    with np.load(solution_path(task, root)) as z:
+        buttons = np.unpackbits(z["buttons"], axis=1)[:, :17]
+        return ActionChunk(buttons, z["j_left"].astype(np.float32), z["j_right"].astype(np.float32))
+
+
+def replay(task: Task, actions: ActionChunk) -> dict[str, Any]:
+    env = make(task.game, **task.game_kwargs)
+    try:
+        return run_episode(task, env, ScriptedAgent(actions), 0)
+    finally:
+        env.close()
+
+
+def _quantised(actions: list[Gamepad]) -> ActionChunk:
+    """The stored precision (float16 sticks), so what is verified is exactly what is saved."""
+    chunk = ActionChunk.stack(actions)
+    return ActionChunk(chunk.buttons, chunk.j_left.astype(np.float16).astype(np.float32),
+                       chunk.j_right.astype(np.float16).astype(np.float32))
+
+
+def solve_with_expert(task: Task, attempts: int = 3) -> ActionChunk | None:
+    """The planning expert, with a few seeds; the first run whose replay succeeds is the solution."""
+    from azote.experts import expert_for
+
+    for seed in range(attempts):
+        env = make(task.game, **task.game_kwargs)
+        try:
+            try:
+                expert = expert_for(env, seed=seed)
+            except ValueError:
+                return None
+            played: list[Gamepad] = []
+            result = run_episode(task, env, expert, seed, actions=played)
+        finally:
+            env.close()
+        if result["success"]:
+            actions = _quantised(played[: result["steps"]])
+            if replay(task, actions)["success"]:
+                return actions
+    return None
+
+
+def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budget: int = 200_000,
+                      seed: int = 0) -> ActionChunk | None:
+    """Novelty search: a frontier of snapshots, each expanded by every candidate held for `hold` steps; states
+    whose downsampled frame was seen before are dropped, the rest are kept, preferring few steps. Follows the
+    task's failure condition and stops at its success. Works for sparse goals (mazes) where the planner sees
+    no reward within its horizon."""
+    success_if, failure_if = task.conditions()
+    env = make(task.game, **task.game_kwargs)
+    rng = np.random.default_rng(seed)
+    try:
+        frame, info = start(task, env)
+        first = dict(info)
+        root = env.get_state()
+        frontier: list[tuple[bytes, list[int], int]] = [(root, [], 0)]
+        seen = {_signature(frame)}
+        used = 0
+        while frontier and used < budget:
+            # breadth-first with a random order inside each depth: the shortest solutions first
+            depth = min(len(p) for _, p, _ in frontier)
+            layer = [f for f in frontier if len(f[1]) == depth]
+            frontier = [f for f in frontier if len(f[1]) != depth]
+            rng.shuffle(layer)
+            for state, plan, steps in layer:
+                for ci, pad in enumerate(candidates):
+                    env.set_state(state)
+                    ok, failed = False, False
+                    for k in range(hold):
+                        frame, _, terminated, truncated, info = env.step(pad)
+                        used += 1
+                        n = steps + k + 1
+                        info = {**info, "step": n, "seconds": n / task.fps}
+                        if failure_if is not None and failure_if.evaluate(info, first):
+                            failed = True
+                            break
+                        if success_if is not None and success_if.evaluate(info, first):
+                            ok = True
+                            break
+                        if terminated or truncated or n >= task.max_steps:
+                            failed = True
+                            break
+                    if ok:
+                        actions = [candidates[c] for c in plan for _ in range(hold)] + [pad] * (k + 1)
+                        chunk = _quantised(actions)
+                        if replay(task, chunk)["success"]:
+                            return chunk
+                        continue
+                    if failed:
+                        continue
+                    sig = _signature(frame)
+                    if sig not in seen:
+                        seen.add(sig)
+                        frontier.append((env.get_state(), plan + [ci], steps + hold))
+        return None
+    finally:
+        env.close()
+
+
+def _signature(frame: np.ndarray) -> bytes:
+    small = frame[::4, ::4] // 32  # coarse: nearby positions of the same scene count as seen
+    return hashlib.blake2b(small.tobytes(), digest_size=16).digest()
+
+
+def search_candidates(env_family: str) -> list[Gamepad]:
+    moves = [(0, -1), (0, 1), (-1, 0), (1, 0), (1, -1), (-1, -1)]
+    if env_family == "doom":
+        return [Gamepad.make(j_left=(0, -1)), Gamepad.make(j_right=(1, 0)), Gamepad.make(j_right=(-1, 0)),
+                Gamepad.make(j_left=(0, -1), j_right=(0.5, 0)), Gamepad.make(j_left=(0, -1), j_right=(-0.5, 0)),
+                Gamepad.make(["right_trigger"])]
+    return [Gamepad.make(j_left=m) for m in moves]

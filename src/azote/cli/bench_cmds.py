@@ -1,0 +1,112 @@
+"""`azote bench`: run a suite with a policy and write the report; `--list` the tasks; `solve` finds solutions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from azote.cli.common import check_agent_spec, fail
+
+bench_app = typer.Typer(help="The benchmark: tasks whose success is decided by the game's own variables.",
+                        invoke_without_command=True)
+
+
+@bench_app.callback()
+def bench(
+    ctx: typer.Context,
+    policy: str = typer.Option("random", help="random, expert, a checkpoint directory, or tcp://HOST:PORT."),
+    suite: str = typer.Option("standard", help="A shipped suite name or a YAML file."),
+    episodes: int = typer.Option(10, min=1, help="Episodes per task."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (results.jsonl, report, plot, videos)."),
+    workers: int = typer.Option(2, min=1, help="Episodes run in parallel processes."),
+    tasks: Optional[str] = typer.Option(None, help="Comma-separated task ids (default: all)."),
+    games: Optional[str] = typer.Option(None, help="Comma-separated games: only their tasks."),
+    videos: bool = typer.Option(True, "--videos/--no-videos", help="One rollout video per task (episode 0)."),
+    list_: bool = typer.Option(False, "--list", help="List the suite's tasks and exit."),
+    as_json: bool = typer.Option(False, "--json", help="With --list: print JSON."),
+) -> None:
+    """Run every task of a suite N times with a policy; results are resumable; report.md, report.json,
+    success.png and videos/ are written to OUT."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from azote.bench import TaskError, load_suite
+
+    try:
+        s = load_suite(suite)
+    except TaskError as exc:
+        fail(str(exc))
+    chosen = [t for t in s.tasks if (tasks is None or t.id in tasks.split(","))
+              and (games is None or t.game in games.split(","))]
+    if list_:
+        rows = [{"id": t.id, "game": t.game, "category": t.category, "view": t.game_view,
+                 "time_limit": t.time_limit, "description": t.description, "heldout": t.game in s.heldout}
+                for t in chosen]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=1))
+        else:
+            for r in rows:
+                typer.echo(f"{r['id']:28} {r['game']:28} {r['category']:14} {r['view']:8} {r['description']}")
+            typer.echo(f"{len(rows)} tasks, {len({r['game'] for r in rows})} games")
+        return
+    if out is None:
+        fail("--out is required to run the benchmark")
+    if not chosen:
+        fail("no task matches --tasks/--games")
+    check_agent_spec(policy)
+    from tqdm import tqdm
+
+    from azote.bench.report import write_report
+    from azote.bench.runner import RESULTS, run_suite
+
+    with tqdm(unit="episode", desc=f"bench {s.name} ({policy})") as bar:
+        run_suite(s, policy, episodes, out, workers=workers, videos=videos, tasks=[t.id for t in chosen],
+                  progress=bar)
+    results = [json.loads(line) for line in (out / RESULTS).read_text().splitlines() if line.strip()]
+    ids = {t.id for t in chosen}
+    summary = write_report(out, s, [r for r in results if r["task"] in ids and r["episode"] < episodes], policy)
+    overall = summary["overall"]
+    typer.echo(f"success {overall['successes']}/{overall['episodes']}; report: {out / 'report.md'}")
+
+
+@bench_app.command("solve")
+def solve(
+    suite: str = typer.Option("standard", help="A shipped suite name or a YAML file."),
+    tasks: Optional[str] = typer.Option(None, help="Comma-separated task ids (default: all without a solution)."),
+    out: Optional[Path] = typer.Option(None, help="Where to write solutions (default: the package's)."),
+    attempts: int = typer.Option(3, min=1, help="Expert seeds to try."),
+    budget: int = typer.Option(300_000, min=1, help="Game steps the novelty search may spend per task."),
+    force: bool = typer.Option(False, help="Solve again tasks that have a solution."),
+) -> None:
+    """Find and store a successful action sequence per task (planning expert, else novelty search)."""
+    from azote.bench import TaskError, load_suite
+    from azote.bench.solutions import (
+        SOLUTIONS_DIR, save_solution, search_candidates, solution_path, solve_with_expert, solve_with_search,
+    )
+    from azote.envs import game_info
+
+    try:
+        s = load_suite(suite)
+    except TaskError as exc:
+        fail(str(exc))
+    root = out or SOLUTIONS_DIR
+    for task in s.tasks:
+        if tasks is not None and task.id not in tasks.split(","):
+            continue
+        if solution_path(task, root).exists() and not force:
+            continue
+        how, actions = "expert", solve_with_expert(task, attempts)
+        if actions is None:
+            how = "search"
+            actions = solve_with_search(task, search_candidates(game_info(task.game).family), budget=budget)
+        if actions is None:
+            typer.echo(f"{task.id}: not solved", err=True)
+            continue
+        save_solution(task, actions, root, how)
+        typer.echo(f"{task.id}: solved by {how} in {len(actions)} steps")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
