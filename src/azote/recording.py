@@ -41,10 +41,27 @@ def make_agent(spec: str, env: GamepadEnv, seed: int | None = None, **options: A
             from azote.policy import Policy
         except ImportError as exc:
             raise AgentSpecError(f"policy {spec!r}: the policy package is not available ({exc})") from None
-        return Policy.from_pretrained(path, seed=seed, **options)
+        return PolicyAgent(Policy.from_pretrained(path, **options), seed)
     raise AgentSpecError(
         f"unknown policy {spec!r}: use random, expert, a checkpoint directory (with config.json) or tcp://HOST:PORT"
     )
+
+
+class PolicyAgent:
+    """A `Policy` as an `Agent`: each episode's sampling is seeded by the episode seed and the call count, so an
+    episode replays exactly."""
+
+    name = "policy"
+
+    def __init__(self, policy: Any, seed: int | None = None) -> None:
+        self.policy, self._seed, self._calls = policy, seed or 0, 0
+
+    def reset(self, seed: int | None = None) -> None:
+        self._seed, self._calls = (seed if seed is not None else self._seed), 0
+
+    def act(self, frame: Any) -> Any:
+        self._calls += 1
+        return self.policy.act(frame, seed=self._seed * 1_000_003 + self._calls)
 
 
 @dataclass
