@@ -40,11 +40,13 @@ def test_convert_and_reproduce_reference(reference, tmp_path, tiny_vectors, asse
         assert_close(model(v["pixel_values"], v["x_t"], v["t_discrete"]), v["velocity"])
 
 
-def test_convert_a_checkpoint_built_in_the_released_layout(reference, tmp_path, tiny_vectors, assert_close):
-    weights = load_file(str(reference("tiny_weights.safetensors")))
+def test_convert_a_checkpoint_built_in_the_released_layout(
+    reference, tmp_path, tiny_reference_model, tiny_vectors, assert_close
+):
     ckpt_config = json.loads(reference("tiny_ckpt_config.json").read_text())
     ng = tmp_path / "ng.pt"
-    torch.save({"model": weights, "step": 1234, "epoch": 5, "ckpt_config": ckpt_config}, ng)
+    # A module's state_dict() (an OrderedDict carrying `_metadata`), as a training loop saves it.
+    torch.save({"model": tiny_reference_model.state_dict(), "step": 1234, "epoch": 5, "ckpt_config": ckpt_config}, ng)
     vision = json.dumps(json.loads(reference("tiny_config.json").read_text())["vision"])  # inline JSON
     out = convert_ng_checkpoint(ng, tmp_path / "converted", vision=vision)
     from safetensors import safe_open

@@ -79,3 +79,15 @@ def test_shape_errors_name_the_input(tiny_model):
         tiny_model.sample(torch.zeros(1, 3, 64, 64))
     with pytest.raises(ShapeError, match="noise"):
         tiny_model.sample(_pixels(tiny_model, 1), noise=torch.zeros(1, 16, 25))
+
+
+def test_encode_observation_gives_the_straightforward_velocity(tiny_model, assert_close):
+    pixels = _pixels(tiny_model, 2)
+    x = torch.randn(2, 18, 25)
+    buckets = torch.tensor([0, 625])
+    with torch.no_grad():
+        cache = tiny_model.encode_observation(pixels)
+        assert len(cache.cross_kv) == 4 and cache.cross_kv[1] is None  # odd blocks are self-attention
+        assert_close(tiny_model.velocity(x, buckets, cache=cache), tiny_model(pixels, x, buckets))
+        with pytest.raises(ValueError, match="cross-attention DiT block needs"):
+            tiny_model.velocity(x, buckets)

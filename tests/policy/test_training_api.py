@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from azote.policy import PARAMETER_GROUPS, PRESETS, build_model
+from azote.policy import PARAMETER_GROUPS, PRESETS, build_model, get_preset
 
 
 def _batch(model, b: int = 2) -> dict[str, torch.Tensor]:
@@ -75,3 +75,21 @@ def test_presets():
     for name, config in PRESETS.items():
         assert config.name == name
         assert config.action_horizon == 18 and config.action_dim == 25
+
+
+def test_load_vision_tower_from_a_local_directory(tmp_path):
+    from transformers import SiglipVisionModel
+
+    torch.manual_seed(0)
+    config = get_preset("tiny").replace(vision={"num_hidden_layers": 1}, dit_layers=2)
+    tower = SiglipVisionModel(config.vision.model_copy(update={"use_head": True}).to_transformers())
+    tower.save_pretrained(tmp_path / "siglip")
+    model = build_model(config)
+    model.load_vision_tower(tmp_path / "siglip")
+    ours = model.vision_encoder.state_dict()
+    assert all(torch.equal(ours[k], v) for k, v in tower.state_dict().items() if not k.startswith("head."))
+    other = build_model(config.replace(vision={"num_hidden_layers": 2}))
+    with pytest.raises(ValueError, match="does not match the policy's vision config"):
+        other.load_vision_tower(tmp_path / "siglip")
+    with pytest.raises(FileNotFoundError, match="no such vision tower directory"):
+        model.load_vision_tower(tmp_path / "absent")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
-_EXPECTED_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
+# Errors that carry a message for the user (bad input, missing or unsafe files); anything else is a bug.
+_EXPECTED_ERRORS = (ValueError, OSError, RuntimeError)
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException) -> NoReturn:
     typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(1)
 

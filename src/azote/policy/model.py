@@ -33,10 +33,6 @@ class ObservationCache:
     vl_tokens: Tensor  # [B, N, vision width]
     cross_kv: list[KV | None]  # per DiT block: ([B, heads, N, head_dim] keys, values), None for self-attention
 
-    @property
-    def batch_size(self) -> int:
-        return self.vl_tokens.shape[0]
-
 
 def _build_vision_tower(vision: VisionConfig) -> nn.Module:
     from transformers import SiglipVisionModel
@@ -179,10 +175,13 @@ class NitroGenModel(nn.Module):
             image_tokens = torch.cat([image_tokens, self.game_embedding(game_ids)[:, None]], dim=1)
         return self.vl_self_attention_model(image_tokens)
 
+    def observation_cache(self, vl_tokens: Tensor) -> ObservationCache:
+        """VL tokens with every cross-attention block's keys and values, computed once."""
+        return ObservationCache(vl_tokens, self.model.context_kv(vl_tokens))
+
     def encode_observation(self, pixel_values: Tensor, game_ids: Tensor | None = None) -> ObservationCache:
         """Everything the denoising steps need from an observation, computed once."""
-        vl = self.vl_tokens(self.image_tokens(pixel_values), game_ids)
-        return ObservationCache(vl, self.model.context_kv(vl))
+        return self.observation_cache(self.vl_tokens(self.image_tokens(pixel_values), game_ids))
 
     def _check_actions(self, x: Tensor, buckets: Tensor) -> None:
         c = self.config

@@ -138,6 +138,8 @@ class DiTBlock(nn.Module):
     def forward(self, x: Tensor, temb: Tensor, context: Tensor | None = None, kv: KV | None = None) -> Tensor:
         h = self.norm1(x, temb)
         if self.cross:
+            if context is None and kv is None:
+                raise ValueError("a cross-attention DiT block needs the VL tokens or their cached keys/values")
             x = x + self.attn1(h, context=context, kv=kv)
         else:
             x = x + self.attn1(h)
@@ -194,12 +196,12 @@ class DiT(nn.Module):
 
 
 class EmbodimentLinear(nn.Module):
-    """A linear layer stored per embodiment as `W [E, in, out]`, `b [E, out]`; the released model has E = 1."""
+    """`y = x @ W[0] + b[0]`, stored as the released per-embodiment layout `W [1, in, out]`, `b [1, out]`."""
 
-    def __init__(self, dim_in: int, dim_out: int, embodiments: int = 1):
+    def __init__(self, dim_in: int, dim_out: int):
         super().__init__()
-        self.W = nn.Parameter(0.02 * torch.randn(embodiments, dim_in, dim_out))
-        self.b = nn.Parameter(torch.zeros(embodiments, dim_out))
+        self.W = nn.Parameter(0.02 * torch.randn(1, dim_in, dim_out))
+        self.b = nn.Parameter(torch.zeros(1, dim_out))
 
     def forward(self, x: Tensor) -> Tensor:
         return x @ self.W[0] + self.b[0]

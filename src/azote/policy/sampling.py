@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from azote.policy.model import ObservationCache, ShapeError
+from azote.policy.model import ShapeError
 
 if TYPE_CHECKING:
     from azote.policy.model import NitroGenModel
@@ -69,8 +69,7 @@ def sample_actions(
 
     velocity: Callable[[Tensor, Tensor], Tensor]
     if cached:
-        vl = model.vl_tokens(tokens, game_ids)
-        cache = ObservationCache(vl, model.model.context_kv(vl))
+        cache = model.observation_cache(model.vl_tokens(tokens, game_ids))
 
         def velocity(xt: Tensor, buckets: Tensor) -> Tensor:
             return model.velocity(xt, buckets, cache=cache)
