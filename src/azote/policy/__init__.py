@@ -12,7 +12,7 @@ Model
     straightforward path (VL stack and cross-attention K/V recomputed at every step, as the released code does).
     `NitroGenModel.encode_observation(pixel_values)` -> `ObservationCache` and `velocity(x, buckets, cache=...)`
     for custom samplers. `parameter_groups()` / `set_trainable(vision_tower=False, ...)` over `PARAMETER_GROUPS`
-    (vision_tower, vl_stack, dit, action_encoder, action_decoder). `load_vision_tower(dir)` loads local SigLIP
+    (vision_tower, vl_stack, dit, action_encoder, action_decoder, game_embedding). `load_vision_tower(dir)` loads local SigLIP
     weights.
 Checkpoints
     `NitroGenModel.save_pretrained(dir)` / `NitroGenModel.from_pretrained(dir)` (`config.json` +

@@ -15,10 +15,11 @@ from azote.policy.modules import KV, DiT, ActionDecoder, ActionEncoder, VLSelfAt
 # Parameter groups by name prefix, for freezing parts of the model during training.
 PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
     "vision_tower": ("vision_encoder.",),
-    "vl_stack": ("vl_self_attention_model.", "game_embedding."),
+    "vl_stack": ("vl_self_attention_model.",),
     "dit": ("model.",),
     "action_encoder": ("action_encoder.", "position_embedding."),
     "action_decoder": ("action_decoder.",),
+    "game_embedding": ("game_embedding.",),
 }
 
 
