@@ -95,7 +95,7 @@ def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budg
         first = dict(info)
         root = env.get_state()
         frontier: list[tuple[bytes, list[int], int]] = [(root, [], 0)]
-        seen = {_signature(frame)}
+        seen = {_signature(frame, info)}
         used = 0
         while frontier and used < budget:
             # breadth-first with a random order inside each depth: the shortest solutions first
@@ -115,7 +115,8 @@ def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budg
                         if failure_if is not None and failure_if.evaluate(info, first):
                             failed = True
                             break
-                        if success_if is not None and success_if.evaluate(info, first):
+                        if (task.mode == "survive" and n >= task.max_steps) or (
+                                success_if is not None and task.mode == "reach" and success_if.evaluate(info, first)):
                             ok = True
                             break
                         if terminated or truncated or n >= task.max_steps:
@@ -129,7 +130,7 @@ def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budg
                         continue
                     if failed:
                         continue
-                    sig = _signature(frame)
+                    sig = _signature(frame, info)
                     if sig not in seen:
                         seen.add(sig)
                         frontier.append((env.get_state(), plan + [ci], steps + hold))
@@ -138,7 +139,12 @@ def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budg
         env.close()
 
 
-def _signature(frame: np.ndarray) -> bytes:
+def _signature(frame: np.ndarray, info: dict[str, Any]) -> bytes:
+    """What counts as a new state: the coarse position and heading where the game reports them (3D games, whose
+    frames change with every turn), else a coarse version of the frame."""
+    if "angle" in info and "x" in info:
+        cell = (int(info["x"] // 48), int(info["y"] // 48), int(info["angle"] // 45), int(info.get("kills", 0)))
+        return repr(cell).encode()
     small = frame[::4, ::4] // 32  # coarse: nearby positions of the same scene count as seen
     return hashlib.blake2b(small.tobytes(), digest_size=16).digest()
 

@@ -40,11 +40,23 @@ def _lives_dropped(before: dict[str, Any], after: dict[str, Any]) -> bool:
     return "lives" in before and after.get("lives", 0) < before["lives"]
 
 
+# Atari games whose reward is too sparse for the search horizon, with a RAM variable that grows with progress.
+# The weight keeps one point of reward worth more than the progress lost when the variable resets on scoring.
+_ATARI_PROGRESS = {
+    "atari/Freeway": (lambda info: float(info["ram"][14]), 0.004),  # the chicken's height on the road
+}
+
+
 def profile_for(env: GamepadEnv) -> SearchProfile:
     family = env.game.family
     if family == "atari":
-        return SearchProfile(distinct(env, joystick_candidates(), allowed=set(env.minimal_actions())), horizon=48,
-                             decide_every=4, lost_life=_lives_dropped, name="atari-joystick")
+        progress, weight = _ATARI_PROGRESS.get(env.game.id, (None, 0.0))
+        candidates = distinct(env, joystick_candidates(), allowed=set(env.minimal_actions()))
+        # About 240 simulated frames per played frame: long horizons for games with few actions (Breakout
+        # needs 80 frames to see a missed ball coming), shorter ones for games with all 18.
+        horizon = max(24, min(80, 480 // len(candidates)))
+        return SearchProfile(candidates, horizon=horizon, decide_every=4, lost_life=_lives_dropped,
+                             progress=progress, progress_weight=weight, name="atari-joystick")
     if family == "nes":
         run, jump = "west", "south"
         moves = [

@@ -59,8 +59,6 @@ class TrainConfig(BaseModel):
         bad = set(self.freeze) - set(PARAMETER_GROUPS)
         if bad:
             raise ValueError(f"freeze: unknown groups {sorted(bad)}; groups are {list(PARAMETER_GROUPS)}")
-        if len(self.freeze) == len(PARAMETER_GROUPS):
-            raise ValueError("freeze: every group is frozen, nothing would train")
         return self
 
     @staticmethod

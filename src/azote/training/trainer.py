@@ -122,6 +122,8 @@ class Trainer:
         for name, p in model.named_parameters():
             if p.requires_grad:
                 (decay if p.ndim >= 2 and "embedding" not in name else no_decay).append(p)
+        if not decay and not no_decay:
+            raise ValueError(f"freeze={self.cfg.freeze} leaves no trainable parameter in this model")
         groups = [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         fused = self.device.type == "cuda"
         return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(0.9, 0.95), fused=fused)
