@@ -59,8 +59,9 @@ def _quantised(actions: list[Gamepad]) -> ActionChunk:
                        chunk.j_right.astype(np.float16).astype(np.float32))
 
 
-def solve_with_expert(task: Task, attempts: int = 3) -> ActionChunk | None:
-    """The planning expert, with a few seeds; the first run whose replay succeeds is the solution."""
+def solve_with_expert(task: Task, attempts: int = 3, horizon: int | None = None) -> ActionChunk | None:
+    """The planning expert, with a few seeds (and optionally a longer search horizon than its family's
+    default); the first run whose replay succeeds is the solution."""
     from azote.experts import expert_for
 
     for seed in range(attempts):
@@ -70,6 +71,8 @@ def solve_with_expert(task: Task, attempts: int = 3) -> ActionChunk | None:
                 expert = expert_for(env, seed=seed)
             except ValueError:
                 return None
+            if horizon is not None:
+                expert.profile.horizon = horizon
             played: list[Gamepad] = []
             result = run_episode(task, env, expert, seed, actions=played)
         finally:

@@ -77,6 +77,7 @@ def solve(
     tasks: Optional[str] = typer.Option(None, help="Comma-separated task ids (default: all without a solution)."),
     out: Optional[Path] = typer.Option(None, help="Where to write solutions (default: the package's)."),
     attempts: int = typer.Option(3, min=1, help="Expert seeds to try."),
+    horizon: Optional[int] = typer.Option(None, min=1, help="Expert search horizon (default: the family's)."),
     budget: int = typer.Option(300_000, min=1, help="Game steps the novelty search may spend per task."),
     force: bool = typer.Option(False, help="Solve again tasks that have a solution."),
 ) -> None:
@@ -97,7 +98,7 @@ def solve(
             continue
         if solution_path(task, root).exists() and not force:
             continue
-        how, actions = "expert", solve_with_expert(task, attempts)
+        how, actions = "expert", solve_with_expert(task, attempts, horizon)
         if actions is None:
             how = "search"
             actions = solve_with_search(task, search_candidates(game_info(task.game).family), budget=budget)

@@ -19,8 +19,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
+from azote.dataset.frames import resize_frame
 from azote.dataset.reader import Chunk, Dataset
 from azote.gamepad import MODEL_ACTION_DIM, ActionChunk
 
@@ -46,14 +46,6 @@ class SampleConfig:
             raise ValueError(f"SampleConfig.shift must be >= 0, got {self.shift}")
         if not 0.0 <= self.min_action_density <= 1.0:
             raise ValueError(f"SampleConfig.min_action_density must be in [0, 1], got {self.min_action_density}")
-
-
-def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
-    """uint8 [H, W, 3] -> [size, size, 3] with PIL's bilinear filter (antialiased when shrinking), the resize of
-    the released preprocessing."""
-    if frame.shape[:2] == (size, size):
-        return frame
-    return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def prepare_frame(frame: np.ndarray, chunk: Chunk, size: int) -> np.ndarray:
@@ -210,7 +202,3 @@ class TrainingSamples(torch.utils.data.IterableDataset):
             yield self.batch(self.start + k * self.world_size + self.rank)
             k += workers
 
-
-def actions_of(batch_actions: torch.Tensor) -> list[ActionChunk]:
-    """Model vectors [B, H, 25] -> gamepad chunks (for evaluation and display)."""
-    return [ActionChunk.from_model_vectors(a) for a in batch_actions.detach().cpu().numpy()]

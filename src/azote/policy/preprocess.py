@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
+from azote.dataset.frames import resize_frame
 
 
 def _as_frame(frame: Any, index: int) -> np.ndarray:
@@ -24,15 +24,6 @@ def _as_frame(frame: Any, index: int) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise ValueError(f"frame {index}: expected uint8 pixels 0..255, got {arr.dtype}")
     return arr
-
-
-def resize_frame(frame: np.ndarray, image_size: int, resample: str = "bilinear") -> np.ndarray:
-    """One uint8 [H, W, 3] frame resized to [image_size, image_size, 3]."""
-    if frame.shape[:2] == (image_size, image_size):
-        return frame
-    if resample not in _RESAMPLE:
-        raise ValueError(f"resample must be one of {', '.join(_RESAMPLE)}, got {resample!r}")
-    return np.asarray(Image.fromarray(frame).resize((image_size, image_size), _RESAMPLE[resample]))
 
 
 def preprocess_frames(frames: np.ndarray | Sequence[Any], image_size: int, resample: str = "bilinear") -> torch.Tensor:
