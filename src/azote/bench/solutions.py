@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from azote.bench.runner import ScriptedAgent, run_episode, start
-from azote.bench.tasks import Task
+from azote.bench.tasks import Hold, Task
 from azote.envs import make
 from azote.envs.base import GamepadEnv
 from azote.gamepad import ActionChunk, Gamepad
@@ -84,12 +84,57 @@ def solve_with_expert(task: Task, attempts: int = 3, horizon: int | None = None)
     return None
 
 
+class PatternAgent:
+    """Repeats a fixed cycle of held inputs: the simplest scripted player (spin and shoot, walk and turn)."""
+
+    name = "pattern"
+
+    def __init__(self, cycle: list[Hold]) -> None:
+        self.cycle = ActionChunk.stack([h.gamepad() for h in cycle for _ in range(h.frames)])
+
+    def reset(self, seed: int | None = None) -> None:
+        pass
+
+    def act(self, frame: np.ndarray) -> ActionChunk:
+        return self.cycle
+
+
+def scripted_patterns() -> dict[str, list[Hold]]:
+    """Generic scripted players for 3D shooters: spin while shooting, walk while turning now and then."""
+    out: dict[str, list[Hold]] = {}
+    for rate in (0.2, 0.35, 0.5, 0.8):
+        out[f"spin-shoot-{rate}"] = [Hold(press=["right_trigger"], j_right=(rate, 0), frames=1),
+                                     Hold(j_right=(rate, 0), frames=1)]
+    for rate in (0.3, 0.6, 0.8, 1.0):
+        for period in (3, 4, 6, 10):
+            out[f"walk-turn-{rate}-{period}"] = [Hold(j_left=(0, -1), j_right=(0.05, 0), frames=8 * (period - 1)),
+                                                 Hold(j_left=(0, -1), j_right=(rate, 0), frames=8)]
+    return out
+
+
+def solve_with_patterns(task: Task) -> tuple[str, ActionChunk] | None:
+    """The first scripted pattern whose run succeeds (and whose replay does)."""
+    for name, cycle in scripted_patterns().items():
+        env = make(task.game, **task.game_kwargs)
+        try:
+            played: list[Gamepad] = []
+            result = run_episode(task, env, PatternAgent(cycle), 0, actions=played)
+        finally:
+            env.close()
+        if result["success"]:
+            actions = _quantised(played[: result["steps"]])
+            if replay(task, actions)["success"]:
+                return name, actions
+    return None
+
+
 def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budget: int = 200_000,
-                      seed: int = 0) -> ActionChunk | None:
+                      seed: int = 0, beam: int | None = None) -> ActionChunk | None:
     """Novelty search: a frontier of snapshots, each expanded by every candidate held for `hold` steps; states
-    whose downsampled frame was seen before are dropped, the rest are kept, preferring few steps. Follows the
-    task's failure condition and stops at its success. Works for sparse goals (mazes) where the planner sees
-    no reward within its horizon."""
+    whose downsampled frame (or, in 3D, coarse position) was seen before are dropped, the rest are kept, fewest
+    steps first; `beam` caps how many states of each depth are expanded (random ones), for long tasks. Follows
+    the task's failure condition and stops at its success. Works for sparse goals (mazes) where the planner
+    sees no reward within its horizon."""
     success_if, failure_if = task.conditions()
     env = make(task.game, **task.game_kwargs)
     rng = np.random.default_rng(seed)
@@ -106,6 +151,7 @@ def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budg
             layer = [f for f in frontier if len(f[1]) == depth]
             frontier = [f for f in frontier if len(f[1]) != depth]
             rng.shuffle(layer)
+            layer = layer[:beam] if beam else layer
             for state, plan, steps in layer:
                 for ci, pad in enumerate(candidates):
                     env.set_state(state)

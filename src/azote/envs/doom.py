@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import tempfile
+import weakref
 from typing import Any
 
 import msgpack
@@ -125,7 +127,7 @@ class DoomEnv(GamepadEnv):
         super().__init__(GameInfo(game_id, FAMILY, res, TICRATE, 1, view), render_mode)  # type: ignore[arg-type]
         g = vzd.DoomGame()
         # ViZDoom writes its ini next to the working directory unless told otherwise.
-        self._tmp = tempfile.TemporaryDirectory(prefix="azote-doom-")
+        self._tmp = tempfile.mkdtemp(prefix="azote-doom-")
         if scenario is not None:
             g.load_config(os.path.join(vzd.scenarios_path, f"{scenario}.cfg"))
         else:
@@ -143,7 +145,7 @@ class DoomEnv(GamepadEnv):
             g.set_doom_skill(int(skill))
         if render_hud is not None:
             g.set_render_hud(bool(render_hud))
-        g.set_doom_config_path(os.path.join(self._tmp.name, "vizdoom.ini"))
+        g.set_doom_config_path(os.path.join(self._tmp, "vizdoom.ini"))
         g.set_screen_resolution(getattr(vzd.ScreenResolution, RESOLUTIONS[res]))
         g.set_screen_format(vzd.ScreenFormat.RGB24)
         g.set_window_visible(False)
@@ -153,6 +155,9 @@ class DoomEnv(GamepadEnv):
         g.set_available_game_variables([getattr(vzd.GameVariable, v) for _, v in _VARIABLES])
         g.init()
         self._game = g
+        # The engine writes its ini when it shuts down: stop it before removing the directory, also when the env
+        # is garbage-collected without close().
+        self._finalizer = weakref.finalize(self, _shutdown, g, self._tmp)
         self._seed = 0
         self._history: list[list[float]] = []
         self._last_frame = np.zeros((*res, 3), np.uint8)
@@ -225,10 +230,14 @@ class DoomEnv(GamepadEnv):
         return self._frame
 
     def close(self) -> None:
-        if getattr(self, "_game", None) is not None:
-            self._game.close()
+        if getattr(self, "_finalizer", None) is not None:
+            self._finalizer()
             self._game = None  # type: ignore[assignment]
-            self._tmp.cleanup()
+
+
+def _shutdown(game: Any, directory: str) -> None:
+    game.close()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _register() -> None:
