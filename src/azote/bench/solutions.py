@@ -194,14 +194,19 @@ def _signature(frame: np.ndarray, info: dict[str, Any]) -> bytes:
     if "angle" in info and "x" in info:
         cell = (int(info["x"] // 48), int(info["y"] // 48), int(info["angle"] // 45), int(info.get("kills", 0)))
         return repr(cell).encode()
+    if min(frame.shape[:2]) <= 96:  # small agent views (Procgen): every pixel counts, positions are few
+        return hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
     small = frame[::4, ::4] // 32  # coarse: nearby positions of the same scene count as seen
     return hashlib.blake2b(small.tobytes(), digest_size=16).digest()
 
 
-def search_candidates(env_family: str) -> list[Gamepad]:
-    moves = [(0, -1), (0, 1), (-1, 0), (1, 0), (1, -1), (-1, -1)]
+def search_moves(env_family: str) -> tuple[list[Gamepad], int]:
+    """The novelty search's moves and how many steps each is held, per family: Procgen moves whole cells per
+    step (mazes need fine turns), Doom needs walking and turning."""
     if env_family == "doom":
         return [Gamepad.make(j_left=(0, -1)), Gamepad.make(j_right=(1, 0)), Gamepad.make(j_right=(-1, 0)),
                 Gamepad.make(j_left=(0, -1), j_right=(0.5, 0)), Gamepad.make(j_left=(0, -1), j_right=(-0.5, 0)),
-                Gamepad.make(["right_trigger"])]
-    return [Gamepad.make(j_left=m) for m in moves]
+                Gamepad.make(["right_trigger"])], 8
+    if env_family == "procgen":
+        return [Gamepad.make(j_left=m) for m in ((0, -1), (0, 1), (-1, 0), (1, 0))], 2
+    return [Gamepad.make(j_left=m) for m in ((0, -1), (0, 1), (-1, 0), (1, 0), (1, -1), (-1, -1))], 8

@@ -79,14 +79,14 @@ def solve(
     attempts: int = typer.Option(3, min=1, help="Expert seeds to try."),
     horizon: Optional[int] = typer.Option(None, min=1, help="Expert search horizon (default: the family's)."),
     budget: int = typer.Option(300_000, min=1, help="Game steps the novelty search may spend per task."),
-    hold: int = typer.Option(8, min=1, help="Steps each novelty-search move is held."),
+    hold: Optional[int] = typer.Option(None, min=1, help="Steps each novelty-search move is held (default: per family)."),
     beam: Optional[int] = typer.Option(None, min=1, help="States of each depth the novelty search expands."),
     force: bool = typer.Option(False, help="Solve again tasks that have a solution."),
 ) -> None:
     """Find and store a successful action sequence per task (planning expert, else novelty search)."""
     from azote.bench import TaskError, load_suite
     from azote.bench.solutions import (
-        SOLUTIONS_DIR, save_solution, search_candidates, solution_path, solve_with_expert, solve_with_patterns,
+        SOLUTIONS_DIR, save_solution, search_moves, solution_path, solve_with_expert, solve_with_patterns,
         solve_with_search,
     )
     from azote.envs import game_info
@@ -108,8 +108,8 @@ def solve(
                 how, actions = f"script {found[0]}", found[1]
         if actions is None:
             how = "search"
-            actions = solve_with_search(task, search_candidates(game_info(task.game).family), hold=hold,
-                                        budget=budget, beam=beam)
+            moves, default_hold = search_moves(game_info(task.game).family)
+            actions = solve_with_search(task, moves, hold=hold or default_hold, budget=budget, beam=beam)
         if actions is None:
             typer.echo(f"{task.id}: not solved", err=True)
             continue
