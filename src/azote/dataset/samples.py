@@ -139,8 +139,8 @@ class TrainingSamples(torch.utils.data.IterableDataset):
     # --- the deterministic schedule -----------------------------------------------------------------------
     def window_chunks(self, window: int) -> np.ndarray:
         rng = np.random.default_rng([self.config.seed, 1, window])
-        k = min(self.config.chunks_per_window, len(self.chunks))
-        return rng.choice(len(self.chunks), size=k, replace=False, p=self._p if k < len(self.chunks) else None)
+        k = min(self.config.chunks_per_window, int(np.count_nonzero(self._p)))  # games weighted 0 never come
+        return rng.choice(len(self.chunks), size=k, replace=False, p=self._p)
 
     def batch_plan(self, index: int) -> list[tuple[int, int]]:
         """(chunk, row) of every sample of micro-batch `index`."""
