@@ -16,7 +16,8 @@ app = typer.Typer(
 
 # Modules under azote.cli that define `register(app)`; imported lazily per module so a broken optional stage
 # does not take the whole command down with it.
-_COMMAND_MODULES = ("envs_cmds", "data_cmds", "policy_cmds", "training_cmds", "bench_cmds", "pipeline_cmds", "demo_cmds")
+_COMMAND_MODULES = ("envs_cmds", "data_cmds", "policy_cmds", "training_cmds", "bench_cmds", "pipeline_cmds",
+                    "demo_cmds", "serving_cmds", "labeling_cmds")
 
 for _name in _COMMAND_MODULES:
     try:
