@@ -28,7 +28,15 @@ def test_record_then_validate(tmp_path):
     assert result.exit_code == 0, result.output
     ds = Dataset.open(out, check_video=True)
     assert len({c.video_id for c in ds.chunks}) == 2 and not ds.problems
-    assert json.loads((out / "record-procgen-coinrun-random.json").read_text())["episodes"][0]["steps"] <= 40
+    first = json.loads((out / "record-procgen-coinrun-random.json").read_text())["episodes"]
+    assert 0 < first[0]["steps"] <= 40
+    # a rerun skips the recorded episodes but still reports what they scored
+    again = runner.invoke(app, ["record", "--game", "procgen/coinrun", "--policy", "random", "--episodes", "2",
+                                "--max-steps", "40", "--out", str(out)])
+    assert "wrote 0 episodes (2 already there)" in again.output
+    second = json.loads((out / "record-procgen-coinrun-random.json").read_text())["episodes"]
+    assert [(r["steps"], r["return"]) for r in second] == [(r["steps"], r["return"]) for r in first]
+    assert all(r["skipped"] for r in second)
     ok = runner.invoke(app, ["data", "validate", str(out)])
     assert ok.exit_code == 0 and "good chunks" in ok.output
     bad_meta = next(out.rglob("metadata.json"))

@@ -3,6 +3,7 @@ as a dataset, in one process or a pool of them."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -64,6 +65,9 @@ class PolicyAgent:
         return self.policy.act(frame, seed=self._seed * 1_000_003 + self._calls)
 
 
+EPISODES = "episodes"  # per-episode results beside the dataset, read back when a rerun skips the episode
+
+
 @dataclass
 class EpisodeResult:
     video_id: str
@@ -94,7 +98,7 @@ def record_episode(env: GamepadEnv, agent: Agent, out: Path, seed: int, max_step
     """Plays one episode and writes it (skipped when a complete recording of it exists)."""
     video_id = video_id_for(env.game.id, agent.name, seed)
     if is_complete(out, video_id):
-        return EpisodeResult(video_id, seed, skipped=True)
+        return _stored_result(out, video_id, seed)
     t0, result = time.time(), EpisodeResult(video_id, seed)
     with EpisodeWriter(out, video_id, env.game.id, env.game.fps, source=f"azote-record:{agent.name}",
                        crf=crf, extra={"seed": seed, "policy": policy or agent.name}) as writer:
@@ -107,7 +111,20 @@ def record_episode(env: GamepadEnv, agent: Agent, out: Path, seed: int, max_step
                 on_step()
     result.info = plain_info(result.info or {})
     result.seconds = time.time() - t0
+    path = out / EPISODES / f"{video_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".partial").write_text(json.dumps(result.as_dict()))
+    path.with_suffix(".partial").replace(path)
     return result
+
+
+def _stored_result(out: Path, video_id: str, seed: int) -> EpisodeResult:
+    """The result of an episode recorded by an earlier run, so a resumed run still reports its return."""
+    path = out / EPISODES / f"{video_id}.json"
+    if not path.is_file():
+        return EpisodeResult(video_id, seed, skipped=True)
+    d = json.loads(path.read_text())
+    return EpisodeResult(video_id, seed, d["steps"], d["return"], d["seconds"], d["info"], skipped=True)
 
 
 def _record_in_worker(game: str, spec: str, out: str, seed: int, max_steps: int, execute: int | None,

@@ -75,10 +75,11 @@ def _record(game: str, policy: str, episodes: int, max_steps: int, out: Path, se
                                   execute=execute, crf=crf, workers=workers, progress=bar)
     write_json(out / f"record-{game.replace('/', '-')}-{Path(policy).name or policy}.json",
                {"game": game, "policy": policy, "episodes": results})
-    done = [r for r in results if not r["skipped"]]
-    mean = sum(r["return"] for r in done) / len(done) if done else float("nan")
-    typer.echo(f"wrote {len(done)} episodes ({len(results) - len(done)} already there) to {out}; "
-               f"mean return {mean:.2f}")
+    new = sum(not r["skipped"] for r in results)
+    played = [r for r in results if r["steps"]]  # episodes of earlier runs report their stored result
+    mean = sum(r["return"] for r in played) / len(played) if played else float("nan")
+    typer.echo(f"wrote {new} episodes ({len(results) - new} already there) to {out}; "
+               f"mean return {mean:.2f} over {len(played)} episodes")
 
 
 def play(
