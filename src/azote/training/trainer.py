@@ -98,6 +98,17 @@ class Trainer:
             for problem in ds.problems:
                 self._log(f"skipping bad file: {problem}")
         games = sorted({c.game or "?" for ds in datasets for c in ds.chunks})
+        stored = self.out / GAMES_FILE
+        if self.resume and stored.is_file() and latest_checkpoint(self.out) is not None:
+            # the game vocabulary is fixed when a run begins (the game embedding's size depends on it): data of
+            # games added since then is left out of a resumed run
+            games = json.loads(stored.read_text())
+            known, dropped = set(games), 0
+            for ds in datasets:
+                dropped += sum((c.game or "?") not in known for c in ds.chunks)
+                ds.chunks = [c for c in ds.chunks if (c.game or "?") in known]
+            if dropped:
+                self._log(f"resuming: {dropped} chunks of games added since the run began are left out")
         return datasets, games
 
     def _model(self, games: list[str]) -> NitroGenModel:
