@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from azote.pipeline.stages import Stages
+from azote.pipeline.steps import bench_policy, fmt_rate, train_policy
 
 PRETRAIN_GAMES = [
     "atari/Breakout", "atari/Pong", "atari/SpaceInvaders", "atari/MsPacman", "atari/Boxing", "atari/Seaquest",
@@ -60,11 +61,8 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print) ->
     from tqdm import tqdm
 
     from azote.bench import load_suite
-    from azote.bench.report import summarize
-    from azote.bench.runner import RESULTS, run_suite
     from azote.dataset.subset import make_subset
     from azote.recording import record_episodes
-    from azote.training import TrainConfig, Trainer
 
     root = Path(cfg.out)
     stages = Stages(root, log)
@@ -86,11 +84,8 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print) ->
     stages.run("demos-heldout", record("heldout", cfg.heldout_games, cfg.heldout_episodes, 200))
 
     def train(data: Path, out: Path, steps: int, init_from: Path | None, lr: float) -> dict[str, Any]:
-        tc = TrainConfig(data=[str(data)], out=str(out), model=cfg.model, init_from=str(init_from) if init_from else None,
-                         steps=steps, batch_size=cfg.batch_size, lr=lr, warmup_steps=min(100, steps // 10),
-                         ckpt_every=max(100, steps // 5), num_workers=1, seed=cfg.seed)
-        final = Trainer(tc, resume=True).run()
-        return {"final": str(final), **json.loads((out / "summary.json").read_text())}
+        return train_policy(data, out, steps=steps, model=cfg.model, batch_size=cfg.batch_size, lr=lr,
+                            init_from=init_from, seed=cfg.seed)
 
     def pretrain(d: Path) -> Any:
         games = set(cfg.pretrain_games)
@@ -126,11 +121,7 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print) ->
     results: dict[str, Any] = {}
     for name, spec, game, budget in evaluations:
         def bench(d: Path, spec: str = spec, game: str = game) -> Any:
-            with tqdm(unit="episode", desc=f"bench {d.name}") as bar:
-                run_suite(suite, spec, cfg.bench_episodes, d, workers=cfg.workers, videos=True,
-                          tasks=heldout_tasks[game], progress=bar)
-            rows = [json.loads(line) for line in (d / RESULTS).read_text().splitlines() if line.strip()]
-            return summarize(suite, rows)
+            return bench_policy(suite, spec, heldout_tasks[game], cfg.bench_episodes, d, cfg.workers)
 
         summary = stages.run(f"bench-{name}", bench)
         results[name] = {"game": game, "budget": budget, "overall": summary["overall"],
@@ -149,21 +140,17 @@ def write_experiment_report(root: Path, cfg: ExperimentConfig, results: dict[str
     lines = ["| held-out game | demo episodes | from scratch | fine-tuned from pre-training | difference |",
              "| --- | ---: | --- | --- | ---: |"]
 
-    def fmt(o: dict) -> str:
-        lo, hi = o["ci95"]
-        return f"{o['rate']:.0%} [{lo:.0%}, {hi:.0%}] (n={o['episodes']})"
-
     for game in cfg.heldout_games:
         for budget in cfg.budgets:
             tag = f"{_slug(game)}-{budget}ep"
             sc, ft = results[f"scratch-{tag}"]["overall"], results[f"finetune-{tag}"]["overall"]
             diff = ft["rate"] - sc["rate"]
             rows.append({"game": game, "budget": budget, "scratch": sc, "finetune": ft, "difference": diff})
-            lines.append(f"| {game} | {budget} | {fmt(sc)} | {fmt(ft)} | {diff:+.0%} |")
+            lines.append(f"| {game} | {budget} | {fmt_rate(sc)} | {fmt_rate(ft)} | {diff:+.0%} |")
     lines += ["", "| held-out game | random | pre-trained, zero-shot |", "| --- | --- | --- |"]
     for game in cfg.heldout_games:
-        lines.append(f"| {game} | {fmt(results[f'random-{_slug(game)}']['overall'])} | "
-                     f"{fmt(results[f'pretrained-{_slug(game)}']['overall'])} |")
+        lines.append(f"| {game} | {fmt_rate(results[f'random-{_slug(game)}']['overall'])} | "
+                     f"{fmt_rate(results[f'pretrained-{_slug(game)}']['overall'])} |")
 
     fig, axes = plt.subplots(1, len(cfg.heldout_games), figsize=(5 * len(cfg.heldout_games), 3.6), squeeze=False)
     for ax, game in zip(axes[0], cfg.heldout_games):
