@@ -42,10 +42,20 @@ def make_agent(spec: str, env: GamepadEnv, seed: int | None = None, **options: A
             from azote.policy import Policy
         except ImportError as exc:
             raise AgentSpecError(f"policy {spec!r}: the policy package is not available ({exc})") from None
-        return PolicyAgent(Policy.from_pretrained(path, **options), seed)
+        policy = Policy.from_pretrained(path, **options)
+        return PolicyAgent(policy, seed, game_id=_game_id(path, env.game.id, policy))
     raise AgentSpecError(
         f"unknown policy {spec!r}: use random, expert, a checkpoint directory (with config.json) or tcp://HOST:PORT"
     )
+
+
+def _game_id(checkpoint: Path, game: str, policy: Any) -> int | None:
+    """The game token a checkpoint trained with game ids knows this game by (its games.json), else none."""
+    games_file = checkpoint / "games.json"
+    if not policy.config.num_games or not games_file.is_file():
+        return None
+    games = json.loads(games_file.read_text())
+    return games.index(game) + 1 if game in games else 0  # 0: the "no game" token learned by game dropout
 
 
 class PolicyAgent:
@@ -54,15 +64,15 @@ class PolicyAgent:
 
     name = "policy"
 
-    def __init__(self, policy: Any, seed: int | None = None) -> None:
-        self.policy, self._seed, self._calls = policy, seed or 0, 0
+    def __init__(self, policy: Any, seed: int | None = None, game_id: int | None = None) -> None:
+        self.policy, self._seed, self._calls, self.game_id = policy, seed or 0, 0, game_id
 
     def reset(self, seed: int | None = None) -> None:
         self._seed, self._calls = (seed if seed is not None else self._seed), 0
 
     def act(self, frame: Any) -> Any:
         self._calls += 1
-        return self.policy.act(frame, seed=self._seed * 1_000_003 + self._calls)
+        return self.policy.act(frame, seed=self._seed * 1_000_003 + self._calls, game_id=self.game_id)
 
 
 EPISODES = "episodes"  # per-episode results beside the dataset, read back when a rerun skips the episode
