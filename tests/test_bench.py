@@ -1,0 +1,99 @@
+"""The benchmark: suites validate, conditions are safe, every task's recorded solution succeeds when replayed,
+the runner resumes and reports."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from azote.bench import Condition, TaskError, load_suite, run_suite
+from azote.bench.report import summarize, wilson
+from azote.bench.solutions import load_solution, replay, solution_path
+
+SUITE = load_suite("standard")
+
+
+def test_standard_suite_is_broad_and_balanced():
+    tasks = SUITE.tasks
+    assert len(tasks) >= 36
+    kinds = {t.game.split("/")[0] if t.game.startswith("doom/") else t.game for t in tasks}
+    assert len(kinds) >= 12  # ViZDoom scenarios and maps count once
+    three_d = {t.game.split("/")[0] if t.game.startswith("doom/") else t.game for t in tasks if t.game_view == "3d"}
+    assert len(three_d) >= 4
+    counts = {c: sum(t.category == c for t in tasks) for c in ("combat", "navigation", "game-specific")}
+    assert min(counts.values()) >= len(tasks) // 4
+    assert set(SUITE.heldout) <= {t.game for t in tasks}
+
+
+@pytest.mark.parametrize("task", SUITE.tasks, ids=lambda t: t.id)
+def test_every_task_has_a_solution_that_succeeds(task):
+    assert solution_path(task).is_file(), f"no recorded solution for {task.id} (azote bench solve)"
+    result = replay(task, load_solution(task))
+    assert result["success"], result
+    assert result["steps"] <= task.max_steps
+
+
+def test_conditions_are_parsed_safely():
+    c = Condition("x >= 1200 and not life_lost", {"x", "life_lost"})
+    assert c.evaluate({"x": 1300, "life_lost": False}, {})
+    assert not c.evaluate({"x": 1300, "life_lost": True}, {})
+    d = Condition("kills - start.kills >= 2 or ram[3] == 7", {"kills", "ram"})
+    assert d.evaluate({"kills": 5, "ram": [0, 0, 0, 1]}, {"kills": 3})
+    assert d.evaluate({"kills": 0, "ram": [0, 0, 0, 7]}, {"kills": 3})
+    for bad in ("__import__('os').system('true')", "x.__class__", "open('f')", "'text' == x", "lambda: 1"):
+        with pytest.raises(ValueError):
+            Condition(bad, {"x"})
+    with pytest.raises(ValueError, match="unknown variables"):
+        Condition("lifes < 3", {"lives"})
+
+
+def write_suite(path: Path, tasks: list) -> Path:
+    path.write_text(yaml.safe_dump({"name": "t", "tasks": tasks}))
+    return path
+
+
+GOOD = {"id": "pong-point", "game": "atari/Pong", "category": "combat", "description": "d", "time_limit": 2,
+        "success": "ram[14] >= 1"}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"game": "atari/Pongg"}, "unknown game"),
+    ({"category": "racing"}, "category"),
+    ({"success": "ram[14] >="}, "not an expression"),
+    ({"success": "points >= 1"}, "unknown variables"),
+    ({"time_limit": -1}, "time_limit"),
+    ({"success": None}, "needs a success condition"),
+])
+def test_a_corrupt_suite_names_the_task(tmp_path, change, message):
+    bad = {**GOOD, "id": "broken-task", **change}
+    path = write_suite(tmp_path / "s.yaml", [GOOD, bad])
+    with pytest.raises(TaskError, match=message) as err:
+        load_suite(path)
+    assert "broken-task" in str(err.value) and str(path) in str(err.value)
+    (tmp_path / "y.yaml").write_text("tasks: [unclosed")
+    with pytest.raises(TaskError, match="not valid YAML"):
+        load_suite(tmp_path / "y.yaml")
+
+
+def test_runner_resumes_and_reports(tmp_path):
+    path = write_suite(tmp_path / "s.yaml", [GOOD, {**GOOD, "id": "pong-survive", "mode": "survive",
+                                                    "success": None, "failure": "ram[13] >= 1"}])
+    suite = load_suite(path)
+    out = tmp_path / "run"
+    first = run_suite(suite, "random", 2, out, workers=1, videos=True, tasks=["pong-point"])
+    assert len(first) == 2 and (out / "videos" / "pong-point.mp4").is_file()
+    again = run_suite(suite, "random", 2, out, workers=2, videos=False)
+    assert {(r["task"], r["episode"]) for r in again} == {("pong-survive", 0), ("pong-survive", 1)}
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 4
+    survive = [r for r in results if r["task"] == "pong-survive"]
+    assert all(r["success"] == (r["reason"] == "success") for r in survive)
+    summary = summarize(suite, results)
+    assert summary["overall"]["episodes"] == 4 and set(summary["by_category"]) == {"combat"}
+
+
+def test_wilson_interval():
+    assert wilson(0, 10)[0] == 0.0 and 0.25 < wilson(0, 10)[1] < 0.35
+    lo, hi = wilson(5, 10)
+    assert lo < 0.5 < hi and abs((lo + hi) / 2 - 0.5) < 1e-9
