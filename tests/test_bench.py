@@ -4,6 +4,7 @@ the runner resumes and reports."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -41,6 +42,10 @@ def test_conditions_are_parsed_safely():
     d = Condition("kills - start.kills >= 2 or ram[3] == 7", {"kills", "ram"})
     assert d.evaluate({"kills": 5, "ram": [0, 0, 0, 1]}, {"kills": 3})
     assert d.evaluate({"kills": 0, "ram": [0, 0, 0, 7]}, {"kills": 3})
+    # RAM arrives as uint8: differences must not wrap around (0 - 1 is -1, not 255)
+    ram = np.zeros(128, np.uint8)
+    ram[13] = 1
+    assert not Condition("ram[14] - ram[13] >= 2", {"ram"}).evaluate({"ram": ram}, {})
     for bad in ("__import__('os').system('true')", "x.__class__", "open('f')", "'text' == x", "lambda: 1"):
         with pytest.raises(ValueError):
             Condition(bad, {"x"})

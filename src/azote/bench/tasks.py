@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -102,11 +103,11 @@ class Condition:
         if isinstance(node, ast.Name):
             if node.id not in info:
                 raise KeyError(f"condition {self.text!r}: the game reported no variable {node.id!r}")
-            return info[node.id]
+            return _plain(info[node.id])
         if isinstance(node, ast.Attribute):
-            return start[node.attr]
+            return _plain(start[node.attr])
         if isinstance(node, ast.Subscript):
-            return self._eval(node.value, info, start)[int(self._eval(node.slice, info, start))]
+            return _plain(self._eval(node.value, info, start)[int(self._eval(node.slice, info, start))])
         if isinstance(node, ast.UnaryOp):
             return _OPS[type(node.op)](self._eval(node.operand, info, start))
         if isinstance(node, ast.BinOp):
@@ -123,6 +124,11 @@ class Condition:
                 left = right
             return True
         raise ValueError(f"cannot evaluate {type(node).__name__}")
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars become Python numbers, so `ram[14] - ram[13]` is -1 and not 255 (uint8 would wrap)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 class Hold(BaseModel):
