@@ -1,0 +1,54 @@
+"""From per-frame parser outputs to clean labels: per-video stick centring and scaling, button thresholds,
+and the action-density filter of 20-second chunks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from azote.gamepad import ActionChunk
+
+
+@dataclass
+class PostConfig:
+    rest_radius: float = 0.2  # frames whose stick reads within this of the origin define the rest centre
+    dead_zone: float = 0.06  # after centring, smaller deflections are exactly 0 (what "no action" means)
+    percentile: float = 99.0
+    min_moving: int = 20  # frames with a deflected stick needed before its scale is estimated
+    scale_range: tuple[float, float] = (0.8, 1.25)  # a 99th percentile outside this is real play, not miscalibration
+    button_threshold: float = 0.5
+    min_density: float = 0.5  # chunks with fewer non-zero action rows are dropped
+
+
+def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[np.ndarray, dict]:
+    """raw [T, 2] stick readings of one video -> values in [-1, 1]: the rest centre (mean of the readings near the
+    origin) is subtracted; the deflection is divided by its 99th percentile when that is close to full travel
+    (the overlay's travel differs a little from what the parser assumes); small deflections become 0."""
+    raw = np.asarray(raw, np.float32)
+    near = np.linalg.norm(raw, axis=1) < cfg.rest_radius
+    centre = raw[near].mean(axis=0) if near.sum() >= 5 else np.zeros(2, np.float32)
+    v = raw - centre
+    scale = np.ones(2, np.float32)
+    for a in range(2):
+        moving = np.abs(v[:, a])[np.abs(v[:, a]) > 0.3]
+        if len(moving) >= cfg.min_moving:
+            p = float(np.percentile(moving, cfg.percentile))
+            if cfg.scale_range[0] <= p <= cfg.scale_range[1]:
+                scale[a] = p
+    v = v / scale
+    v[np.abs(v) < cfg.dead_zone] = 0.0
+    return np.clip(v, -1.0, 1.0).astype(np.float32), {"centre": centre.round(4).tolist(), "scale": scale.round(4).tolist()}
+
+
+def to_actions(sticks: np.ndarray, button_probs: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[ActionChunk, dict]:
+    """Parser outputs of a whole video (sticks [T, 2, 2], button probabilities [T, 17]) -> its actions."""
+    left, info_l = normalise_stick(sticks[:, 0], cfg)
+    right, info_r = normalise_stick(sticks[:, 1], cfg)
+    buttons = (np.asarray(button_probs) > cfg.button_threshold).astype(np.uint8)
+    return ActionChunk.from_arrays(buttons, left, right), {"j_left": info_l, "j_right": info_r}
+
+
+def chunk_density(actions: ActionChunk) -> float:
+    """Share of rows with any action (a pressed button or a deflected stick)."""
+    return float(actions.nonzero_mask().mean()) if len(actions) else 0.0
