@@ -4,8 +4,9 @@
  * - Clocks: clock_gettime (all but the CPU-time clocks), gettimeofday and time read virtual time. It starts at a
  *   fixed epoch (so games that seed their RNG from the clock behave the same every run).
  * - Start-up ("warmup"): either real time (mode 0: virtual time follows the real clock from the shim's load) or
- *   frame time (mode 1: each presented frame advances virtual time by one frame period, nothing blocks), until
- *   `warmup_frames` frames have been presented. Then lockstep: after presenting frame n the game blocks in the
+ *   frame time (mode 1: real time until the first frame, since window set-up may poll the clock; then each
+ *   presented frame advances virtual time by one frame period, nothing blocks), until `warmup_frames` frames
+ *   have been presented. Then lockstep: after presenting frame n the game blocks in the
  *   buffer swap until the controller grants frame n (grant >= n); on waking, virtual time jumps to
  *   t0 + (n - W + 1) * period, where t0 is the virtual time when lockstep began at frame W.
  * - Sleeps (nanosleep, clock_nanosleep, usleep, sleep): in real-time warmup they sleep for real. Otherwise the
@@ -41,7 +42,7 @@ struct az_shm {
     uint32_t version;        /* 4 */
     uint32_t frames;         /* 8: frames presented (futex word, shim increments) */
     uint32_t grant;          /* 12: frames released by the controller (futex word) */
-    uint32_t lockstep;       /* 16: 1 once lockstep has begun */
+    uint32_t lockstep;       /* 16: phase: 0 real time, 2 frame-time start-up, 1 lockstep */
     uint32_t warmup_frames;  /* 20 */
     uint32_t warmup_mode;    /* 24: 0 real time, 1 frame time */
     uint32_t capture_w;      /* 28: 0 = no capture */
@@ -59,6 +60,7 @@ struct az_shm {
     uint64_t sleeps;         /* 104 */
     uint32_t capture_fail;   /* 112: 1 when glReadPixels could not be found */
     uint32_t pad;            /* 116 */
+    int64_t fps_milli;       /* 120: frames per 1000 s (lockstep time is k * 1e12 / fps_milli ns, no drift) */
 };
 
 static struct az_shm *shm;
@@ -113,7 +115,7 @@ static uint32_t load32(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE
 
 /* Virtual nanoseconds since the shim loaded. */
 static int64_t vnow(void) {
-    if (!load32(&shm->lockstep) && shm->warmup_mode == 0) return real_mono() - real_start_ns;
+    if (!load32(&shm->lockstep)) return real_mono() - real_start_ns;
     return load64(&shm->vtime_ns);
 }
 
@@ -190,7 +192,6 @@ static int virtual_sleep(int64_t d) {
     int64_t target = vnow() + d;
     struct timespec poll = {0, 2000000}; /* re-check at least every 2 ms of real time */
     while (vnow() < target) {
-        if (!load32(&shm->lockstep) && shm->warmup_mode == 0) break; /* cannot happen: lockstep never ends */
         uint32_t g = load32(&shm->grant);
         if (vnow() >= target) break;
         futex(&shm->grant, FUTEX_WAIT, g, &poll);
@@ -198,7 +199,7 @@ static int virtual_sleep(int64_t d) {
     return 0;
 }
 
-static int real_time_now(void) { return !shm || (!load32(&shm->lockstep) && shm->warmup_mode == 0); }
+static int real_time_now(void) { return !shm || !load32(&shm->lockstep); }
 
 int nanosleep(const struct timespec *req, struct timespec *rem) {
     resolve();
@@ -323,7 +324,7 @@ static void capture(void) {
 /* Called around every presented frame: capture before, count and (in lockstep) wait after. */
 static void before_present(void) {
     uint32_t next = load32(&shm->frames) + 1;
-    if (load32(&shm->lockstep) || next >= shm->warmup_frames) {
+    if (load32(&shm->lockstep) == 1 || next >= shm->warmup_frames) {
         capture();
         __atomic_store_n(&shm->captured, next, __ATOMIC_RELEASE);
     }
@@ -332,13 +333,16 @@ static void before_present(void) {
 static void after_present(void) {
     uint32_t n = __atomic_add_fetch(&shm->frames, 1, __ATOMIC_ACQ_REL);
     shm->pid = (uint32_t)getpid();
-    if (!load32(&shm->lockstep)) {
-        if (shm->warmup_mode == 1) {
-            int64_t t = (int64_t)n * shm->frame_ns;
-            if (load64(&shm->vtime_ns) < t) store64(&shm->vtime_ns, t);
+    uint32_t phase = load32(&shm->lockstep);
+    if (phase != 1) {
+        if (phase == 0) store64(&shm->vtime_ns, real_mono() - real_start_ns);
+        else __atomic_add_fetch(&shm->vtime_ns, shm->frame_ns, __ATOMIC_ACQ_REL);
+        if (n < shm->warmup_frames) {
+            /* frame-time start-up: real time only until the first frame (window set-up may wait on the clock) */
+            if (phase == 0 && shm->warmup_mode == 1) __atomic_store_n(&shm->lockstep, 2, __ATOMIC_RELEASE);
+            futex(&shm->frames, FUTEX_WAKE, 0x7fffffff, NULL);
+            return;
         }
-        if (n < shm->warmup_frames) { futex(&shm->frames, FUTEX_WAKE, 0x7fffffff, NULL); return; }
-        if (shm->warmup_mode == 0) store64(&shm->vtime_ns, real_mono() - real_start_ns);
         store64(&shm->t0_ns, load64(&shm->vtime_ns));
         shm->lockstep_frame = n;
         __atomic_store_n(&shm->lockstep, 1, __ATOMIC_RELEASE);
@@ -351,7 +355,9 @@ static void after_present(void) {
         if ((int32_t)(g - n) >= 0) break;
         futex(&shm->grant, FUTEX_WAIT, g, &poll);
     }
-    int64_t t = load64(&shm->t0_ns) + (int64_t)(n - shm->lockstep_frame + 1) * shm->frame_ns;
+    /* k * 1e12 / fps_milli: exact for rates like 60 (600 frames are exactly 10 s, not 10 s + 200 ns) */
+    __int128 k = (__int128)(n - shm->lockstep_frame + 1);
+    int64_t t = load64(&shm->t0_ns) + (int64_t)(k * 1000000000000LL / shm->fps_milli);
     if (load64(&shm->vtime_ns) < t) store64(&shm->vtime_ns, t);
     futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL); /* sleeping threads re-check virtual time */
 }

@@ -1,0 +1,43 @@
+"""Native Linux games (Debian packages) under a private Xvfb display, stepped frame-exactly through a clock
+shim preloaded into the game (`shim/clockshim.c`): `gym.make("azote/native/neverball")`.
+
+Wrap another OpenGL game with one `NativeGame` and `register_native_game(...)`; see the README section
+"Native Linux games". System packages: `sudo bash scripts/native-deps.sh`.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from azote.envs.base import GameInfo
+from azote.envs.native.env import FAMILY, GAMES, NativeEnv, NativeGameError
+from azote.envs.native.game import InputProfile, NativeGame, StickKeys, StickMouse
+from azote.envs.native.games import GAMES as _SHIPPED
+from azote.envs.registry import register_game
+
+__all__ = [
+    "FAMILY", "GAMES", "InputProfile", "NativeEnv", "NativeGame", "NativeGameError", "StickKeys", "StickMouse",
+    "register_native_game",
+]
+
+
+def register_native_game(game: NativeGame, max_episode_steps: int | None = None) -> GameInfo:
+    """Makes `game` available as `azote/native/<name>` (gym.make, azote.envs.make, `azote games`)."""
+    GAMES[game.name] = game
+    h, w = game.resolution
+    info = GameInfo(f"{FAMILY}/{game.name}", FAMILY, (h, w), game.fps, 1, game.view, game.description,
+                    {"game": game.name})
+    register_game(info, "azote.envs.native.env:NativeEnv", max_episode_steps)
+    return info
+
+
+def _register() -> None:
+    if shutil.which("Xvfb") is None:
+        raise ImportError("Xvfb is not installed (sudo bash scripts/native-deps.sh)")
+    for game in _SHIPPED:
+        GAMES[game.name] = game
+        if game.available() or shutil.which(game.command[0], path="/usr/games"):
+            register_native_game(game)
+
+
+_register()

@@ -1,0 +1,137 @@
+"""What it takes to wrap a native Linux game: a `NativeGame` (command line, private config files, window class,
+frame rate, input profile) and an `InputProfile` (gamepad -> keys and mouse)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from azote.envs.base import VIEWS
+from azote.gamepad import BUTTON_INDEX, Gamepad
+
+# A mouse button in a profile: "mouse1" (left), "mouse2" (middle), "mouse3" (right).
+MOUSE_BUTTONS = {"mouse1": 1, "mouse2": 2, "mouse3": 3}
+
+
+@dataclass(frozen=True)
+class StickKeys:
+    """A stick that presses direction keys (X keysym names) past a dead zone, like a d-pad."""
+
+    up: str | None = "Up"
+    down: str | None = "Down"
+    left: str | None = "Left"
+    right: str | None = "Right"
+    dead_zone: float = 0.3
+
+    def keys(self, stick: np.ndarray) -> set[str]:
+        x, y = float(stick[0]), float(stick[1])
+        out = set()
+        for active, key in ((y < -self.dead_zone, self.up), (y > self.dead_zone, self.down),
+                            (x < -self.dead_zone, self.left), (x > self.dead_zone, self.right)):
+            if active and key:
+                out.add(key)
+        return out
+
+
+@dataclass(frozen=True)
+class StickMouse:
+    """A stick that moves the mouse: `pixels` per step at full deflection, zero inside the dead zone."""
+
+    pixels: float = 16.0
+    dead_zone: float = 0.1
+
+    def delta(self, stick: np.ndarray) -> tuple[int, int]:
+        x, y = float(stick[0]), float(stick[1])
+        r = (x * x + y * y) ** 0.5
+        if r <= self.dead_zone:
+            return 0, 0
+        k = min(1.0, (r - self.dead_zone) / (1.0 - self.dead_zone)) / r * self.pixels
+        return int(round(x * k)), int(round(y * k))
+
+
+@dataclass(frozen=True)
+class InputProfile:
+    """Gamepad -> keyboard and mouse. `buttons` maps gamepad button names to X keysym names (see
+    /usr/include/X11/keysymdef.h without the XK_ prefix: "Left", "space", "Return", "a", "Control_L") or to
+    "mouse1".."mouse3". Keys stay pressed while the gamepad holds them, across steps, as on a real pad."""
+
+    buttons: Mapping[str, str] = field(default_factory=dict)
+    left_stick: StickKeys | StickMouse | None = None
+    right_stick: StickKeys | StickMouse | None = None
+
+    def __post_init__(self) -> None:
+        bad = [b for b in self.buttons if b not in BUTTON_INDEX]
+        if bad:
+            raise ValueError(f"InputProfile.buttons: unknown gamepad buttons {bad}; buttons are {sorted(BUTTON_INDEX)}")
+
+    def native(self, pad: Gamepad) -> tuple[set[str], tuple[int, int]]:
+        """The keys/mouse buttons to hold and the mouse motion for one gamepad state."""
+        held = {self.buttons[b] for b in pad.pressed if b in self.buttons}
+        dx = dy = 0
+        for stick, values in ((self.left_stick, pad.j_left), (self.right_stick, pad.j_right)):
+            if isinstance(stick, StickKeys):
+                held |= stick.keys(values)
+            elif isinstance(stick, StickMouse):
+                mx, my = stick.delta(values)
+                dx, dy = dx + mx, dy + my
+        return held, (dx, dy)
+
+    def mapping(self) -> tuple[tuple[str, str], ...]:
+        rows = []
+        for name, stick in (("left stick", self.left_stick), ("right stick", self.right_stick)):
+            if isinstance(stick, StickKeys):
+                keys = "/".join(k or "-" for k in (stick.up, stick.down, stick.left, stick.right))
+                rows.append((f"{name} (dead zone {stick.dead_zone})", f"keys {keys} (up/down/left/right)"))
+            elif isinstance(stick, StickMouse):
+                rows.append((name, f"mouse motion, {stick.pixels:g} px per step at full deflection"))
+        rows += [(b, k) for b, k in self.buttons.items()]
+        return tuple(rows)
+
+
+@dataclass(frozen=True)
+class NativeGame:
+    """One native Linux game.
+
+    `command` and `files` may use the placeholders {home} (the private home directory made for each run),
+    {width} and {height} (the window size). `files` are written under {home} before each start (config that
+    skips menus, sets the window size, turns audio off). `reader`, if given, reads success-relevant state from
+    a frame into `info`. Start-up runs in `warmup` time until `warmup_frames` frames are shown (see
+    shim/clockshim.c); then each step presents exactly one frame and advances the game's clock by 1/`fps` s.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    profile: InputProfile
+    window_class: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
+    resolution: tuple[int, int] = (240, 320)  # (height, width)
+    fps: float = 60.0
+    warmup_frames: int = 30
+    warmup: str = "frames"  # "frames": one frame period per start-up frame; "real": real time during start-up
+    view: str = "3d"
+    description: str = ""
+    packages: tuple[str, ...] = ()  # Debian packages that provide the game
+    start_timeout: float = 60.0  # seconds of real time to reach lockstep
+    step_timeout: float = 20.0  # seconds of real time for one frame before the game counts as hung
+    reader: Callable[[np.ndarray], dict[str, Any]] | None = None
+    # Inputs played in lockstep by reset() before the first observation, to get past a "click to begin"
+    # screen: (keys or mouse buttons held, frames) pairs.
+    start_inputs: tuple[tuple[tuple[str, ...], int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.command:
+            raise ValueError(f"NativeGame {self.name!r}: command is empty")
+        if self.view not in VIEWS:
+            raise ValueError(f"NativeGame {self.name!r}: view must be one of {VIEWS}, got {self.view!r}")
+        if self.fps <= 0 or self.warmup_frames < 1:
+            raise ValueError(f"NativeGame {self.name!r}: fps must be > 0 and warmup_frames >= 1")
+
+    def available(self) -> bool:
+        return shutil.which(self.command[0]) is not None
+
+    def argv(self, **values: Any) -> list[str]:
+        return [part.format(**values) for part in self.command]
