@@ -1,15 +1,14 @@
-"""`azote games`, `azote record`, `azote play`: the simulator's verbs."""
+"""`azote games`, `azote record`, `azote demos`: the simulator's verbs (`azote play` is in serving_cmds)."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from azote.cli.common import agent_from_spec, check_agent_spec, open_game, write_json
+from azote.cli.common import check_agent_spec, open_game, write_json
 
 
 def games(
@@ -82,53 +81,8 @@ def _record(game: str, policy: str, episodes: int, max_steps: int, out: Path, se
                f"mean return {mean:.2f} over {len(played)} episodes")
 
 
-def play(
-    game: str = typer.Option(..., help="Game id, e.g. nes/SuperMarioBros-1-1."),
-    policy: str = typer.Option("random", help="random, expert, a checkpoint directory, or tcp://HOST:PORT."),
-    steps: int = typer.Option(600, min=1, help="Steps to play (episodes restart until this many)."),
-    out: Path = typer.Option(..., help="Output directory for the videos and the actions."),
-    seed: int = typer.Option(0, help="Seed of the first episode."),
-    execute: Optional[int] = typer.Option(None, min=1, help="Actions of each chunk executed before re-planning."),
-) -> None:
-    """Run a policy and write clean.mp4, debug.mp4 (what it pressed, drawn beside the frame) and actions.jsonl."""
-    from tqdm import tqdm
-
-    from azote.dataset.video import VideoWriter
-    from azote.dataset.visual import debug_frame
-    from azote.envs.rollout import play_episode
-    from azote.recording import plain_info
-
-    env = open_game(game)
-    agent = agent_from_spec(policy, env, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    episodes, done, t0 = [], 0, time.time()
-    with VideoWriter(out / "clean.mp4", env.game.fps) as clean, VideoWriter(out / "debug.mp4", env.game.fps) as debug, \
-            open(out / "actions.jsonl.partial", "w") as log, tqdm(total=steps, unit="step", desc=f"play {game}") as bar:
-        ep = 0
-        while done < steps:
-            total, n = 0.0, 0
-            for step in play_episode(env, agent, steps - done, seed=seed + ep, execute=execute):
-                clean.write(step.frame)
-                debug.write(debug_frame(step.frame, step.action))
-                log.write(json.dumps({"episode": ep, "step": step.index, **step.action.to_row(),
-                                      "reward": step.reward}) + "\n")
-                total += step.reward
-                n += 1
-                bar.update(1)
-            episodes.append({"episode": ep, "steps": n, "return": total, "info": plain_info(step.info)})
-            done += n
-            ep += 1
-    (out / "actions.jsonl.partial").replace(out / "actions.jsonl")
-    env.close()
-    elapsed = time.time() - t0
-    write_json(out / "summary.json", {"game": game, "policy": policy, "steps": done, "seconds": round(elapsed, 2),
-                                      "steps_per_second": round(done / elapsed, 1), "episodes": episodes})
-    typer.echo(f"{done} steps in {elapsed:.1f}s; videos in {out}")
-
-
 def register(app: typer.Typer) -> None:
     app.command()(games)
     app.command()(record)
     app.command()(demos)
-    app.command()(play)
 
