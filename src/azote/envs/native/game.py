@@ -108,10 +108,16 @@ class NativeGame:
     window_class: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     files: Mapping[str, str] = field(default_factory=dict)
-    resolution: tuple[int, int] = (240, 320)  # (height, width)
+    resolution: tuple[int, int] = (240, 320)  # (height, width) of observations
+    # (height, width) the game itself renders at, for games with a fixed set of window sizes; frames are then
+    # resized to `resolution`. None: the game renders at `resolution`.
+    render_size: tuple[int, int] | None = None
     fps: float = 60.0
     warmup_frames: int = 30
-    warmup: str = "frames"  # "frames": one frame period per start-up frame; "real": real time during start-up
+    # Start-up clock until lockstep (see shim/clockshim.c): "virtual" (default; deterministic: time passes only
+    # by frames, sleeps and 10 us per clock read), "frames" (real time until the first frame, then frame time),
+    # "real" (real time until lockstep).
+    warmup: str = "virtual"
     view: str = "3d"
     description: str = ""
     packages: tuple[str, ...] = ()  # Debian packages that provide the game

@@ -45,4 +45,52 @@ NEVERBALL = NativeGame(
     packages=("neverball",),
 )
 
-GAMES = [NEVERBALL]
+# SuperTux: a level file on the command line starts it directly (`--renderer opengl`: the shim needs GL).
+# Space (jump) gets past the level's title card.
+SUPERTUX = NativeGame(
+    name="supertux",
+    command=("supertux2", "--renderer", "opengl", "--window", "--geometry", "{width}x{height}", "--disable-sound",
+             "--disable-music", "--userdir", "{home}/supertux", "/usr/share/games/supertux2/levels/world1/welcome_antarctica.stl"),
+    window_class="supertux",
+    profile=InputProfile(
+        buttons={**DPAD, "south": "space", "east": "space", "west": "Control_L", "north": "Control_L",
+                 "right_trigger": "Control_L", "start": "Escape"},
+        left_stick=ARROWS,
+    ),
+    fps=60.0,
+    warmup_frames=10,
+    start_inputs=((("space",), 2), ((), 30)),
+    view="2d-side",
+    description="SuperTux level 'Welcome to Antarctica' (2D platformer: run right to the end of the level)",
+    packages=("supertux",),
+)
+
+# Extreme Tux Racer has no command-line options and a fixed list of window sizes (the smallest is 800x600):
+# it renders at 800x600 and frames are resized. It reads ~/.etr/options.txt through the password database,
+# which the shim points at the private home. Return through the menus: player, "Enter an event",
+# event/cup, "Race!", then the course intro.
+_ETR_OPTIONS = """[fullscreen] 0
+[res_type] 1
+[framerate] 0
+[sound_volume] 0
+[music_volume] 0
+"""
+ETR = NativeGame(
+    name="extremetuxracer",
+    command=("etr",),
+    window_class="etr",
+    files={".etr/options.txt": _ETR_OPTIONS},
+    render_size=(600, 800),
+    profile=InputProfile(
+        buttons={**DPAD, "south": "e", "west": "d", "start": "Return"},
+        left_stick=ARROWS,
+    ),
+    fps=60.0,
+    warmup_frames=30,
+    start_inputs=(((("Return",), 2), ((), 40)) * 4) + (((), 120),),
+    view="3d",
+    description="Extreme Tux Racer, Canadian Cup race 'Bunny Hill' (3D: slide down, steer, collect herring)",
+    packages=("extremetuxracer",),
+)
+
+GAMES = [NEVERBALL, SUPERTUX, ETR]

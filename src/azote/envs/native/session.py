@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from azote.envs.native.game import MOUSE_BUTTONS, NativeGame
 from azote.envs.native.shm import ClockShm, shim_path
 
@@ -178,7 +180,7 @@ class Session:
     def start(self) -> None:
         """(Re)starts the game from scratch and waits until it is in lockstep."""
         self.stop_game()
-        h, w = self.resolution
+        h, w = self.game.render_size or self.resolution
         if self.xvfb is None or not self.xvfb.alive():
             self.close_display()
             self.xvfb = Xvfb(w, h, self.dir / "xvfb.log")
@@ -198,7 +200,7 @@ class Session:
             "XDG_CACHE_HOME": str(home / ".cache"), "DISPLAY": self.xvfb.display,
             "LIBGL_ALWAYS_SOFTWARE": "1", "GALLIUM_DRIVER": "llvmpipe", "vblank_mode": "0",
             "SDL_AUDIODRIVER": "dummy", "SDL_VIDEODRIVER": "x11", "ALSOFT_DRIVERS": "null",
-            "LD_PRELOAD": str(shim_path()), "AZOTE_SHM": self.shm.path,
+            "LD_PRELOAD": str(shim_path()), "AZOTE_SHM": self.shm.path, "AZOTE_HOME": str(home),
             **{k: v.format(**values) for k, v in self.game.env.items()},
         }
         argv = self.game.argv(**values)
@@ -255,9 +257,14 @@ class Session:
         if not shm.wait_until(lambda: shm["frames"] > n, self.game.step_timeout, self.alive):
             self._fail(f"frame {n + 1} was not presented", self.game.step_timeout)
 
-    def frame(self) -> Any:
+    def frame(self) -> np.ndarray:
         assert self.shm is not None
-        return self.shm.pixels()
+        pixels = self.shm.pixels()
+        if pixels.shape[:2] != tuple(self.resolution):
+            import cv2
+
+            pixels = cv2.resize(pixels, (self.resolution[1], self.resolution[0]), interpolation=cv2.INTER_AREA)
+        return pixels
 
     # --- teardown --------------------------------------------------------------------------------------------
     def stop_game(self) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 MAGIC = 0x4C435A41  # "AZCL"
 VERSION = 1
 PIXELS_OFFSET = 4096
-WARMUP_MODES = {"real": 0, "frames": 1}
+WARMUP_MODES = {"real": 0, "frames": 1, "virtual": 2}
 
 # Offsets of the fields of struct az_shm (keep in step with the C struct).
 _U32 = {
@@ -25,7 +25,7 @@ _U32 = {
 }
 _I64 = {
     "frame_ns": 48, "epoch_ns": 56, "mono_ns": 64, "vtime_ns": 72, "t0_ns": 80, "observed_ns": 88,
-    "clock_reads": 96, "sleeps": 104, "fps_milli": 120,
+    "clock_reads": 96, "sleeps": 104, "fps_milli": 120, "wall0_ns": 128, "start_ns": 136,
 }
 
 _SYS_FUTEX = 202  # x86_64
@@ -61,6 +61,7 @@ class ClockShm:
         capture: tuple[int, int],
         epoch_ns: int = 1_704_067_200 * 10**9,  # 2024-01-01 00:00:00 UTC: a fixed date, for reproducible runs
         mono_ns: int = 1000 * 10**9,
+        start_ns: int = 60 * 10**9,  # frame-time start-up begins 60 s after load (unless loading took longer)
     ) -> None:
         if warmup not in WARMUP_MODES:
             raise ValueError(f"warmup must be one of {sorted(WARMUP_MODES)}, got {warmup!r}")
@@ -78,7 +79,7 @@ class ClockShm:
                             ("warmup_mode", WARMUP_MODES[warmup]), ("capture_w", w), ("capture_h", h)):
             self[name] = value
         for name, value in (("frame_ns", round(1e9 / fps)), ("fps_milli", round(fps * 1000)),
-                            ("epoch_ns", epoch_ns), ("mono_ns", mono_ns)):
+                            ("epoch_ns", epoch_ns), ("mono_ns", mono_ns), ("start_ns", start_ns)):
             self[name] = value
         self["magic"] = MAGIC  # last: the shim ignores the file until the header is complete
 

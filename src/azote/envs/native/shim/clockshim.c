@@ -3,10 +3,13 @@
  *
  * - Clocks: clock_gettime (all but the CPU-time clocks), gettimeofday and time read virtual time. It starts at a
  *   fixed epoch (so games that seed their RNG from the clock behave the same every run).
- * - Start-up ("warmup"): either real time (mode 0: virtual time follows the real clock from the shim's load) or
- *   frame time (mode 1: real time until the first frame, since window set-up may poll the clock; then each
- *   presented frame advances virtual time by one frame period, nothing blocks), until `warmup_frames` frames
- *   have been presented. Then lockstep: after presenting frame n the game blocks in the
+ * - Start-up ("warmup"), until `warmup_frames` frames have been presented, nothing blocks; three modes:
+ *   0 real time (virtual time follows the real clock from the shim's load); 1 frame time (real time until the
+ *   first frame, which then happens at start_ns, then one frame period per frame); 2 virtual (the default:
+ *   virtual from the start; time passes by one frame period per frame, by the main thread's sleeps, and by
+ *   10 us per main-thread clock read so that set-up code polling the clock for a deadline cannot hang).
+ *   Freezing time entirely at start hangs games (SDL's window set-up polls the clock); real time makes the
+ *   first lockstep state depend on the loading time; mode 2 gives the same start every run. Then lockstep: after presenting frame n the game blocks in the
  *   buffer swap until the controller grants frame n (grant >= n); on waking, virtual time jumps to
  *   t0 + (n - W + 1) * period, where t0 is the virtual time when lockstep began at frame W.
  * - Sleeps (nanosleep, clock_nanosleep, usleep, sleep): in real-time warmup they sleep for real. Otherwise the
@@ -61,6 +64,8 @@ struct az_shm {
     uint32_t capture_fail;   /* 112: 1 when glReadPixels could not be found */
     uint32_t pad;            /* 116 */
     int64_t fps_milli;       /* 120: frames per 1000 s (lockstep time is k * 1e12 / fps_milli ns, no drift) */
+    int64_t wall0_ns;        /* 128: virtual time at which the wall clock (epoch_ns) starts to run */
+    int64_t start_ns;        /* 136: virtual time of the first frame in frame-time start-up */
 };
 
 static struct az_shm *shm;
@@ -115,7 +120,7 @@ static uint32_t load32(uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE
 
 /* Virtual nanoseconds since the shim loaded. */
 static int64_t vnow(void) {
-    if (!load32(&shm->lockstep)) return real_mono() - real_start_ns;
+    if (!load32(&shm->lockstep) && shm->warmup_mode != 2) return real_mono() - real_start_ns;
     return load64(&shm->vtime_ns);
 }
 
@@ -134,7 +139,15 @@ static int is_wall(clockid_t id) {
     return id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE || id == CLOCK_REALTIME_ALARM || id == CLOCK_TAI;
 }
 
-static int64_t virtual_value(clockid_t id, int64_t v) { return (is_wall(id) ? shm->epoch_ns : shm->mono_ns) + v; }
+/* The wall clock reads epoch_ns until frame-time start-up begins, then runs with virtual time: a game that seeds
+ * its RNG from time() or gettimeofday() during loading gets the same seed every run. */
+static int64_t virtual_value(clockid_t id, int64_t v) {
+    if (!is_wall(id)) return shm->mono_ns + v;
+    if (shm->warmup_mode != 1) return shm->epoch_ns + v;
+    if (!load32(&shm->lockstep)) return shm->epoch_ns;
+    int64_t w = v - load64(&shm->wall0_ns);
+    return shm->epoch_ns + (w > 0 ? w : 0);
+}
 
 int clock_gettime(clockid_t id, struct timespec *tp) {
     resolve();
@@ -142,7 +155,12 @@ int clock_gettime(clockid_t id, struct timespec *tp) {
     int64_t v = virtual_value(id, vnow());
     *tp = ns_ts(v);
     __atomic_add_fetch(&shm->clock_reads, 1, __ATOMIC_RELAXED);
-    if (!is_wall(id) && is_main_thread()) store64(&shm->observed_ns, v);
+    if (is_main_thread()) {
+        if (!is_wall(id)) store64(&shm->observed_ns, v);
+        /* virtual start-up: each read of the clock before the first frame lets 10 us pass, so that loops which
+         * wait for a deadline by polling the clock end (deterministically, as long as they poll a fixed count) */
+        if (shm->warmup_mode == 2 && !load32(&shm->lockstep)) __atomic_add_fetch(&shm->vtime_ns, 10000, __ATOMIC_ACQ_REL);
+    }
     return 0;
 }
 
@@ -199,7 +217,7 @@ static int virtual_sleep(int64_t d) {
     return 0;
 }
 
-static int real_time_now(void) { return !shm || !load32(&shm->lockstep); }
+static int real_time_now(void) { return !shm || (!load32(&shm->lockstep) && shm->warmup_mode != 2); }
 
 int nanosleep(const struct timespec *req, struct timespec *rem) {
     resolve();
@@ -231,6 +249,30 @@ unsigned int sleep(unsigned int s) {
     struct timespec t = {(time_t)s, 0};
     nanosleep(&t, NULL);
     return 0;
+}
+
+/* ---- private home: games that find their config through the password database (getpwuid) rather than
+ * $HOME get the private home in AZOTE_HOME as the user's home directory too ---- */
+#include <pwd.h>
+static void private_home(struct passwd *p) {
+    const char *home = getenv("AZOTE_HOME");
+    if (p && home && *home && p->pw_uid == getuid()) p->pw_dir = (char *)home;
+}
+
+struct passwd *getpwuid(uid_t uid) {
+    static struct passwd *(*real)(uid_t);
+    if (!real) real = (struct passwd * (*)(uid_t)) dlsym(RTLD_NEXT, "getpwuid");
+    struct passwd *p = real(uid);
+    private_home(p);
+    return p;
+}
+
+int getpwuid_r(uid_t uid, struct passwd *pwd, char *buf, size_t len, struct passwd **result) {
+    static int (*real)(uid_t, struct passwd *, char *, size_t, struct passwd **);
+    if (!real) real = (int (*)(uid_t, struct passwd *, char *, size_t, struct passwd **))dlsym(RTLD_NEXT, "getpwuid_r");
+    int r = real(uid, pwd, buf, len, result);
+    if (r == 0 && result) private_home(*result);
+    return r;
 }
 
 /* ---- frames ---------------------------------------------------------------------------------------------- */
@@ -335,11 +377,18 @@ static void after_present(void) {
     shm->pid = (uint32_t)getpid();
     uint32_t phase = load32(&shm->lockstep);
     if (phase != 1) {
-        if (phase == 0) store64(&shm->vtime_ns, real_mono() - real_start_ns);
+        if (phase == 0) {
+            /* Frame-time start-up begins at a fixed virtual time (start_ns, later only if loading took longer
+             * than that), so what the game does with "time since start" does not depend on the loading time. */
+            int64_t real = real_mono() - real_start_ns;
+            if (shm->warmup_mode == 2) __atomic_add_fetch(&shm->vtime_ns, shm->frame_ns, __ATOMIC_ACQ_REL);
+            else store64(&shm->vtime_ns, shm->warmup_mode == 1 && real < shm->start_ns ? shm->start_ns : real);
+            store64(&shm->wall0_ns, load64(&shm->vtime_ns));
+        }
         else __atomic_add_fetch(&shm->vtime_ns, shm->frame_ns, __ATOMIC_ACQ_REL);
         if (n < shm->warmup_frames) {
             /* frame-time start-up: real time only until the first frame (window set-up may wait on the clock) */
-            if (phase == 0 && shm->warmup_mode == 1) __atomic_store_n(&shm->lockstep, 2, __ATOMIC_RELEASE);
+            if (phase == 0 && shm->warmup_mode != 0) __atomic_store_n(&shm->lockstep, 2, __ATOMIC_RELEASE);
             futex(&shm->frames, FUTEX_WAKE, 0x7fffffff, NULL);
             return;
         }
