@@ -112,12 +112,13 @@ def play(
         applied = profile is not None
     if profile is not None and not applied:
         typer.echo(f"note: {game} takes gamepad input; the {profile.name} keys are only logged and drawn", err=True)
+    agent: Any = None
     try:
         if policy.startswith("tcp://"):
             from azote.serving.client import RemotePolicy
 
             try:
-                agent: Any = RemotePolicy(policy, token=_token(token_file), game=env.game.id, seed=seed, timeout=timeout)
+                agent = RemotePolicy(policy, token=_token(token_file), game=env.game.id, seed=seed, timeout=timeout)
             except ValueError as exc:
                 fail(str(exc))
         else:
@@ -130,6 +131,8 @@ def play(
     except (ServeError, ServeTimeout) as exc:
         fail(f"policy server: {exc}", code=1)
     finally:
+        if hasattr(agent, "close"):
+            agent.close()
         env.close()
     line = f"{summary['steps']} steps in {summary['seconds']:.1f}s"
     if realtime:

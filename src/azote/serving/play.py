@@ -113,8 +113,11 @@ class _Recorder:
         self._queue.put(None)
         self._thread.join()
         self._log.close()
-        self._clean.close()
-        self._debug.close()
+        for video in (self._clean, self._debug):
+            if video.frames:
+                video.close()  # what was played is kept, even from a failed run (it shows what went wrong)
+            else:
+                video.abort()
         if self._error is not None:
             raise RuntimeError(f"recording failed: {self._error}") from self._error
         if complete:
