@@ -130,11 +130,11 @@ def label_train(
     out: Path = typer.Option(Path("runs/labeling/parser"), help="Working directory (backgrounds, shards, checkpoints)."),
     shards: int = typer.Option(30, min=1, help="Training shards of synthetic clips."),
     clips: int = typer.Option(100, min=1, help="Clips per shard (12 frames each)."),
-    steps: int = typer.Option(3000, min=1),
+    steps: int = typer.Option(1800, min=1),
     batch_size: int = typer.Option(48, min=1),
     minutes: float = typer.Option(40.0, help="Wall-time budget of this invocation (rerun to resume)."),
     workers: int = typer.Option(2, min=1, help="Processes writing shards."),
-    threads: int = typer.Option(2, min=1, help="Torch threads for training."),
+    threads: int = typer.Option(1, min=1, help="Torch threads for training (1 is fastest on a busy machine)."),
     export: bool = typer.Option(False, help="Copy the final weights into the package (src/azote/labeling/weights)."),
     seed: int = typer.Option(0),
 ) -> None:

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import av
 import cv2
@@ -48,6 +48,7 @@ class LabelConfig:
     post: PostConfig = field(default_factory=PostConfig)
     source: str = "azote-label"
     keep_video: str = "link"  # link (hard link, else copy) | copy
+    template_skins: str = "all"  # all | train: the locator's templates ("train": skins the parser was trained on)
 
 
 # --- decoding ------------------------------------------------------------------------------------------------
@@ -65,35 +66,31 @@ def overlay_box(affine: np.ndarray, hw: tuple[int, int], margin: int = 6) -> tup
     return x0, y0, x1, y1
 
 
-def sample_frames(path: str | os.PathLike, count: int, total: int) -> list[np.ndarray]:
-    """About `count` frames spread evenly over the video (seeking to the keyframe before each)."""
+def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[np.ndarray]:
+    """About `count` frames spread evenly over the video, decoded lazily (seeking to the keyframe before a far
+    target), so a consumer that stops early decodes no more."""
     targets = sorted(set(np.linspace(0, max(0, total - 1), min(count, max(1, total))).round().astype(int).tolist()))
-    frames: list[np.ndarray] = []
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             rate = s.average_rate or s.guessed_rate or Fraction(30)
             tb = s.time_base
-            pending = list(targets)
-            position = -1  # index of the last decoded frame
-            while pending:
-                want = pending[0]
-                if want - position > 120 or position < 0:  # far ahead: seek rather than decode through
-                    c.seek(int(Fraction(want) / Fraction(rate) / tb) + (s.start_time or 0), stream=s, backward=True)
-                got = False
-                for fr in c.decode(s):
-                    idx = int(round(float((fr.pts - (s.start_time or 0)) * tb * rate))) if fr.pts is not None else want
-                    position = idx
-                    if idx >= want:
-                        frames.append(fr.to_ndarray(format="rgb24"))
-                        got = True
+            t0 = s.start_time or 0
+            position = -10**9  # index of the last decoded frame
+            frames = None
+            for want in targets:
+                if want - position > 120:  # far ahead: seek rather than decode through
+                    c.seek(int(Fraction(want) / Fraction(rate) / tb) + t0, stream=s, backward=True)
+                    frames = c.decode(s)
+                for fr in frames:  # type: ignore[union-attr]
+                    position = int(round(float((fr.pts - t0) * tb * rate))) if fr.pts is not None else want
+                    if position >= want:
+                        yield fr.to_ndarray(format="rgb24")
                         break
-                pending.pop(0)
-                if not got:
-                    break
+                else:
+                    return
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"{path}: cannot decode ({exc})") from None
-    return frames
 
 
 def parse_video(path: str | os.PathLike, affine: np.ndarray, family: str, parser: OverlayParser,
@@ -170,14 +167,14 @@ def _keep_video(src: Path, dst: Path, mode: str) -> None:
     os.replace(tmp, dst)
 
 
-def locate_video(path: str | os.PathLike, frames_total: int, count: int = 25) -> Any:
+def locate_video(path: str | os.PathLike, frames_total: int, count: int = 25, template_skins: str = "all") -> Any:
     from azote.labeling.locate import LocateError, locate
 
-    frames = sample_frames(path, count, frames_total)
-    if not frames:
-        raise VideoError(f"{path}: no frames decoded")
+    if template_skins not in ("all", "train"):
+        raise ValueError(f"template_skins must be all or train, got {template_skins!r}")
+    skins = sk.TRAIN_SKINS if template_skins == "train" else None
     try:
-        return locate(frames)
+        return locate(sample_frames(path, count, frames_total), skins=skins)
     except LocateError as exc:
         raise LabelError(f"{path}: {exc}") from None
 
@@ -198,8 +195,8 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     info = probe(path)
     if info["frames"] < 1 or not info["fps"]:
         raise VideoError(f"{path}: no frames or no frame rate ({info})")
-    loc = locate_video(path, info["frames"], cfg.locate_frames)
-    family = sk.get_skin(loc.skin).family
+    loc = locate_video(path, info["frames"], cfg.locate_frames, cfg.template_skins)
+    family = loc.family
     t_locate = time.perf_counter() - t0
     parser = parser or load_parser()
     raw = parse_video(path, loc.affine, family, parser, cfg.batch_size, progress)
@@ -320,7 +317,7 @@ def label_videos(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     if backend == "ray":
         _run_ray(todo, w, done)
     elif workers <= 1 or len(todo) <= 1:
-        _init_worker(w, 2 if workers <= 1 else 1)
+        _init_worker(w, 1)
         for j in todo:
             done(_label_job(j))
     else:

@@ -27,7 +27,7 @@ from azote.labeling.parser import OverlayParser, ParserConfig, layout_fingerprin
 
 @dataclass
 class TrainConfig:
-    steps: int = 3000
+    steps: int = 1800
     batch_size: int = 48
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -35,7 +35,7 @@ class TrainConfig:
     minutes: float = 40.0  # wall-time budget of this invocation
     checkpoint_every: int = 250
     eval_every: int = 1000
-    threads: int = 2
+    threads: int = 1
     seed: int = 0
 
 
