@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from azote.envs.native.game import InputProfile, NativeGame, StickKeys
 
 ARROWS = StickKeys("Up", "Down", "Left", "Right")
 DPAD = {"dpad_up": "Up", "dpad_down": "Down", "dpad_left": "Left", "dpad_right": "Right"}
 
 # Neverball: `-l <level>` plays one level directly (no menus). Its rc file sets the window and turns off
-# vsync, audio and joystick. Arrows tilt the floor; S/D turn the camera.
+# vsync, audio and joystick, and the effects that are slow in software GL (anisotropic filtering: one
+# frame of the start fly-over took 19 s with it; reflection, shadow). Arrows tilt the floor; S/D turn the camera.
 _NEVERBALL_RC = """fullscreen 0
 width {width}
 height {height}
@@ -18,6 +21,9 @@ highdpi 0
 nice 0
 fps 0
 stats 0
+aniso 0
+reflection 0
+shadow 0
 joystick 0
 sound_volume 0
 music_volume 0
@@ -25,6 +31,18 @@ mouse_camera_toggle none
 mouse_camera_l none
 mouse_camera_r none
 """
+
+
+def neverball_clock_glyphs(frame: np.ndarray) -> list[np.ndarray]:
+    """The glyphs of Neverball's HUD clock ("M:SS" then small hundredths), left to right, as boolean masks of
+    its orange text in the bottom-centre box. Comparing glyphs between two frames tells, without OCR, which
+    digits of the game's own timer changed: over exactly 10.00 s only the tens of seconds differ."""
+    h, w, _ = frame.shape
+    box = frame[int(h * 0.85):, int(w * 0.3):int(w * 0.7)].astype(np.int16)
+    text = (box[..., 0] > 170) & (box[..., 2] < 110) & (box[..., 0] - box[..., 2] > 90)
+    cols = np.flatnonzero(np.diff(np.concatenate([[0], text.any(0).astype(np.int8), [0]])))
+    return [text[:, a:b] for a, b in zip(cols[::2], cols[1::2])]
+
 
 NEVERBALL = NativeGame(
     name="neverball",

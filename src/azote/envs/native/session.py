@@ -43,7 +43,7 @@ def _tail(path: Path, lines: int = 12) -> str:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
         return ""
-    return "\n".join(text[-lines:])
+    return "\n".join(line[:200] + (" ..." if len(line) > 200 else "") for line in text[-lines:])
 
 
 class Xvfb:
