@@ -147,6 +147,19 @@ def test_predictions_equal_the_in_process_policy(server: PolicyServer, policy: P
         client.reset(3)
 
 
+def test_remote_policy_is_an_agent_that_acts_like_the_in_process_one(server: PolicyServer, policy: Policy) -> None:
+    from azote.agents import Agent
+    from azote.recording import PolicyAgent
+
+    remote, local = RemotePolicy(server.address, seed=5, timeout=30), PolicyAgent(policy, seed=5)
+    assert isinstance(remote, Agent)
+    remote.reset(9)
+    local.reset(9)
+    for i in range(2):
+        assert remote.act(frame(30 + i)) == local.act(frame(30 + i))
+    remote.close()
+
+
 def test_game_names_map_to_the_checkpoints_game_tokens() -> None:
     torch.manual_seed(1)
     model = build_model(get_preset("tiny").replace(num_games=2))

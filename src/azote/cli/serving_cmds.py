@@ -104,7 +104,7 @@ def play(
     check_agent_spec(policy)
     _set_threads(threads)
     profile, applied, kwargs = _keymouse(game, keymouse)
-    env = open_game(game, **kwargs)
+    env = open_game(game) if not kwargs else _open_with(game, kwargs)
     if profile is None and keymouse == "auto":
         from azote.serving.keymouse import native_profile_of
 
@@ -166,6 +166,16 @@ def _keymouse(game: str, spec: str) -> tuple[Any, bool, dict[str, Any]]:
 
     native = GAMES[game.rpartition("/")[2]]
     return profile, True, {"game": dataclasses.replace(native, profile=profile.to_native())}
+
+
+def _open_with(game: str, kwargs: dict[str, Any]) -> Any:
+    """`open_game` with constructor arguments named like its own (a native game's `game=` spec)."""
+    from azote.envs import make
+
+    try:
+        return make(game, **kwargs)
+    except (KeyError, RuntimeError, ValueError, FileNotFoundError, ImportError) as exc:
+        fail(f"cannot open {game}: {exc}")
 
 
 def register(app: typer.Typer) -> None:

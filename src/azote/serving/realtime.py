@@ -198,7 +198,7 @@ class RealtimeRunner:
                 return
             self._busy = False
             if isinstance(result, BaseException):
-                raise RuntimeError(f"the policy failed in the real-time loop: {result}") from result
+                raise result  # the agent's own error (a server timeout stays a ServeTimeout)
             if len(result) == 0:
                 raise RuntimeError(f"agent {self.agent.name} returned an empty action chunk")
             schedule.merge(result, at + self.offset)
