@@ -24,10 +24,17 @@ class NativeGameError(RuntimeError):
     """The game or its display failed: did not start, crashed, or stopped presenting frames."""
 
 
-def _kill_group(proc: subprocess.Popen | None) -> None:
-    """Kills a process started with start_new_session=True together with its whole process group."""
+def _kill_group(proc: subprocess.Popen | None, grace: float = 0.0) -> None:
+    """Kills a process started with start_new_session=True together with its whole process group (SIGTERM first
+    when `grace` > 0, so that it can clean up, then SIGKILL)."""
     if proc is None:
         return
+    if grace > 0 and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=grace)
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
+            pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -82,8 +89,14 @@ class Xvfb:
         return self.proc is not None and self.proc.poll() is None
 
     def close(self) -> None:
-        _kill_group(self.proc)
+        _kill_group(self.proc, grace=5.0)  # SIGTERM: Xvfb removes its socket and lock file
         self.proc = None
+        number = self.display.lstrip(":")
+        for leftover in (f"/tmp/.X11-unix/X{number}", f"/tmp/.X{number}-lock"):
+            try:
+                os.unlink(leftover)  # only if it was killed before it could clean up: the display was ours
+            except OSError:
+                pass
 
 
 class XInput:
