@@ -26,7 +26,7 @@ from azote.envs.native.games import neverball_clock_glyphs  # noqa: E402
 from azote.envs.native.shm import shim_path  # noqa: E402
 from azote.gamepad import Gamepad  # noqa: E402
 
-STEPS = 90
+STEPS = 60
 
 
 def _actions(n: int, seed: int = 0) -> list[Gamepad]:

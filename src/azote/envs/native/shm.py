@@ -60,7 +60,10 @@ class ClockShm:
         warmup: str,
         capture: tuple[int, int],
         epoch_ns: int = 1_704_067_200 * 10**9,  # 2024-01-01 00:00:00 UTC: a fixed date, for reproducible runs
-        mono_ns: int = 1000 * 10**9,
+        # Virtual monotonic clocks start at 1 s, below the real ones: a library that turns a virtual reading into
+        # an absolute deadline for a real kernel wait (pthread_cond_timedwait) gets one in the past, never one that
+        # blocks for minutes; likewise the wall clock's fixed epoch lies in the past.
+        mono_ns: int = 10**9,
         start_ns: int = 60 * 10**9,  # frame-time start-up begins 60 s after load (unless loading took longer)
     ) -> None:
         if warmup not in WARMUP_MODES:
