@@ -110,6 +110,15 @@ def test_crash_gives_clear_error_and_reset_restarts(neverball: NativeEnv) -> Non
     assert neverball.step(Gamepad.neutral())[0].shape == (240, 320, 3)
 
 
+def test_display_does_not_auto_repeat_held_keys(neverball: NativeEnv) -> None:
+    # auto-repeat runs on wall-clock time: with it on, a key held over a slow step would type extra presses
+    from Xlib import X
+
+    neverball.reset()
+    dpy = neverball._session.input.dpy
+    assert dpy.get_keyboard_control().global_auto_repeat == X.AutoRepeatModeOff
+
+
 @pytest.mark.parametrize("name", ["supertux", "extremetuxracer"])
 def test_other_games_deterministic_with_input(name: str) -> None:
     env = gym.make(f"azote/native/{name}")

@@ -112,6 +112,10 @@ class XInput:
             raise NativeGameError(f"display {display} has no XTEST extension")
         self.held: set[str] = set()
         self._codes: dict[str, int] = {}
+        # The server's key auto-repeat fires on wall-clock time: a key held over a slow step would type extra
+        # presses (seen: a menu skipped under load). A pad held across steps presses once.
+        self.dpy.change_keyboard_control(auto_repeat_mode=X.AutoRepeatModeOff)
+        self.dpy.sync()
 
     def _code(self, keysym_name: str) -> int:
         if keysym_name not in self._codes:
