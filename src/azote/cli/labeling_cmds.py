@@ -115,10 +115,10 @@ def label_eval(
     """Accuracy of the labeller on videos made from skins and games held out of its training: stick R^2 (x, y),
     button accuracy, per-button F1, a per-family table and the locate success rate."""
     from azote.labeling.evaluate import evaluate_dir, format_table, make_test_set, test_set_exists
-    from azote.labeling.synth import HELDOUT_GAMES
+    from azote.labeling.synth import HELDOUT_GAMES, BackgroundBank
 
     if not test_set_exists(data):
-        bank = _bank(data / "backgrounds.npz", list(HELDOUT_GAMES), 400, seed)
+        bank = BackgroundBank.load(_bank(data / "backgrounds.npz", list(HELDOUT_GAMES), 400, seed))
         make_test_set(data, bank, videos=videos, seconds=seconds, seed=seed, log=lambda m: typer.echo(m, err=True))
     result = evaluate_dir(data, workers=workers, weights=weights)
     write_json(data / "eval.json", result)
@@ -128,11 +128,14 @@ def label_eval(
 
 def label_train(
     out: Path = typer.Option(Path("runs/labeling/parser"), help="Working directory (backgrounds, shards, checkpoints)."),
-    shards: int = typer.Option(30, min=1, help="Training shards of synthetic clips."),
+    shards: int = typer.Option(50, min=1, help="Training shards of synthetic clips."),
+    random_skins: float = typer.Option(0.5, min=0.0, max=1.0, help="Share of clips with a random skin (colours and "
+                                                                     "styles outside the library)."),
     clips: int = typer.Option(100, min=1, help="Clips per shard (12 frames each)."),
-    steps: int = typer.Option(1800, min=1),
+    steps: int = typer.Option(6000, min=1, help="At most this many steps (the time budget usually ends first)."),
     batch_size: int = typer.Option(48, min=1),
-    minutes: float = typer.Option(40.0, help="Wall-time budget of this invocation (rerun to resume)."),
+    minutes: float = typer.Option(38.0, help="Wall-time budget of the training (the learning-rate schedule follows "
+                                             "it; a rerun resumes)."),
     workers: int = typer.Option(2, min=1, help="Processes writing shards."),
     threads: int = typer.Option(1, min=1, help="Torch threads for training (1 is fastest on a busy machine)."),
     export: bool = typer.Option(False, help="Copy the final weights into the package (src/azote/labeling/weights)."),
@@ -150,8 +153,9 @@ def label_train(
     log = lambda m: typer.echo(m, err=True)  # noqa: E731
     bank = _bank(out / "backgrounds_train.npz", list(TRAIN_GAMES), 500, seed)
     held_bank = _bank(out / "backgrounds_heldout.npz", list(HELDOUT_GAMES), 300, seed + 1)
-    train_shards = write_shards(out / "shards", bank, shards, clips, TRAIN_SKINS, seed, workers, log)[:shards]
-    eval_shards = write_shards(out / "heldout_shards", held_bank, 2, 50, HELDOUT_SKINS, seed + 7, workers, log)[:2]
+    train_shards = write_shards(out / "shards", bank, shards, clips, TRAIN_SKINS, seed, workers, log,
+                                random_skins=random_skins)
+    eval_shards = write_shards(out / "heldout_shards", held_bank, 2, 50, HELDOUT_SKINS, seed + 7, workers, log)
     summary = train(train_shards, out / "run", TrainConfig(steps=steps, batch_size=batch_size, minutes=minutes,
                                                            threads=threads, seed=seed),
                     eval_shards=eval_shards, log=log)

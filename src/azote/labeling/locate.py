@@ -1,17 +1,21 @@
-"""Finding the controller overlay in a video: where it is (an affine map from template coordinates to video
-pixels) and which controller family it shows.
+"""Finding the controller overlay in a video: where it is (template coordinates -> video pixels) and which
+controller family it shows.
 
-Templates: every known skin at rest (`neutral_template`), drawn at three sizes over mid-grey and described with
-SIFT inside the controller. All skins of one family share the template coordinate frame, so their keypoints are
-pooled per family: a match to any skin of the family votes for the same placement, which is how a skin never seen
-before (a held-out one) is still found by its family's shapes and labels.
+Templates: every known skin at rest (`neutral_template`), drawn at three sizes over three backdrops (a dark, a
+grey and a bright one, so the edges of outline and see-through skins have both polarities) and described with
+SIFT inside the controller; the features are cached on disk. All skins of a family share the template coordinate
+frame, so their keypoints are pooled per family: a match to any skin of the family votes for the same placement,
+which is how a skin never seen before (a held-out one) is found through its family's shapes and labels.
 
-Per sampled frame: SIFT keypoints, one FLANN k-nearest-neighbour search per family, a ratio test whose second
-neighbour must lie elsewhere on the template (the same point in a sibling skin is not a rival), then RANSAC for a
-similarity transform with at least `MIN_INLIERS` inliers; fits that rotate the overlay or give it an absurd size
-are refused. Across frames: frames are read until `ENOUGH_FRAMES` of them agree on a family and a place (an
-overlay does not move), the family with the most inliers wins, and its placement is re-fitted on every inlier of
-every agreeing frame (scale and translation only), which is accurate to a fraction of a pixel.
+Per sampled frame: SIFT keypoints; in each family's FLANN index the near-best neighbours of every keypoint
+(within 1/`RATIO` of the best distance: with dozens of similar skins pooled, Lowe's ratio test against the second
+neighbour would reject the right matches) whose orientation agrees (overlays are upright) and whose keypoint size
+ratio gives a plausible scale. These candidates vote for a pose (Lowe's Hough step: scale bin, translation bin);
+the fullest bins are fitted by RANSAC on scale + translation and then on every candidate they explain; a family
+fits when at least `MIN_INLIERS` distinct frame keypoints agree. Across frames: frames are read lazily until
+`ENOUGH_FRAMES` agree on a family and a place (once a place is known, a frame is first checked there only, which
+is cheap); the family with the most inliers wins, and its placement is re-fitted by least squares on every inlier
+of every agreeing frame, accurate to a fraction of a pixel.
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ CONFIDENT = 2 * 20  # inliers of a fit whose place later frames are checked at f
 TEMPLATE_SCALES = (0.6, 1.0, 1.6)  # SIFT copes with scale, but small overlays keep only coarse detail
 KNN = 4  # neighbours per frame keypoint in each family's templates
 FLANN_CHECKS = 32
-FRAME_FEATURES = 2500
+TEMPLATE_FEATURES = 2500
 CONTRAST = 0.03
+FRAME_FEATURES = int(os.environ.get("AZOTE_LOCATE_FEATURES", 2500))
+FRAME_CONTRAST = float(os.environ.get("AZOTE_LOCATE_CONTRAST", 0.03))  # faint (half-transparent) overlays
 # a see-through or outline skin shows the game through it: templates over a dark and a bright backdrop give
 # both edge polarities
 BACKDROPS = (24, 128, 232)
@@ -90,7 +96,12 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _sift() -> cv2.SIFT:
-    return cv2.SIFT_create(nfeatures=FRAME_FEATURES, contrastThreshold=CONTRAST)
+    return cv2.SIFT_create(nfeatures=TEMPLATE_FEATURES, contrastThreshold=CONTRAST)
+
+
+@lru_cache(maxsize=1)
+def _frame_sift() -> cv2.SIFT:
+    return cv2.SIFT_create(nfeatures=FRAME_FEATURES, contrastThreshold=FRAME_CONTRAST)
 
 
 @dataclass
@@ -105,9 +116,9 @@ class _Index:
     offsets: list[int]  # first row of each family (rows are grouped by family)
 
 
-def _keypoints(gray: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                          np.ndarray | None]:
-    kps, desc = _sift().detectAndCompute(gray, mask)
+def _keypoints(gray: np.ndarray, mask: np.ndarray | None = None, frame: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    kps, desc = (_frame_sift() if frame else _sift()).detectAndCompute(gray, mask)
     pts = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
     return pts, np.array([k.size for k in kps], np.float32), np.array([k.angle for k in kps], np.float32), desc
 
@@ -132,7 +143,7 @@ def _cache_key() -> str:
     h = hashlib.sha256()
     h.update(Path(skins_module.__file__).read_bytes())
     h.update(repr([astuple(s) for s in SKINS.values()]).encode())
-    h.update(repr((TEMPLATE_SCALES, BACKDROPS, FRAME_FEATURES, CONTRAST, cv2.__version__, 2)).encode())
+    h.update(repr((TEMPLATE_SCALES, BACKDROPS, TEMPLATE_FEATURES, CONTRAST, cv2.__version__, 2)).encode())
     return h.hexdigest()[:16]
 
 
@@ -294,7 +305,7 @@ def match_frame(frame: np.ndarray, skins: tuple[str, ...] | None = None,
         offset[:] = (x0, y0)
         if frame.shape[0] < 16 or frame.shape[1] < 16:
             return []
-    f_pts, f_sizes, f_angles, desc = _keypoints(_gray(frame))
+    f_pts, f_sizes, f_angles, desc = _keypoints(_gray(frame), frame=True)
     if desc is None or len(f_pts) < MIN_INLIERS:
         return []
     f_pts = f_pts + offset

@@ -58,10 +58,17 @@ class Skin:
     stick_style: str
     coloured_face: bool
     body_alpha: int = 255  # < 255: a see-through body (buttons and sticks stay opaque)
+    colors: tuple[Color, Color, Color, Color] | None = None  # body, line, button, pressed: overrides `palette`
 
     @property
     def controller_type(self) -> str:
         return CONTROLLER_TYPE[self.family]
+
+    @property
+    def palette_colors(self) -> dict[str, Color]:
+        if self.colors is not None:
+            return dict(zip(("body", "line", "button", "pressed"), self.colors))
+        return PALETTES[self.palette]
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,34 @@ HELDOUT_SKINS = tuple(n for i, n in enumerate(SKINS) if (i // 4) % 6 == 5)  # 12
 TRAIN_SKINS = tuple(n for n in SKINS if n not in HELDOUT_SKINS)
 
 
+def _luma(c: np.ndarray) -> float:
+    return float(0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2])
+
+
+def random_skin(rng: np.random.Generator, family: str | None = None) -> Skin:
+    """A skin outside the library: random colours (line contrasting with the body, a pressed colour unlike the
+    button colour) and random styles. Only for the parser's training data: many more looks than the library's
+    training skins, so that the held-out library skins are new to it without being strange."""
+    family = family or FAMILIES[int(rng.integers(len(FAMILIES)))]
+    body = rng.integers(0, 256, 3)
+    line = rng.integers(0, 256, 3)
+    for _ in range(20):
+        if abs(_luma(line) - _luma(body)) > 90:
+            break
+        line = rng.integers(0, 256, 3)
+    button = (body * rng.uniform(0.3, 0.7) + line * rng.uniform(0.0, 0.4)).clip(0, 255).astype(int)
+    pressed = rng.integers(0, 256, 3)
+    for _ in range(20):
+        if np.abs(pressed - button).sum() > 200 and np.abs(pressed - body).sum() > 150:
+            break
+        pressed = rng.integers(0, 256, 3)
+    colors = tuple(tuple(int(v) for v in c) for c in (body, line, button, pressed))
+    return Skin(name=f"random-{family}", family=family, palette=int(rng.integers(len(PALETTES))),
+                filled=bool(rng.random() < 0.6), pressed_style=PRESSED_STYLES[int(rng.integers(3))],
+                stick_style=STICK_STYLES[int(rng.integers(3))], coloured_face=bool(rng.random() < 0.5),
+                body_alpha=int(rng.choice([255, 255, 200, 150])), colors=colors)  # type: ignore[arg-type]
+
+
 def get_skin(name: str) -> Skin:
     if name not in SKINS:
         raise KeyError(f"unknown skin {name!r}; skins are {', '.join(list(SKINS)[:6])}, ... ({len(SKINS)} in all; "
@@ -156,7 +191,7 @@ def render(skin: Skin, pad: Gamepad, scale: float = 1.0) -> np.ndarray:
     """The overlay as RGBA uint8 [H, W, 4] (transparent where there is no controller)."""
     W, H = int(round(TEMPLATE_W * scale)), int(round(TEMPLATE_H * scale))
     img = np.zeros((H, W, 4), np.uint8)
-    pal = PALETTES[skin.palette]
+    pal = skin.palette_colors
     lay = layout(skin.family)
     lw = max(1, int(round(1.6 * scale)))
     aa, sh = cv2.LINE_AA, 4

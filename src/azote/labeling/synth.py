@@ -199,10 +199,17 @@ def make_clip(rng: np.random.Generator, bank: BackgroundBank, skin: sk.Skin, spe
 
 
 def write_shard(path: str | os.PathLike, bank: BackgroundBank, skins: Sequence[str], clips: int, seed: int,
-                spec: ClipSpec = ClipSpec()) -> Path:
-    """`clips` clips with skins drawn from `skins`, saved atomically to `path`."""
+                spec: ClipSpec = ClipSpec(), random_skins: float = 0.0) -> Path:
+    """`clips` clips, saved atomically to `path`; each clip's skin is drawn from `skins`, or with probability
+    `random_skins` is a random skin (`skins.random_skin`: random colours and styles)."""
     rng = np.random.default_rng(seed)
-    made = [make_clip(rng, bank, sk.get_skin(skins[int(rng.integers(len(skins)))]), spec) for _ in range(clips)]
+    made = []
+    for _ in range(clips):
+        if rng.random() < random_skins:
+            skin = sk.random_skin(rng)
+        else:
+            skin = sk.get_skin(skins[int(rng.integers(len(skins)))])
+        made.append(make_clip(rng, bank, skin, spec))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
@@ -214,20 +221,20 @@ def write_shard(path: str | os.PathLike, bank: BackgroundBank, skins: Sequence[s
 
 
 def _shard_job(args: tuple) -> str:
-    path, bank_path, skins, clips, seed = args
+    path, bank_path, skins, clips, seed, random_skins = args
     import cv2
 
     cv2.setNumThreads(1)
-    return str(write_shard(path, BackgroundBank.load(bank_path), skins, clips, seed))
+    return str(write_shard(path, BackgroundBank.load(bank_path), skins, clips, seed, random_skins=random_skins))
 
 
 def write_shards(out: str | os.PathLike, bank_path: str | os.PathLike, shards: int, clips_per_shard: int,
                  skins: Sequence[str] = sk.TRAIN_SKINS, seed: int = 0, workers: int = 1,
-                 log: Callable[[str], None] = print) -> list[Path]:
+                 log: Callable[[str], None] = print, random_skins: float = 0.0) -> list[Path]:
     """Writes `shards` shards under `out` (resumable: existing shards are kept); returns them in order."""
     out = Path(out)
     paths = [out / f"shard_{i:04d}.npz" for i in range(shards)]
-    todo = [(p, str(bank_path), list(skins), clips_per_shard, seed * 100003 + i)
+    todo = [(p, str(bank_path), list(skins), clips_per_shard, seed * 100003 + i, random_skins)
             for i, p in enumerate(paths) if not p.is_file()]
     if todo:
         log(f"synthetic data: writing {len(todo)} of {shards} shards to {out}")

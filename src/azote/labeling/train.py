@@ -3,10 +3,11 @@
     azote label-train --out runs/labeling/parser --minutes 35 --export
 
 collects game frames for backgrounds, writes synthetic shards (`azote.labeling.synth`), then runs this loop:
-AdamW with warm-up and cosine decay, checkpoints every `checkpoint_every` steps (model, optimiser, step and the
-sampler's random state, written atomically), so a killed run resumes where it stopped; it stops at `steps` or
-when `minutes` of wall time are spent, whichever comes first, and evaluates on shards made from held-out skins
-and held-out games.
+AdamW with warm-up and a cosine decay that follows the run's progress: the larger of steps done / `steps` and
+wall time spent / `minutes` (so a busy machine still gets a complete schedule within the time budget, with fewer
+steps); checkpoints every `checkpoint_every` steps (model, optimiser, step, time spent and the sampler's random
+state, written atomically), so a killed run resumes where it stopped. It evaluates on shards made from held-out
+skins and held-out games.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from azote.labeling.parser import OverlayParser, ParserConfig, layout_fingerprin
 
 @dataclass
 class TrainConfig:
-    steps: int = 1800
+    steps: int = 6000  # at most; the time budget usually ends the run first
     batch_size: int = 48
     lr: float = 3e-3
     weight_decay: float = 0.01
     warmup: int = 200
-    minutes: float = 40.0  # wall-time budget of this invocation
+    minutes: float = 38.0  # wall-time budget of the whole run (resumes included); the schedule follows it
     checkpoint_every: int = 250
     eval_every: int = 1000
     threads: int = 1
@@ -64,7 +65,12 @@ class ShardData:
         ti = rng.integers(0, t, size)
         prev = np.where((ti > 0) & (rng.random(size) > 0.05), ti - 1, ti)  # a video's first frame has no previous
         pairs = np.concatenate([self.crops[ci, prev], self.crops[ci, ti]], axis=2).astype(np.float32)
-        if augment:  # small global colour changes (streams differ in levels and saturation)
+        if augment:
+            # colour channels swapped now and then: a pressed button is a change of colour, whichever colours
+            pairs = pairs.copy()
+            for i in np.flatnonzero(rng.random(size) < 0.3):
+                pairs[i] = pairs[i][..., rng.permutation(3)]
+            # small global colour changes (streams differ in levels and saturation)
             gain = rng.uniform(0.85, 1.15, (size, 1, 1, 3)).astype(np.float32)
             bias = rng.uniform(-12, 12, (size, 1, 1, 1)).astype(np.float32)
             pairs = np.clip(pairs * gain + bias, 0, 255)
@@ -107,9 +113,9 @@ def evaluate(model: OverlayParser, data: ShardData, limit: int | None = 3000) ->
 
 
 def _save_checkpoint(path: Path, model: OverlayParser, opt: torch.optim.Optimizer, step: int,
-                     rng: np.random.Generator, history: list) -> None:
+                     rng: np.random.Generator, history: list, elapsed: float) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
                 "rng": rng.bit_generator.state, "history": history, "config": asdict(model.config)}, tmp)
     os.replace(tmp, path)
 
@@ -130,13 +136,13 @@ def train(shards: list[Path], out: str | os.PathLike, cfg: TrainConfig = TrainCo
     model = OverlayParser(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
-    step, history = 0, []
+    step, history, before = 0, [], 0.0
     ckpt = out / "ckpt.pt"
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        step, history = state["step"], state["history"]
+        step, history, before = state["step"], state["history"], state.get("elapsed", 0.0)
         rng.bit_generator.state = state["rng"]
         log(f"resumed from {ckpt} at step {step}")
     log(f"parser: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; {len(data)} training frames "
@@ -145,18 +151,20 @@ def train(shards: list[Path], out: str | os.PathLike, cfg: TrainConfig = TrainCo
     start, last_log = time.time(), time.time()
     running: dict[str, float] = {}
 
-    def lr_at(s: int) -> float:
+    def progress() -> float:
+        """Share of the run done: by steps or by the time budget, whichever is further (so a slow machine still
+        gets a complete schedule within the budget)."""
+        return max(step / cfg.steps, (before + time.time() - start) / (60 * cfg.minutes))
+
+    def lr_at(s: int, p: float) -> float:
         if s < cfg.warmup:
             return cfg.lr * (s + 1) / cfg.warmup
-        p = (s - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
         return cfg.lr * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
-    while step < cfg.steps:
-        if (time.time() - start) / 60 > cfg.minutes:
-            log(f"time budget of {cfg.minutes} min spent at step {step}; rerun the same command to go on")
-            break
+    while progress() < 1.0:
+        lr = lr_at(step, progress())
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr
         b = data.batch(rng, cfg.batch_size)
         loss, parts = parser_loss(model, b["pairs"], b["family"], b["sticks"], b["buttons"])
         opt.zero_grad(set_to_none=True)
@@ -169,7 +177,7 @@ def train(shards: list[Path], out: str | os.PathLike, cfg: TrainConfig = TrainCo
         if step % 50 == 0 or step == cfg.steps:
             rate = 50 * cfg.batch_size / max(1e-9, time.time() - last_log)
             last_log = time.time()
-            log(f"step {step}/{cfg.steps} lr {lr_at(step):.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
+            log(f"step {step}/{cfg.steps} ({progress():.0%}) lr {lr:.2e} " + " ".join(f"{k} {v:.4f}" for k, v in running.items())
                 + f" ({rate:.0f} pairs/s)")
             history.append({"step": step, **{k: round(v, 5) for k, v in running.items()}})
         if held is not None and (step % cfg.eval_every == 0):
@@ -177,13 +185,14 @@ def train(shards: list[Path], out: str | os.PathLike, cfg: TrainConfig = TrainCo
             log(f"held-out at step {step}: " + json.dumps({k: round(v, 4) for k, v in ev.items()}))
             history.append({"step": step, "heldout": ev})
         if step % cfg.checkpoint_every == 0:
-            _save_checkpoint(ckpt, model, opt, step, rng, history)
-    _save_checkpoint(ckpt, model, opt, step, rng, history)
-    summary: dict = {"step": step, "done": step >= cfg.steps, "train_frames": len(data), "config": asdict(cfg)}
-    if step >= cfg.steps:
-        save_parser(model, out / "final")
-        if held is not None:
-            summary["heldout"] = evaluate(model, held, limit=None)
-            log("held-out (final): " + json.dumps(summary["heldout"]))
+            _save_checkpoint(ckpt, model, opt, step, rng, history, before + time.time() - start)
+    elapsed = before + time.time() - start
+    _save_checkpoint(ckpt, model, opt, step, rng, history, elapsed)
+    summary: dict = {"step": step, "done": True, "minutes": round(elapsed / 60, 1), "train_frames": len(data),
+                     "config": asdict(cfg)}
+    save_parser(model, out / "final")
+    if held is not None:
+        summary["heldout"] = evaluate(model, held, limit=None)
+        log("held-out (final): " + json.dumps(summary["heldout"]))
     (out / "summary.json").write_text(json.dumps({**summary, "history": history}, indent=1))
     return summary
