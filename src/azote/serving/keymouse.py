@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
+from azote.envs.native.game import InputProfile, StickKeys, StickMouse
 from azote.gamepad import BUTTON_INDEX, ActionChunk, Gamepad
 
 MOUSE_BUTTONS = ("mouse1", "mouse2", "mouse3")
@@ -36,48 +38,18 @@ class ProfileError(ValueError):
 
 
 @dataclass(frozen=True)
-class StickToKeys:
-    """A stick that holds direction keys past a dead zone on each axis (y negative = up)."""
+class StickToKeys(StickKeys):
+    """A stick that holds direction keys past a dead zone on each axis (y negative = up); W/A/S/D by default."""
 
     up: str | None = "w"
     down: str | None = "s"
     left: str | None = "a"
     right: str | None = "d"
-    dead_zone: float = 0.3
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.dead_zone < 1:
-            raise ProfileError(f"stick dead_zone must lie in [0, 1), got {self.dead_zone}")
-
-    def keys(self, stick: np.ndarray) -> list[str]:
-        x, y = float(stick[0]), float(stick[1])
-        active = ((y < -self.dead_zone, self.up), (y > self.dead_zone, self.down),
-                  (x < -self.dead_zone, self.left), (x > self.dead_zone, self.right))
-        return [key for on, key in active if on and key]
 
 
-@dataclass(frozen=True)
-class StickToMouse:
-    """A stick that moves the mouse: `pixels` per step at full deflection, nothing inside a radial dead zone,
-    linear in between (so small corrections stay small)."""
-
-    pixels: float = 16.0
-    dead_zone: float = 0.1
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.dead_zone < 1:
-            raise ProfileError(f"stick dead_zone must lie in [0, 1), got {self.dead_zone}")
-        if not 0 < self.pixels <= 10_000:
-            raise ProfileError(f"mouse pixels per step must lie in (0, 10000], got {self.pixels}")
-
-    def delta(self, stick: np.ndarray) -> tuple[int, int]:
-        x, y = float(stick[0]), float(stick[1])
-        r = (x * x + y * y) ** 0.5
-        if r <= self.dead_zone:
-            return 0, 0
-        k = min(1.0, (r - self.dead_zone) / (1.0 - self.dead_zone)) / r * self.pixels
-        return int(round(x * k)), int(round(y * k))
-
+# A stick that moves the mouse: `pixels` per step at full deflection, nothing inside a radial dead zone, linear in
+# between (so small corrections stay small).
+StickToMouse = StickMouse
 
 StickMapping = StickToKeys | StickToMouse | None
 
@@ -109,20 +81,12 @@ class KeyMouseProfile:
 
     def native(self, pad: Gamepad) -> tuple[set[str], tuple[int, int]]:
         """The keys and mouse buttons held, and the mouse motion (dx, dy), for one gamepad state."""
-        held = {self.buttons[b] for b in pad.pressed if b in self.buttons}
-        dx = dy = 0
-        for stick, values in ((self.left_stick, pad.j_left), (self.right_stick, pad.j_right)):
-            if isinstance(stick, StickToKeys):
-                held.update(stick.keys(values))
-            elif isinstance(stick, StickToMouse):
-                mx, my = stick.delta(values)
-                dx, dy = dx + mx, dy + my
-        return held, (dx, dy)
+        return self.to_native().native(pad)
 
     def describe(self) -> list[tuple[str, str]]:
         rows = []
         for label, stick in (("left stick", self.left_stick), ("right stick", self.right_stick)):
-            if isinstance(stick, StickToKeys):
+            if isinstance(stick, StickKeys):
                 keys = "/".join(k or "-" for k in (stick.up, stick.down, stick.left, stick.right))
                 rows.append((label, f"keys {keys} (up/down/left/right), dead zone {stick.dead_zone:g}"))
             elif isinstance(stick, StickToMouse):
@@ -134,18 +98,13 @@ class KeyMouseProfile:
                 "right_stick": _stick_dict(self.right_stick)}
 
     # --- native games -----------------------------------------------------------------------------------
-    def to_native(self) -> Any:
+    @cached_property
+    def _input_profile(self) -> InputProfile:
+        return InputProfile(dict(self.buttons), self.left_stick, self.right_stick)
+
+    def to_native(self) -> InputProfile:
         """The same mapping as an `azote.envs.native.InputProfile` (to play a native game with this profile)."""
-        from azote.envs.native.game import InputProfile, StickKeys, StickMouse
-
-        def convert(stick: StickMapping) -> Any:
-            if isinstance(stick, StickToKeys):
-                return StickKeys(stick.up, stick.down, stick.left, stick.right, stick.dead_zone)
-            if isinstance(stick, StickToMouse):
-                return StickMouse(stick.pixels, stick.dead_zone)
-            return None
-
-        return InputProfile(dict(self.buttons), convert(self.left_stick), convert(self.right_stick))
+        return self._input_profile
 
     @staticmethod
     def from_native(profile: Any, name: str = "native") -> "KeyMouseProfile":
@@ -164,7 +123,7 @@ class KeyMouseProfile:
 
 
 def _stick_dict(stick: StickMapping) -> dict[str, Any] | None:
-    if isinstance(stick, StickToKeys):
+    if isinstance(stick, StickKeys):
         return {"keys": [stick.up, stick.down, stick.left, stick.right], "dead_zone": stick.dead_zone}
     if isinstance(stick, StickToMouse):
         return {"mouse": stick.pixels, "dead_zone": stick.dead_zone}

@@ -26,6 +26,10 @@ class StickKeys:
     right: str | None = "Right"
     dead_zone: float = 0.3
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.dead_zone < 1:
+            raise ValueError(f"stick dead_zone must lie in [0, 1), got {self.dead_zone}")
+
     def keys(self, stick: np.ndarray) -> set[str]:
         x, y = float(stick[0]), float(stick[1])
         out = set()
@@ -42,6 +46,12 @@ class StickMouse:
 
     pixels: float = 16.0
     dead_zone: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dead_zone < 1:
+            raise ValueError(f"stick dead_zone must lie in [0, 1), got {self.dead_zone}")
+        if not 0 < self.pixels <= 10_000:
+            raise ValueError(f"mouse pixels per step must lie in (0, 10000], got {self.pixels}")
 
     def delta(self, stick: np.ndarray) -> tuple[int, int]:
         x, y = float(stick[0]), float(stick[1])
