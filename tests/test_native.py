@@ -110,6 +110,19 @@ def test_crash_gives_clear_error_and_reset_restarts(neverball: NativeEnv) -> Non
     assert neverball.step(Gamepad.neutral())[0].shape == (240, 320, 3)
 
 
+def test_neverball_reports_the_level_outcome_from_its_replay(neverball: NativeEnv) -> None:
+    # 'easy' has a 90 s clock: left alone, the level ends by time-up, which the game writes into its replay
+    obs, info = neverball.reset()
+    assert info["outcome"] == "playing" and info["goal"] == 0
+    steps, terminated = 0, False
+    while not terminated and steps < 7000:
+        obs, _, terminated, _, info = neverball.step(Gamepad.neutral())
+        steps += 1
+    assert terminated and info["outcome"] == "time" and info["time_up"] == 1 and info["goal"] == 0
+    assert info["level_seconds"] == 90.0 and info["level_coins"] == 0
+    assert 90.0 < info["game_time"] < 95.0  # the clock starts after the "Ready? Set?" intro
+
+
 def test_display_does_not_auto_repeat_held_keys(neverball: NativeEnv) -> None:
     # auto-repeat runs on wall-clock time: with it on, a key held over a slow step would type extra presses
     from Xlib import X

@@ -67,7 +67,7 @@ class NativeEnv(GamepadEnv):
             "frame_period": period / 1e9,
         }
         if self.native_game.reader is not None:
-            info.update(self.native_game.reader(frame))
+            info.update(self.native_game.reader(frame, s.home))
         return frame, info
 
     def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -107,8 +108,9 @@ class NativeGame:
 
     `command` and `files` may use the placeholders {home} (the private home directory made for each run),
     {width} and {height} (the window size). `files` are written under {home} before each start (config that
-    skips menus, sets the window size, turns audio off). `reader`, if given, reads success-relevant state from
-    a frame into `info`. Start-up runs in `warmup` time until `warmup_frames` frames are shown (see
+    skips menus, sets the window size, turns audio off). `reader`, if given, reads success-relevant state into
+    `info` from the frame and from files the game writes in its private home (`reader(frame, home)`); a
+    `terminated` key in what it returns ends the episode. Start-up runs in `warmup` time until `warmup_frames` frames are shown (see
     shim/clockshim.c); then each step presents exactly one frame and advances the game's clock by 1/`fps` s.
     """
 
@@ -133,7 +135,7 @@ class NativeGame:
     packages: tuple[str, ...] = ()  # Debian packages that provide the game
     start_timeout: float = 60.0  # seconds of real time to reach lockstep
     step_timeout: float = 20.0  # seconds of real time for one frame before the game counts as hung
-    reader: Callable[[np.ndarray], dict[str, Any]] | None = None
+    reader: Callable[[np.ndarray, Path], dict[str, Any]] | None = None
     # Inputs played in lockstep by reset() before the first observation, to get past a "click to begin"
     # screen: (keys or mouse buttons held, frames) pairs.
     start_inputs: tuple[tuple[tuple[str, ...], int], ...] = ()

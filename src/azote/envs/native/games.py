@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import struct
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
 from azote.envs.native.game import InputProfile, NativeGame, StickKeys
@@ -44,6 +48,33 @@ def neverball_clock_glyphs(frame: np.ndarray) -> list[np.ndarray]:
     return [text[:, a:b] for a, b in zip(cols[::2], cols[1::2])]
 
 
+# Neverball records every level it plays to ~/.neverball/Replays/Last.nbr. The replay starts with little-endian
+# int32s: magic, version, timer, coins, status; the game rewrites timer (centiseconds), coins and status the moment
+# the level ends (status 1 time up, 2 goal reached, 3 fell off; 0 while playing).
+_NEVERBALL_REPLAY = ".neverball/Replays/Last.nbr"
+_NEVERBALL_MAGIC = 0xAF | ord("N") << 8 | ord("B") << 16 | ord("R") << 24
+NEVERBALL_OUTCOMES = {0: "playing", 1: "time", 2: "goal", 3: "fall"}
+
+
+def neverball_outcome(frame: np.ndarray, home: Path) -> dict[str, Any]:
+    """The level's outcome from the game's own replay file: `goal` (1 once the ball is in the goal, else 0),
+    `fell`, `time_up`, and at the end `level_coins` and `level_seconds` (the clock when it ended); `terminated`
+    once the level is over."""
+    try:
+        with open(home / _NEVERBALL_REPLAY, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        head = b""
+    magic, version, timer, coins, status = struct.unpack("<5i", head) if len(head) == 20 else (0, 0, 0, 0, 0)
+    if magic != _NEVERBALL_MAGIC or status not in NEVERBALL_OUTCOMES:
+        status = 0
+    out: dict[str, Any] = {"goal": int(status == 2), "fell": int(status == 3), "time_up": int(status == 1),
+                           "outcome": NEVERBALL_OUTCOMES[status]}
+    if status:
+        out.update(level_coins=coins, level_seconds=timer / 100.0, terminated=True)
+    return out
+
+
 NEVERBALL = NativeGame(
     name="neverball",
     command=("neverball", "-l", "map-easy/easy.sol"),
@@ -61,6 +92,7 @@ NEVERBALL = NativeGame(
     view="3d",
     description="Neverball level 'easy' (tilt the floor to roll the ball to the goal)",
     packages=("neverball",),
+    reader=neverball_outcome,
 )
 
 # SuperTux: a level file on the command line starts it directly (`--renderer opengl`: the shim needs GL).

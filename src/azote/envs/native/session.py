@@ -202,7 +202,7 @@ class Session:
             self.close_display()
             self.xvfb = Xvfb(w, h, self.dir / "xvfb.log")
             self.input = XInput(self.xvfb.display)
-        home = self.dir / "home"
+        home = self.home
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir()
         values = {"home": str(home), "width": w, "height": h}
@@ -242,6 +242,11 @@ class Session:
             for _ in range(frames):
                 self.step(set(held), (0, 0))
         self.origin = (shm["frames"], shm["vtime_ns"])  # what reset() returns: frame 0, game time 0
+
+    @property
+    def home(self) -> Path:
+        """The game's private home directory (its config, saves and replays)."""
+        return self.dir / "home"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None and self.xvfb is not None and self.xvfb.alive()
