@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from azote.bench import Condition, TaskError, load_suite, run_suite
-from azote.bench.report import summarize, wilson
+from azote.bench.report import bar_chart, summarize, wilson
 from azote.bench.solutions import load_solution, replay, solution_path
 
 SUITE = load_suite("standard")
@@ -102,3 +102,11 @@ def test_wilson_interval():
     assert wilson(0, 10)[0] == 0.0 and 0.25 < wilson(0, 10)[1] < 0.35
     lo, hi = wilson(5, 10)
     assert lo < 0.5 < hi and abs((lo + hi) / 2 - 0.5) < 1e-9
+
+
+def test_the_success_chart_draws_any_number_of_policies(tmp_path):
+    # the main job compares four policies and the experiment more; each gets its own shade of the category colour
+    tasks = {"a": {"rate": 0.4, "ci95": [0.1, 0.8], "category": "combat"},
+             "b": {"rate": 1.0, "ci95": [0.5, 1.0], "category": "navigation"}}
+    bar_chart({f"policy-{i}": {"tasks": tasks} for i in range(6)}, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").stat().st_size > 1000

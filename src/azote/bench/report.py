@@ -104,7 +104,8 @@ def bar_chart(summaries: dict[str, dict[str, Any]], path: Path) -> None:
                 continue
             y = i + (j - (len(policies) - 1) / 2) * height
             lo, hi = e["ci95"]
-            ax.barh(y, e["rate"], height=height * 0.9, color=_COLORS[e["category"]], alpha=1.0 - 0.45 * j)
+            shade = 1.0 - 0.7 * j / max(1, len(policies) - 1)  # any number of policies stays within (0, 1]
+            ax.barh(y, e["rate"], height=height * 0.9, color=_COLORS[e["category"]], alpha=shade)
             ax.plot([lo, hi], [y, y], color="black", linewidth=1)
     ax.set_yticks(range(len(task_ids)))
     ax.set_yticklabels(task_ids, fontsize=8)
@@ -114,7 +115,6 @@ def bar_chart(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _COLORS.values()]
     labels = list(_COLORS)
     if len(policies) > 1:
-        labels = [f"{c}" for c in labels]
         ax.set_title("policies, darkest first: " + ", ".join(policies), fontsize=9)
     ax.legend(handles, labels, loc="lower right", fontsize=8)
     fig.tight_layout()

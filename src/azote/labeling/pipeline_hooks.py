@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from azote.gamepad import ActionChunk
+from azote.gamepad import BUTTONS, ActionChunk
 from azote.labeling import skins as sk
 from azote.labeling.compose import Placement
 from azote.labeling.compose import render_stream as _compose_stream
@@ -78,8 +78,11 @@ def score_labels(labelled: str | os.PathLike, truth: str | os.PathLike) -> dict[
         truths.append(t[:n])
     out: dict[str, Any] = {"videos": len(by_video), "locate_rate": located / len(by_video) if by_video else None}
     if preds:
-        s = score_actions(ActionChunk.concat(preds), ActionChunk.concat(truths))
-        f1s = [v for v in s["button_f1"].values() if v is not None]
+        truth_all = ActionChunk.concat(truths)
+        s = score_actions(ActionChunk.concat(preds), truth_all)
+        # F1 of the buttons the players pressed; a never-pressed button's stray reading is an error in accuracy
+        pressed = truth_all.buttons.any(axis=0)
+        f1s = [s["button_f1"][b] for j, b in enumerate(BUTTONS) if pressed[j]]
         out.update({"frames": s["frames"], "stick_r2_x": s["stick_r2_x"], "stick_r2_y": s["stick_r2_y"],
                     "stick_mae": s["stick_mae"], "button_accuracy": s["button_accuracy"],
                     "button_f1_mean": float(np.mean(f1s)) if f1s else None})

@@ -197,13 +197,12 @@ def write_main_report(root: Path, cfg: MainJobConfig, stages: Stages, demos: dic
               "out in every training frame.", "",
               "## 4-5. Pre-training, fine-tuning, training from scratch", "",
               "| run | data | steps | wall time | final loss |", "| --- | --- | ---: | ---: | ---: |"]
-    for name, run, data in (("pre-training", pre, "seen games"), ("fine-tuning (from pre-training)", fine,
-                                                                     cfg.heldout_game),
-                            ("from scratch", scratch, cfg.heldout_game)):
+    for name, stage, run, data in (("pre-training", "pretrain", pre, "seen games"),
+                                   ("fine-tuning (from pre-training)", "finetune", fine, cfg.heldout_game),
+                                   ("from scratch", "scratch", scratch, cfg.heldout_game)):
         loss = run.get("last_loss")
-        lines.append(f"| {name} | {data} | {run.get('steps')} | {run.get('seconds', 0):.0f} s | "
-                     f"{loss:.4f} |" if isinstance(loss, (int, float)) else f"| {name} | {data} | {run.get('steps')} "
-                     f"| {run.get('seconds', 0):.0f} s | - |")
+        loss_cell = f"{loss:.4f}" if isinstance(loss, (int, float)) else "-"
+        lines.append(f"| {name} | {data} | {run.get('steps')} | {stages.seconds(stage) or 0:.0f} s | {loss_cell} |")
     for stage, title in (("pretrain", "pre-training"), ("finetune", "fine-tuning"), ("scratch", "from scratch")):
         png = root / stage / "run" / "loss.png"
         if png.is_file():
