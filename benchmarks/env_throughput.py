@@ -1,6 +1,6 @@
 """Steps per second of each game adapter against its raw engine, measured in the same run.
 
-    python benchmarks/env_throughput.py [--steps 3000] [--rounds 3] [--out runs/bench/env_throughput.json]
+    python benchmarks/env_throughput.py [--steps 3000] [--rounds 3] [--out runs/benchmarks/env_throughput.json]
 
 Both loops play the same actions (the wrapper's gamepad actions, translated once to native inputs for the raw
 loop) and both fetch the frame each step. Rounds alternate raw and wrapped so machine noise hits both; the best
@@ -132,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/env_throughput.json"))
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/env_throughput.json"))
     args = parser.parse_args()
     rows = []
     for game_id, raw in CASES:

@@ -1,7 +1,7 @@
 """Labelling throughput on this machine: frames of 60 fps overlay video labelled per second (locate + parse + write),
 one process, and a process pool over several videos, in the same run.
 
-    python benchmarks/label_throughput.py [--seconds 20] [--videos 4] [--workers 2] [--out runs/bench/label_throughput.json]
+    python benchmarks/label_throughput.py [--seconds 20] [--videos 4] [--workers 2] [--out runs/benchmarks/label_throughput.json]
 
 It makes overlay videos first (random play of atari/Pong and doom/basic, a held-out skin, H.264 crf 23), then:
 - one process (1 torch thread) labels one video; the time is split into locate, decode + crop + parse, and
@@ -51,7 +51,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/label_throughput.json"))
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/label_throughput.json"))
     args = parser.parse_args()
 
     import torch

@@ -3,7 +3,7 @@ at 320x240 and 640x480, against the game's real-time rate (60 frames per second)
 
     python benchmarks/native_throughput.py [--steps 150] [--games neverball supertux extremetuxracer]
 
-A ratio above 1 means the game runs faster than real time. Results also go to runs/bench/native_throughput.json.
+A ratio above 1 means the game runs faster than real time. Results also go to runs/benchmarks/native_throughput.json.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--games", nargs="+", default=["neverball", "supertux", "extremetuxracer"])
-    ap.add_argument("--out", default="runs/bench/native_throughput.json")
+    ap.add_argument("--out", default="runs/benchmarks/native_throughput.json")
     args = ap.parse_args()
     azote.envs.list_games("native")
     rows = []

@@ -1,7 +1,7 @@
 """Training throughput on this machine: trainer samples per second (tiny, CPU) against what the data loader
 delivers, in the same run.
 
-    python benchmarks/train_throughput.py [--preset tiny] [--batch-size 32] [--steps 10] [--out runs/bench/train_throughput.json]
+    python benchmarks/train_throughput.py [--preset tiny] [--batch-size 32] [--steps 10] [--out runs/benchmarks/train_throughput.json]
 
 It records a small dataset first (Atari 210x160 and Doom 320x240 episodes), then measures:
 - decode: frames per second of sequential decoding + preparation (resize to the model's image size), one process;
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--episode-steps", type=int, default=1500)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench/train_throughput.json"))
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/train_throughput.json"))
     args = parser.parse_args()
     cfg = get_preset(args.preset)
     with tempfile.TemporaryDirectory() as tmp:
