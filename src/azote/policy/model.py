@@ -192,17 +192,19 @@ class NitroGenModel(nn.Module):
             raise ShapeError(f"timestep buckets: expected [{x.shape[0]}], got {tuple(buckets.shape)}")
 
     def velocity(
-        self, x_t: Tensor, buckets: Tensor, vl_tokens: Tensor | None = None, cache: ObservationCache | None = None
+        self, x_t: Tensor, buckets: Tensor, vl_tokens: Tensor | None = None, cache: ObservationCache | None = None,
+        modulation: list[Tensor] | None = None,
     ) -> Tensor:
-        """The predicted velocity [B, H, A] for noisy actions given VL tokens, or a cache of their K/V."""
+        """The predicted velocity [B, H, A] for noisy actions given VL tokens, or a cache of their K/V;
+        `modulation` is the DiT's `timestep_modulation(buckets)` when the caller has it already."""
         self._check_actions(x_t, buckets)
         h = self.action_encoder(x_t, buckets)
         if self.position_embedding is not None:
             h = h + self.position_embedding.weight[: h.shape[1]][None]
         if cache is not None:
-            h = self.model(h, buckets, kv=cache.cross_kv)
+            h = self.model(h, buckets, kv=cache.cross_kv, modulation=modulation)
         else:
-            h = self.model(h, buckets, context=vl_tokens)
+            h = self.model(h, buckets, context=vl_tokens, modulation=modulation)
         return self.action_decoder(h)
 
     def forward(self, pixel_values: Tensor, x_t: Tensor, buckets: Tensor, game_ids: Tensor | None = None) -> Tensor:

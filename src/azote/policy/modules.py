@@ -119,8 +119,12 @@ class AdaLayerNorm(nn.Module):
         self.linear = nn.Linear(dim, 2 * dim)
         self.eps = eps
 
-    def forward(self, x: Tensor, temb: Tensor) -> Tensor:
-        scale, shift = self.linear(F.silu(temb)).chunk(2, dim=-1)
+    def modulation(self, temb: Tensor) -> Tensor:
+        """[B, 2 * dim]: scale and shift for the timestep embeddings `temb` [B, dim]."""
+        return self.linear(F.silu(temb))
+
+    def forward(self, x: Tensor, modulation: Tensor) -> Tensor:
+        scale, shift = modulation.chunk(2, dim=-1)
         return F.layer_norm(x, x.shape[-1:], eps=self.eps) * (1 + scale[:, None]) + shift[:, None]
 
 
@@ -135,8 +139,8 @@ class DiTBlock(nn.Module):
         self.attn1 = Attention(dim, heads, dim // heads, context_dim=context_dim if cross else None, dropout=dropout)
         self.ff = FeedForward(dim, dropout)
 
-    def forward(self, x: Tensor, temb: Tensor, context: Tensor | None = None, kv: KV | None = None) -> Tensor:
-        h = self.norm1(x, temb)
+    def forward(self, x: Tensor, modulation: Tensor, context: Tensor | None = None, kv: KV | None = None) -> Tensor:
+        h = self.norm1(x, modulation)
         if self.cross:
             if context is None and kv is None:
                 raise ValueError("a cross-attention DiT block needs the VL tokens or their cached keys/values")
@@ -184,13 +188,20 @@ class DiT(nn.Module):
         """Keys/values of every cross-attention block for a context (None for self-attention blocks)."""
         return [b.attn1.project_kv(context) if b.cross else None for b in self.transformer_blocks]
 
-    def forward(
-        self, x: Tensor, buckets: Tensor, context: Tensor | None = None, kv: list[KV | None] | None = None
-    ) -> Tensor:
+    def timestep_modulation(self, buckets: Tensor) -> list[Tensor]:
+        """Every block's adaptive-LayerNorm scale/shift and the output's shift/scale for timestep buckets [B]:
+        depends on the timestep only, so a sampler computes it for all its steps in one pass over the weights."""
         temb = self.timestep_encoder(buckets)
+        return [b.norm1.modulation(temb) for b in self.transformer_blocks] + [self.proj_out_1(F.silu(temb))]
+
+    def forward(
+        self, x: Tensor, buckets: Tensor, context: Tensor | None = None, kv: list[KV | None] | None = None,
+        modulation: list[Tensor] | None = None,
+    ) -> Tensor:
+        mods = self.timestep_modulation(buckets) if modulation is None else modulation
         for i, block in enumerate(self.transformer_blocks):
-            x = block(x, temb, context=context, kv=None if kv is None else kv[i])
-        shift, scale = self.proj_out_1(F.silu(temb)).chunk(2, dim=-1)
+            x = block(x, mods[i], context=context, kv=None if kv is None else kv[i])
+        shift, scale = mods[-1].chunk(2, dim=-1)
         x = F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale[:, None]) + shift[:, None]
         return self.proj_out_2(x)
 

@@ -3,8 +3,8 @@
 The straightforward path does what the released code does: the vision tower runs once per observation, but the
 VL self-attention stack and every cross-attention's key/value projections run again at each denoising step.
 The cached path computes the image tokens, the VL tokens and each cross-attention block's keys and values once
-per observation; a denoising step then only runs the action encoder, the DiT on the H action tokens and the
-decoder. Both give the same numbers (the same operations on the same inputs).
+per observation, and the DiT's timestep modulations (adaptive LayerNorm scale/shift) of all steps in one batch;
+a denoising step then only runs the action encoder, the DiT on the H action tokens and the decoder. Both give the same numbers (the same operations on the same inputs).
 """
 
 from __future__ import annotations
@@ -67,23 +67,27 @@ def sample_actions(
         tokens = torch.cat([tokens, tokens])
         game_ids = torch.cat([game_ids, torch.zeros_like(game_ids)])
 
-    velocity: Callable[[Tensor, Tensor], Tensor]
+    schedule = euler_buckets(steps, c.num_timestep_buckets)
+    velocity: Callable[[Tensor, Tensor, int], Tensor]
     if cached:
         cache = model.observation_cache(model.vl_tokens(tokens, game_ids))
+        # the timestep conditioning of every step at once: one pass over those weights instead of one per step
+        step_mods = model.model.timestep_modulation(torch.tensor(schedule, dtype=torch.long, device=model.device))
 
-        def velocity(xt: Tensor, buckets: Tensor) -> Tensor:
-            return model.velocity(xt, buckets, cache=cache)
+        def velocity(xt: Tensor, buckets: Tensor, k: int) -> Tensor:
+            mods = [m[k:k + 1].expand(xt.shape[0], -1) for m in step_mods]
+            return model.velocity(xt, buckets, cache=cache, modulation=mods)
 
     else:
 
-        def velocity(xt: Tensor, buckets: Tensor) -> Tensor:
+        def velocity(xt: Tensor, buckets: Tensor, k: int) -> Tensor:
             return model.velocity(xt, buckets, vl_tokens=model.vl_tokens(tokens, game_ids))
 
     dt = 1.0 / steps
-    for bucket in euler_buckets(steps, c.num_timestep_buckets):
+    for k, bucket in enumerate(schedule):
         xin = torch.cat([x, x]) if guided else x
         buckets = torch.full((xin.shape[0],), bucket, dtype=torch.long, device=model.device)
-        v = velocity(xin.to(model.dtype), buckets).float()
+        v = velocity(xin.to(model.dtype), buckets, k).float()
         if guided:
             v_game, v_none = v.chunk(2)
             v = v_none + guidance_scale * (v_game - v_none)
