@@ -69,10 +69,9 @@ def main() -> None:
         rep = label_video(videos[1 % len(videos)], root / "single", parser=model, config=LabelConfig())
         single = time.perf_counter() - t
         t = time.perf_counter()
-        pool = label_videos(videos, root / "pool", workers=args.workers)
+        pool_reports: list[dict] = []
+        pool = label_videos(videos, root / "pool", workers=args.workers, on_result=pool_reports.append)
         pooled = time.perf_counter() - t
-        pool_reports = [json.loads(r.read_text()) for r in sorted((root / "pool" / "labeling").glob("*.json"))
-                        if r.name != "summary.json"]
     frames = rep["frames"]
     write = max(0.0, rep["seconds"] - rep["seconds_locate"] - rep["seconds_parse"])
     single_fps = frames / single

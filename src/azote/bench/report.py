@@ -113,10 +113,9 @@ def bar_chart(summaries: dict[str, dict[str, Any]], path: Path) -> None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("success rate (95% interval)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _COLORS.values()]
-    labels = list(_COLORS)
     if len(policies) > 1:
         ax.set_title("policies, darkest first: " + ", ".join(policies), fontsize=9)
-    ax.legend(handles, labels, loc="lower right", fontsize=8)
+    ax.legend(handles, list(_COLORS), loc="lower right", fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=110)

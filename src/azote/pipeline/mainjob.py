@@ -197,13 +197,15 @@ def write_main_report(root: Path, cfg: MainJobConfig, stages: Stages, demos: dic
               "out in every training frame.", "",
               "## 4-5. Pre-training, fine-tuning, training from scratch", "",
               "| run | data | steps | wall time | final loss |", "| --- | --- | ---: | ---: | ---: |"]
-    for name, stage, run, data in (("pre-training", "pretrain", pre, "seen games"),
-                                   ("fine-tuning (from pre-training)", "finetune", fine, cfg.heldout_game),
-                                   ("from scratch", "scratch", scratch, cfg.heldout_game)):
+    runs = (("pre-training", "", "pretrain", pre, "seen games"),
+            ("fine-tuning", " (from pre-training)", "finetune", fine, cfg.heldout_game),
+            ("from scratch", "", "scratch", scratch, cfg.heldout_game))
+    for title, detail, stage, run, data in runs:
         loss = run.get("last_loss")
         loss_cell = f"{loss:.4f}" if isinstance(loss, (int, float)) else "-"
-        lines.append(f"| {name} | {data} | {run.get('steps')} | {stages.seconds(stage) or 0:.0f} s | {loss_cell} |")
-    for stage, title in (("pretrain", "pre-training"), ("finetune", "fine-tuning"), ("scratch", "from scratch")):
+        lines.append(f"| {title}{detail} | {data} | {run.get('steps')} | {stages.seconds(stage) or 0:.0f} s | "
+                     f"{loss_cell} |")
+    for title, _, stage, _, _ in runs:
         png = root / stage / "run" / "loss.png"
         if png.is_file():
             lines.append(f"\n![{title} loss]({png.relative_to(root)})")

@@ -4,7 +4,8 @@ The straightforward path does what the released code does: the vision tower runs
 VL self-attention stack and every cross-attention's key/value projections run again at each denoising step.
 The cached path computes the image tokens, the VL tokens and each cross-attention block's keys and values once
 per observation, and the DiT's timestep modulations (adaptive LayerNorm scale/shift) of all steps in one batch;
-a denoising step then only runs the action encoder, the DiT on the H action tokens and the decoder. Both give the same numbers (the same operations on the same inputs).
+a denoising step then only runs the action encoder, the DiT on the H action tokens and the decoder. Both give
+the same numbers (the same operations on the same inputs).
 """
 
 from __future__ import annotations
