@@ -1,13 +1,13 @@
 """Putting an overlay on game frames the way streamers do, and writing such videos.
 
-A stream frame is the game frame enlarged by an integer factor (nearest neighbour, as capture software shows
-retro games) to at least `STREAM_HEIGHT` rows, with the overlay alpha-blended at a place, scale and opacity. The
-video is encoded with H.264 at a chosen quality, so compression artefacts are real.
+A stream frame is the game frame shown at the stream's size (by default 1280 x 720): scaled to fit with nearest
+neighbour and black bars, as capture software shows retro games (`fit`), or stretched (`stretch`). The overlay is
+a preset drawn at a scale and alpha-blended at a place and opacity; the video is encoded with H.264 at a chosen
+quality, so compression artefacts are real.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -15,88 +15,129 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from azote.gamepad import ActionChunk, Gamepad
-from azote.labeling.skins import TEMPLATE_H, TEMPLATE_W, Skin, get_skin, render
+from azote.gamepad import ActionChunk
+from azote.labeling.presets import Preset
 
-STREAM_HEIGHT = 480
-
-
-def stream_factor(frame_shape: tuple[int, ...]) -> int:
-    return max(1, math.ceil(STREAM_HEIGHT / frame_shape[0]))
+STREAM_SIZE = (720, 1280)  # (H, W)
+WIDTH_SHARE = (0.22, 0.34)  # overlay width as a share of the frame width
 
 
-def enlarge(frame: np.ndarray, factor: int) -> np.ndarray:
-    return frame if factor == 1 else np.repeat(np.repeat(frame, factor, axis=0), factor, axis=1)
+def stream_frame(game: np.ndarray, size: tuple[int, int] = STREAM_SIZE, fit: str = "fit") -> np.ndarray:
+    """The game frame as a stream shows it: `fit` (aspect kept, black bars) or `stretch`."""
+    H, W = size
+    h, w = game.shape[:2]
+    if fit == "stretch":
+        return cv2.resize(game, (W, H), interpolation=cv2.INTER_NEAREST)
+    if fit != "fit":
+        raise ValueError(f"fit must be fit or stretch, got {fit!r}")
+    s = min(H / h, W / w)
+    nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
+    out = np.zeros((H, W, 3), np.uint8)
+    y0, x0 = (H - nh) // 2, (W - nw) // 2
+    out[y0:y0 + nh, x0:x0 + nw] = cv2.resize(game, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    return out
 
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the overlay goes: top-left corner in stream pixels, scale of the template, opacity."""
+    """Where the overlay goes: top-left corner of the preset's canvas in stream pixels, its scale, opacity."""
 
-    x: int
-    y: int
+    x: float
+    y: float
     scale: float
     opacity: float
 
-    def bbox(self) -> list[float]:
-        """[x, y, w, h] in stream pixels (the dataset's `bbox_controller_overlay`)."""
-        return [float(self.x), float(self.y), round(TEMPLATE_W * self.scale), round(TEMPLATE_H * self.scale)]
+    def affine(self) -> np.ndarray:
+        """Canvas coordinates -> stream pixels."""
+        return np.array([[self.scale, 0, self.x], [0, self.scale, self.y]], np.float64)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def random_placement(rng: np.random.Generator, frame_hw: tuple[int, int], scale: tuple[float, float] = (0.5, 2.0),
-                     opacity: tuple[float, float] = (0.5, 1.0)) -> Placement:
-    """A random placement that fits the frame (the scale is reduced when the frame is too small for it)."""
+def random_placement(rng: np.random.Generator, preset: Preset, frame_hw: tuple[int, int] = STREAM_SIZE,
+                     width_share: tuple[float, float] = WIDTH_SHARE, opacity: tuple[float, float] = (0.6, 1.0),
+                     off_screen: float = 0.1) -> Placement:
+    """A placement as streamers choose one: width a share of the frame's, in a corner (or along an edge), now and
+    then partly off-screen (with probability `off_screen`, by up to 12% of the overlay's size)."""
     h, w = frame_hw
-    s = float(rng.uniform(*scale))
-    s = min(s, 0.6 * w / TEMPLATE_W, 0.6 * h / TEMPLATE_H)
-    ow, oh = round(TEMPLATE_W * s), round(TEMPLATE_H * s)
-    return Placement(int(rng.integers(0, w - ow + 1)), int(rng.integers(0, h - oh + 1)), s,
-                     float(rng.uniform(*opacity)))
+    ow = float(rng.uniform(*width_share)) * w
+    s = ow / preset.size[0]
+    oh = preset.size[1] * s
+    if oh > 0.8 * h:
+        s *= 0.8 * h / oh
+        ow, oh = preset.size[0] * s, preset.size[1] * s
+    margin = float(rng.uniform(0, 0.04)) * w
+    xs = (margin, w - ow - margin, (w - ow) / 2)
+    ys = (margin, h - oh - margin)
+    x = xs[int(rng.choice(3, p=[0.45, 0.45, 0.1]))] + float(rng.uniform(-0.02, 0.02)) * w
+    y = ys[int(rng.integers(2))] + float(rng.uniform(-0.02, 0.02)) * h
+    x, y = float(np.clip(x, 0, w - ow)), float(np.clip(y, 0, h - oh))
+    if rng.random() < off_screen:  # pushed over an edge
+        side = int(rng.integers(4))
+        d = float(rng.uniform(0.03, 0.12))
+        if side == 0:
+            x = -d * ow
+        elif side == 1:
+            x = w - (1 - d) * ow
+        elif side == 2:
+            y = -d * oh
+        else:
+            y = h - (1 - d) * oh
+    return Placement(round(x, 2), round(y, 2), s, float(rng.uniform(*opacity)))
 
 
-def composite(frame: np.ndarray, overlay_rgba: np.ndarray, placement: Placement) -> np.ndarray:
-    """Alpha-blends an RGBA overlay (already at the placement's scale) onto an RGB frame."""
+def composite(frame: np.ndarray, overlay_rgba: np.ndarray, x: float, y: float, opacity: float = 1.0) -> np.ndarray:
+    """Alpha-blends an RGBA overlay (already at its scale) onto an RGB frame with its top-left at (x, y) (rounded
+    to whole pixels; parts outside the frame are cut)."""
     out = frame.copy()
+    ix, iy = int(round(x)), int(round(y))
     oh, ow = overlay_rgba.shape[:2]
-    x, y = placement.x, placement.y
-    region = out[y:y + oh, x:x + ow].astype(np.float32)
-    ov = overlay_rgba[: region.shape[0], : region.shape[1]].astype(np.float32)
-    a = ov[..., 3:4] / 255.0 * placement.opacity
-    out[y:y + oh, x:x + ow] = (ov[..., :3] * a + region * (1 - a) + 0.5).astype(np.uint8)
+    H, W = out.shape[:2]
+    x0, y0, x1, y1 = max(ix, 0), max(iy, 0), min(ix + ow, W), min(iy + oh, H)
+    if x0 >= x1 or y0 >= y1:
+        return out
+    ov = overlay_rgba[y0 - iy:y1 - iy, x0 - ix:x1 - ix].astype(np.float32)
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    a = ov[..., 3:4] / 255.0 * opacity
+    out[y0:y1, x0:x1] = (ov[..., :3] * a + region * (1 - a) + 0.5).astype(np.uint8)
     return out
 
 
-def overlay_frame(frame: np.ndarray, skin: Skin, pad: Gamepad, placement: Placement, factor: int) -> np.ndarray:
-    return composite(enlarge(frame, factor), render(skin, pad, placement.scale), placement)
+def overlay_frame(frame: np.ndarray, preset: Preset, pad, placement: Placement) -> np.ndarray:
+    """`frame` (already at stream size) with the preset showing `pad`. The overlay is drawn at the sub-pixel
+    offset of the placement, then pasted at whole pixels."""
+    fx, fy = placement.x - np.floor(placement.x), placement.y - np.floor(placement.y)
+    img = preset.render(pad, placement.scale)
+    if fx > 1e-3 or fy > 1e-3:
+        h, w = img.shape[:2]
+        img = cv2.warpAffine(img, np.float32([[1, 0, fx], [0, 1, fy]]), (w + 1, h + 1), flags=cv2.INTER_LINEAR)
+    return composite(frame, img, np.floor(placement.x), np.floor(placement.y), placement.opacity)
 
 
-def render_stream(frames: Iterable[np.ndarray], actions: ActionChunk, out: str | Path, skin: str | Skin,
-                  fps: float, *, placement: Placement | None = None, crf: int = 23, seed: int = 0) -> dict:
-    """Writes a streamer-style video: each game frame enlarged, with the overlay showing the action taken on it.
-
-    Returns what the truth is: skin, placement, bbox and the stream's frame size (for scoring a labeller).
-    """
+def render_stream(frames: Iterable[np.ndarray], actions: ActionChunk, out: str | Path, preset: Preset, fps: float,
+                  *, placement: Placement | None = None, crf: int = 23, seed: int = 0,
+                  size: tuple[int, int] = STREAM_SIZE, fit: str = "fit") -> dict:
+    """Writes a streamer-style video: each game frame at the stream's size with the overlay showing the action
+    taken on it. Returns the truth (preset, placement, bbox, frame size) for scoring a labeller."""
     from azote.dataset.video import VideoWriter
+    from azote.labeling.locate import neutral_bbox
 
-    skin = get_skin(skin) if isinstance(skin, str) else skin
     rng = np.random.default_rng(seed)
+    placement = placement or random_placement(rng, preset, size)
     n = 0
-    info: dict = {}
     with VideoWriter(out, fps, crf=crf) as writer:
         for frame, pad in zip(frames, actions):
-            factor = stream_factor(frame.shape)
-            if placement is None:
-                placement = random_placement(rng, (frame.shape[0] * factor, frame.shape[1] * factor))
-            writer.write(overlay_frame(frame, skin, pad, placement, factor))
+            writer.write(overlay_frame(stream_frame(frame, size, fit), preset, pad, placement))
             n += 1
-            info = {"frame_size": [frame.shape[0] * factor, frame.shape[1] * factor]}
     if n == 0:
         raise ValueError(f"{out}: no frames to render")
-    return {"skin": skin.name, "controller_type": skin.controller_type, "placement": placement.as_dict(),
-            "bbox": placement.bbox(), "frames": n, "crf": crf, **info}
+    x0, y0, x1, y1 = neutral_bbox(preset)
+    s = placement.scale
+    bbox = [placement.x + x0 * s, placement.y + y0 * s, (x1 - x0) * s, (y1 - y0) * s]
+    return {"preset": preset.name, "family": preset.family, "controller_type": preset.controller_type,
+            "placement": placement.as_dict(), "bbox": [round(v, 2) for v in bbox], "frames": n, "crf": crf,
+            "frame_size": list(size)}
 
 
 def draw_bbox(frame: np.ndarray, bbox: list[float], colour: tuple[int, int, int] = (255, 0, 0)) -> np.ndarray:

@@ -1,26 +1,21 @@
-"""Finding the controller overlay in a video: where it is (template coordinates -> video pixels) and which
-controller family it shows.
+"""Finding a known overlay preset in a video: which preset, and where (canvas coordinates -> video pixels).
 
-Templates: every known skin at rest (`neutral_template`), drawn at three sizes over three backdrops (a dark, a
-grey and a bright one, so the edges of outline and see-through skins have both polarities) and described with
-SIFT inside the controller; the features are cached on disk. All skins of a family share the template coordinate
-frame, so their keypoints are pooled per family: a match to any skin of the family votes for the same placement,
-which is how a skin never seen before (a held-out one) is found through its family's shapes and labels.
+Templates: each preset's neutral picture drawn at three sizes over three backdrops (dark, grey, bright: outline and
+see-through skins show edges of both polarities) and described with SIFT inside the drawing; features are cached
+on disk by the preset's digest. Each preset is its own coordinate frame.
 
-Per sampled frame: SIFT keypoints; in each family's FLANN index the near-best neighbours of every keypoint
-(within 1/`RATIO` of the best distance: with dozens of similar skins pooled, Lowe's ratio test against the second
-neighbour would reject the right matches) whose orientation agrees (overlays are upright) and whose keypoint size
-ratio gives a plausible scale. These candidates vote for a pose (Lowe's Hough step: scale bin, translation bin);
-the fullest bins are fitted by RANSAC on scale + translation and then on every candidate they explain; a family
+Per sampled frame: SIFT keypoints; in one FLANN index over every template, the near-best neighbours of each
+keypoint (within 1/`RATIO` of the best distance: similar presets share features, so Lowe's ratio test against the
+second neighbour would reject the right matches) whose orientation agrees (overlays are upright) and whose size
+ratio gives a plausible scale. Per preset, candidates vote for a pose (Lowe's Hough step: scale bin, translation
+bin); the fullest bins are fitted by RANSAC on scale + translation, then on every candidate they explain; a preset
 fits when at least `MIN_INLIERS` distinct frame keypoints agree. Across frames: frames are read lazily until
-`ENOUGH_FRAMES` agree on a family and a place (once a place is known, a frame is first checked there only, which
-is cheap); the family with the most inliers wins, and its placement is re-fitted by least squares on every inlier
-of every agreeing frame, accurate to a fraction of a pixel.
+`ENOUGH_FRAMES` agree on a preset and a place (a place once found is checked first, which is cheap); the preset with
+most inliers wins, and its placement is re-fitted by least squares on every inlier of the agreeing frames.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 from dataclasses import dataclass, field
@@ -31,41 +26,55 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from azote.labeling.skins import CONTROLLER_TYPE, FAMILIES, SKINS, TEMPLATE_H, TEMPLATE_W, neutral_template
+from azote.labeling.presets import CONTROLLER_TYPE, Preset
 
-MIN_INLIERS = 20
+MIN_INLIERS = 14
 RATIO = 0.8  # neighbours within 1/RATIO of the best distance are candidates
 ANGLE_TOL = 20.0  # degrees between a frame keypoint's and its template keypoint's orientation
 LOG_SCALE_BIN = 0.5  # pose bins: log2 scale (keypoint sizes give the scale only roughly)
-POSITION_BIN = 32.0  # pose bins: template pixels of translation
+POSITION_BIN = 0.16  # pose bins: translation, as a share of the preset's width
 ENOUGH_FRAMES = 3  # stop sampling once this many frames agree
-CONFIDENT = 2 * 20  # inliers of a fit whose place later frames are checked at first
-TEMPLATE_SCALES = (0.6, 1.0, 1.6)  # SIFT copes with scale, but small overlays keep only coarse detail
-KNN = 4  # neighbours per frame keypoint in each family's templates
-FLANN_CHECKS = 32
-TEMPLATE_FEATURES = 2500
+CONFIDENT = 40  # inliers of a fit whose place later frames check first
+TEMPLATE_WIDTHS = (220, 340, 520)  # pixels: overlays are shown 200-500 px wide
+KNN = 6
+FLANN_CHECKS = 48
+TEMPLATE_FEATURES = 1500
 CONTRAST = 0.03
-FRAME_FEATURES = int(os.environ.get("AZOTE_LOCATE_FEATURES", 2500))
+FRAME_FEATURES = int(os.environ.get("AZOTE_LOCATE_FEATURES", 3000))
 FRAME_CONTRAST = float(os.environ.get("AZOTE_LOCATE_CONTRAST", 0.03))  # faint (half-transparent) overlays
-# a see-through or outline skin shows the game through it: templates over a dark and a bright backdrop give
-# both edge polarities
 BACKDROPS = (24, 128, 232)
-SCALE_RANGE = (0.25, 4.0)
+OVERLAY_WIDTHS = (24.0, 3200.0)  # video pixels an overlay may span (keypoint sizes give scale only roughly)
+CACHE_VERSION = 3
 
 
 class LocateError(RuntimeError):
     """No overlay was found in the video."""
 
 
+def neutral_bbox(preset: Preset) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) in canvas pixels of what the preset draws at rest (its visible extent)."""
+    img = preset.neutral(min(1.0, 512 / max(preset.size)))
+    s = img.shape[1] / preset.size[0]
+    ys, xs = np.nonzero(img[..., 3] > 24)
+    if not len(xs):
+        return 0.0, 0.0, float(preset.size[0]), float(preset.size[1])
+    return xs.min() / s, ys.min() / s, (xs.max() + 1) / s, (ys.max() + 1) / s
+
+
 @dataclass
 class Located:
-    skin: str  # the known skin that matched best (the family is what the parser needs)
+    """Where the overlay is. `affine` maps the preset's canvas to video pixels (known presets only); `box` is the
+    overlay's visible extent in video pixels [x, y, w, h]."""
+
+    method: str  # "template" | "detector"
     family: str
-    affine: np.ndarray  # 2x3: template coordinates -> video pixel coordinates
-    inliers: int  # inliers of the final fit, over all agreeing frames
-    frames_matched: int
-    frames_sampled: int
-    votes: dict[str, int] = field(default_factory=dict)
+    box: list[float]
+    preset: str | None = None
+    affine: np.ndarray | None = None
+    score: float = 0.0  # template: inliers of the final fit; detector: confidence
+    frames_matched: int = 0
+    frames_sampled: int = 0
+    votes: dict[str, float] = field(default_factory=dict)
 
     @property
     def controller_type(self) -> str:
@@ -73,21 +82,19 @@ class Located:
 
     @property
     def scale(self) -> float:
-        return float(np.sqrt(abs(np.linalg.det(self.affine[:, :2]))))
+        return float(np.sqrt(abs(np.linalg.det(self.affine[:, :2])))) if self.affine is not None else 0.0
 
     def bbox(self) -> list[float]:
-        """[x, y, w, h] of the template's rectangle in video pixels."""
-        corners = np.array([[0, 0, 1], [TEMPLATE_W, 0, 1], [0, TEMPLATE_H, 1], [TEMPLATE_W, TEMPLATE_H, 1]], float)
-        pts = corners @ self.affine.T
-        x0, y0 = pts.min(axis=0)
-        x1, y1 = pts.max(axis=0)
-        return [round(float(x0), 2), round(float(y0), 2), round(float(x1 - x0), 2), round(float(y1 - y0), 2)]
+        return [round(float(v), 2) for v in self.box]
 
     def as_dict(self) -> dict:
-        return {"skin": self.skin, "family": self.family, "controller_type": self.controller_type,
-                "affine": np.round(self.affine, 5).tolist(), "bbox": self.bbox(), "scale": round(self.scale, 4),
-                "inliers": self.inliers, "frames_matched": self.frames_matched, "frames_sampled": self.frames_sampled,
-                "votes": self.votes}
+        d = {"method": self.method, "family": self.family, "controller_type": self.controller_type,
+             "bbox": self.bbox(), "preset": self.preset, "score": round(float(self.score), 4),
+             "frames_matched": self.frames_matched, "frames_sampled": self.frames_sampled, "votes": self.votes}
+        if self.affine is not None:
+            d["affine"] = np.round(self.affine, 5).tolist()
+            d["scale"] = round(self.scale, 5)
+        return d
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -104,77 +111,44 @@ def _frame_sift() -> cv2.SIFT:
     return cv2.SIFT_create(nfeatures=FRAME_FEATURES, contrastThreshold=FRAME_CONTRAST)
 
 
-@dataclass
-class _Index:
-    points: np.ndarray  # [N, 2] keypoints in template coordinates
-    sizes: np.ndarray  # [N] SIFT sizes in template pixels
-    angles: np.ndarray  # [N] SIFT orientations, degrees
-    skin_ids: np.ndarray  # [N] index into `skins`
-    family_ids: np.ndarray  # [N] index into FAMILIES
-    skins: list[str]
-    matchers: list  # per family (None: no templates of that family)
-    offsets: list[int]  # first row of each family (rows are grouped by family)
-
-
-def _keypoints(gray: np.ndarray, mask: np.ndarray | None = None, frame: bool = False
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+def _keypoints(gray: np.ndarray, mask: np.ndarray | None = None, frame: bool = False):
     kps, desc = (_frame_sift() if frame else _sift()).detectAndCompute(gray, mask)
     pts = np.array([k.pt for k in kps], np.float32).reshape(-1, 2)
     return pts, np.array([k.size for k in kps], np.float32), np.array([k.angle for k in kps], np.float32), desc
-
-
-def _describe(rgba: np.ndarray, scale: float, backdrop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                                      np.ndarray] | None:
-    img = cv2.resize(rgba, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    a = img[..., 3:4].astype(np.float32) / 255
-    rgb = (img[..., :3] * a + backdrop * (1 - a)).astype(np.uint8)
-    mask = (cv2.dilate(img[..., 3], np.ones((5, 5), np.uint8)) > 0).astype(np.uint8) * 255
-    pts, sizes, angles, desc = _keypoints(_gray(rgb), mask)
-    if desc is None or len(pts) < 8:
-        return None
-    return pts / scale, sizes / scale, angles, desc
-
-
-def _cache_key() -> str:
-    from dataclasses import astuple
-
-    import azote.labeling.skins as skins_module
-
-    h = hashlib.sha256()
-    h.update(Path(skins_module.__file__).read_bytes())
-    h.update(repr([astuple(s) for s in SKINS.values()]).encode())
-    h.update(repr((TEMPLATE_SCALES, BACKDROPS, TEMPLATE_FEATURES, CONTRAST, cv2.__version__, 2)).encode())
-    return h.hexdigest()[:16]
 
 
 def _cache_dir() -> Path:
     return Path(os.environ.get("AZOTE_CACHE", Path.home() / ".cache" / "azote"))
 
 
-@lru_cache(maxsize=1)
-def template_features() -> dict[str, np.ndarray]:
-    """SIFT features of every skin's neutral template (three sizes, three backdrops), cached on disk: computing
-    them takes seconds, loading them a fraction of one (each labelling process needs them)."""
-    path = _cache_dir() / f"overlay-templates-{_cache_key()}.npz"
+def template_features(preset: Preset) -> dict[str, np.ndarray]:
+    """SIFT features of a preset at rest (three sizes, three backdrops), cached on disk by its digest."""
+    key = f"{preset.digest}-{CACHE_VERSION}-{cv2.__version__}"
+    path = _cache_dir() / "templates" / f"{key}.npz"
     if path.is_file():
         try:
-            with np.load(path) as z:
+            with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
         except (OSError, ValueError):  # a damaged cache is rebuilt
             pass
-    parts: list[tuple] = []
-    for skin_id, skin in enumerate(SKINS.values()):
-        rgba = neutral_template(skin)
-        for s, backdrop in itertools.product(TEMPLATE_SCALES, BACKDROPS):
-            d = _describe(rgba, s, backdrop)
-            if d is not None:
-                parts.append((*d, np.full(len(d[0]), skin_id), np.full(len(d[0]), FAMILIES.index(skin.family))))
-    feats = {"points": np.concatenate([p[0] for p in parts]).astype(np.float32),
-             "sizes": np.concatenate([p[1] for p in parts]).astype(np.float32),
-             "angles": np.concatenate([p[2] for p in parts]).astype(np.float32),
-             "desc": np.clip(np.concatenate([p[3] for p in parts]), 0, 255).astype(np.uint8),
-             "skin_ids": np.concatenate([p[4] for p in parts]).astype(np.int32),
-             "family_ids": np.concatenate([p[5] for p in parts]).astype(np.int32)}
+    parts = []
+    for width, backdrop in itertools.product(TEMPLATE_WIDTHS, BACKDROPS):
+        s = width / preset.size[0]
+        img = preset.neutral(s)
+        a = img[..., 3:4].astype(np.float32) / 255
+        rgb = (img[..., :3] * a + backdrop * (1 - a)).astype(np.uint8)
+        mask = (cv2.dilate(img[..., 3], np.ones((5, 5), np.uint8)) > 0).astype(np.uint8) * 255
+        pts, sizes, angles, desc = _keypoints(_gray(rgb), mask)
+        if desc is not None and len(pts):
+            parts.append((pts / s, sizes / s, angles, desc))
+    if not parts:
+        feats = {"points": np.zeros((0, 2), np.float32), "sizes": np.zeros(0, np.float32),
+                 "angles": np.zeros(0, np.float32), "desc": np.zeros((0, 128), np.uint8)}
+    else:
+        feats = {"points": np.concatenate([p[0] for p in parts]).astype(np.float32),
+                 "sizes": np.concatenate([p[1] for p in parts]).astype(np.float32),
+                 "angles": np.concatenate([p[2] for p in parts]).astype(np.float32),
+                 "desc": np.clip(np.concatenate([p[3] for p in parts]), 0, 255).astype(np.uint8)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
@@ -185,150 +159,219 @@ def template_features() -> dict[str, np.ndarray]:
     return feats
 
 
-@lru_cache(maxsize=4)
-def template_index(skin_names: tuple[str, ...] | None = None) -> _Index:
-    """FLANN indexes, one per family, over the templates of `skin_names` (default: every skin). Per family, so
-    that every family gets its own nearest neighbours (a pooled index lets sibling families crowd them out)."""
-    feats = template_features()
-    names = list(SKINS)
-    keep_ids = [names.index(n) for n in (skin_names or names)]
-    rows = np.flatnonzero(np.isin(feats["skin_ids"], keep_ids))
-    if not len(rows):
-        raise LocateError("no skin templates to match against")
-    fam = feats["family_ids"][rows]
-    order = rows[np.argsort(fam, kind="stable")]  # rows grouped by family
-    fam_sorted = feats["family_ids"][order]
-    matchers, offsets = [], []
-    for k in range(len(FAMILIES)):
-        sel = order[fam_sorted == k]
-        offsets.append(int(np.searchsorted(fam_sorted, k)))
-        if not len(sel):
-            matchers.append(None)
-            continue
-        m = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": FLANN_CHECKS})
-        m.add([feats["desc"][sel].astype(np.float32)])
-        m.train()
-        matchers.append(m)
-    return _Index(feats["points"][order], feats["sizes"][order], feats["angles"][order], feats["skin_ids"][order],
-                  fam_sorted, names, matchers, offsets)
-
-
 @dataclass
 class _Fit:
-    family: str
+    preset: int
     inliers: int
     affine: np.ndarray
     src: np.ndarray  # inlier template points
     dst: np.ndarray  # inlier frame points
-    skin_votes: np.ndarray
 
 
-def _fit_family(index: _Index, family: int, q: np.ndarray, t: np.ndarray, s: np.ndarray,
-                f_pts: np.ndarray) -> _Fit | None:
-    """Pose voting (Lowe's Hough step) over one family's candidates: every candidate proposes a scale (from the
-    keypoint sizes) and a translation; the fullest pose bins are fitted by RANSAC, then on everything they
-    explain."""
-    if len(q) < MIN_INLIERS:
-        return None
-    src, dst = index.points[t].astype(np.float64), f_pts[q].astype(np.float64)
-    bs = np.floor(np.log2(s) / LOG_SCALE_BIN).astype(np.int64)
-    rep = 2.0 ** ((bs + 0.5) * LOG_SCALE_BIN)
-    tr = dst - src * s[:, None]
-    bx = np.floor(tr[:, 0] / (POSITION_BIN * rep)).astype(np.int64)
-    by = np.floor(tr[:, 1] / (POSITION_BIN * rep)).astype(np.int64)
-    keys = np.stack([bs, bx, by], axis=1)
-    uniq, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    best_fit: _Fit | None = None
-    rng = np.random.default_rng(0)
-    tried = np.zeros(len(q), bool)
-    for b in np.argsort(-counts)[:4]:
-        if counts[b] < 3:
-            break
-        near = np.all(np.abs(keys - uniq[b]) <= 1, axis=1)  # the bin and its neighbours
-        if (near & ~tried).sum() < 3:
-            continue
-        tried |= near
-        affine, inl = _ransac_scale_translation(src[near], dst[near], rng)
-        if affine is None:
-            continue
-        for _ in range(2):  # then every candidate of the frame that this pose explains
-            resid = np.linalg.norm(src * affine[0, 0] + affine[:, 2] - dst, axis=1)
-            inl = resid < 3.0
-            if inl.sum() < 3:
-                break
-            affine = _scale_translation(src[inl], dst[inl])
-        n = len(np.unique(q[inl]))  # a frame keypoint counts once (it may match a point in several skins)
-        if n >= MIN_INLIERS and (best_fit is None or n > best_fit.inliers):
-            votes = np.bincount(index.skin_ids[t[inl]], minlength=len(index.skins))
-            first = np.unique(q[inl], return_index=True)[1]
-            idx = np.flatnonzero(inl)[first]
-            best_fit = _Fit(FAMILIES[family], n, affine, src[idx].astype(np.float32), dst[idx].astype(np.float32),
-                            votes)
-    return best_fit
+class TemplateBank:
+    """The presets a video may show, indexed for matching. Presets that differ only in their colours (one layout
+    drawn black, white, clear) share one coordinate frame and are matched together as a group (their features
+    would otherwise split the votes); the member whose colours fit the video best is chosen afterwards."""
 
+    def __init__(self, presets: Sequence[Preset]) -> None:
+        if not presets:
+            raise LocateError("no overlay templates to match against")
+        self.presets = list(presets)
+        keys: dict[str, int] = {}
+        self.group_of = [keys.setdefault(_layout_key(p), len(keys)) for p in self.presets]
+        self.members = [[i for i, g in enumerate(self.group_of) if g == k] for k in range(len(keys))]
+        feats = [template_features(p) for p in self.presets]
+        self.points = np.concatenate([f["points"] for f in feats])
+        self.sizes = np.concatenate([f["sizes"] for f in feats])
+        self.angles = np.concatenate([f["angles"] for f in feats])
+        self.ids = np.concatenate([np.full(len(f["points"]), self.group_of[i], np.int64) for i, f in enumerate(feats)])
+        desc = np.concatenate([f["desc"] for f in feats]).astype(np.float32)
+        if not len(desc):
+            raise LocateError("the overlay templates have no features to match (blank pictures?)")
+        self.matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": FLANN_CHECKS})
+        self.matcher.add([desc])
+        self.matcher.train()
+        self.boxes = [neutral_bbox(p) for p in self.presets]  # per preset (members differ in extent)
+        self.widths = np.array([float(self.presets[m[0]].size[0]) for m in self.members])
 
-def _ransac_scale_translation(src: np.ndarray, dst: np.ndarray, rng: np.random.Generator, iters: int = 300,
-                              tol: float = 3.0) -> tuple[np.ndarray | None, np.ndarray]:
-    """dst = s * src + t from two-point samples; the sample explaining most points wins."""
-    n = len(src)
-    i = rng.integers(0, n, iters)
-    j = rng.integers(0, n, iters)
-    ds = np.linalg.norm(dst[i] - dst[j], axis=1)
-    ss = np.linalg.norm(src[i] - src[j], axis=1)
-    ok = ss > 4.0
-    if not ok.any():
-        return None, np.zeros(n, bool)
-    sc = ds[ok] / ss[ok]
-    tr = dst[i[ok]] - sc[:, None] * src[i[ok]]
-    pred = sc[:, None, None] * src[None] + tr[:, None, :]  # [K, n, 2]
-    counts = (np.linalg.norm(pred - dst[None], axis=2) < tol).sum(axis=1)
-    k = int(np.argmax(counts))
-    if counts[k] < 3:
-        return None, np.zeros(n, bool)
-    affine = np.array([[sc[k], 0, tr[k, 0]], [0, sc[k], tr[k, 1]]])
-    inl = np.linalg.norm(src * sc[k] + tr[k] - dst, axis=1) < tol
-    return _scale_translation(src[inl], dst[inl]), inl
-
-
-def match_frame(frame: np.ndarray, skins: tuple[str, ...] | None = None,
-                near: tuple[str, np.ndarray] | None = None) -> list[_Fit]:
-    """Every family that fits this frame with enough inliers, best first. Candidates: the near-best neighbours
-    of each frame keypoint whose orientation agrees (overlays are upright) and whose size ratio is plausible.
-    `near` = (family, affine) of an earlier fit: only that family, only around that place (a quick check)."""
-    offset = np.zeros(2, np.float32)
-    if near is not None:
-        corners = np.array([[0, 0, 1], [TEMPLATE_W, TEMPLATE_H, 1]], np.float64) @ near[1].T
-        pad = 0.15 * (corners[1] - corners[0])
-        x0, y0 = np.maximum(0, np.floor(corners[0] - pad)).astype(int)
-        x1, y1 = np.ceil(corners[1] + pad).astype(int)
-        frame = frame[y0:y1, x0:x1]
-        offset[:] = (x0, y0)
-        if frame.shape[0] < 16 or frame.shape[1] < 16:
+    def match_frame(self, frame: np.ndarray, near: tuple[int, np.ndarray] | None = None) -> list[_Fit]:
+        """Every preset that fits this frame with enough inliers, best first. `near` = (preset, affine) of an
+        earlier fit: only that preset, only around that place (a quick check)."""
+        offset = np.zeros(2, np.float32)
+        if near is not None:
+            x0, y0, x1, y1 = self.boxes[self.members[near[0]][0]]
+            corners = np.array([[x0, y0, 1], [x1, y1, 1]], np.float64) @ near[1].T
+            pad = 0.15 * (corners[1] - corners[0])
+            ax0, ay0 = np.maximum(0, np.floor(corners[0] - pad)).astype(int)
+            ax1, ay1 = np.ceil(corners[1] + pad).astype(int)
+            frame = frame[ay0:ay1, ax0:ax1]
+            offset[:] = (ax0, ay0)
+            if frame.shape[0] < 16 or frame.shape[1] < 16:
+                return []
+        f_pts, f_sizes, f_angles, desc = _keypoints(_gray(frame), frame=True)
+        if desc is None or len(f_pts) < MIN_INLIERS:
             return []
-    f_pts, f_sizes, f_angles, desc = _keypoints(_gray(frame), frame=True)
-    if desc is None or len(f_pts) < MIN_INLIERS:
-        return []
-    f_pts = f_pts + offset
-    index = template_index(skins)
-    fits = []
-    for k, matcher in enumerate(index.matchers):
-        if matcher is None or (near is not None and FAMILIES[k] != near[0]):
-            continue
-        knn = matcher.knnMatch(desc, k=KNN)
+        f_pts = f_pts + offset
+        knn = self.matcher.knnMatch(desc, k=min(KNN, len(self.points)))
         q = np.fromiter((m.queryIdx for ms in knn for m in ms), np.int64)
-        t = np.fromiter((m.trainIdx for ms in knn for m in ms), np.int64) + index.offsets[k]
+        t = np.fromiter((m.trainIdx for ms in knn for m in ms), np.int64)
         d = np.fromiter((m.distance for ms in knn for m in ms), np.float32)
         if len(q) < MIN_INLIERS:
-            continue
+            return []
         best = np.full(len(f_pts), np.inf, np.float32)
         np.minimum.at(best, q, d)
-        dang = np.abs((f_angles[q] - index.angles[t] + 180) % 360 - 180)
-        s = f_sizes[q] / np.maximum(index.sizes[t], 1e-6)
-        keep = (d <= best[q] / RATIO) & (dang < ANGLE_TOL) & (s > SCALE_RANGE[0]) & (s < SCALE_RANGE[1])
-        fit = _fit_family(index, k, q[keep], t[keep], s[keep], f_pts)
-        if fit is not None:
-            fits.append(fit)
-    return sorted(fits, key=lambda f: -f.inliers)
+        dang = np.abs((f_angles[q] - self.angles[t] + 180) % 360 - 180)
+        s = f_sizes[q] / np.maximum(self.sizes[t], 1e-6)
+        width = self.widths[self.ids[t]]
+        keep = (d <= best[q] / RATIO) & (dang < ANGLE_TOL) & (s * width > OVERLAY_WIDTHS[0]) & (s * width < OVERLAY_WIDTHS[1])
+        q, t, s = q[keep], t[keep], s[keep]
+        fits = []
+        for k in np.unique(self.ids[t]):
+            if near is not None and k != near[0]:
+                continue
+            sel = self.ids[t] == k
+            fit = self._fit(int(k), q[sel], t[sel], s[sel], f_pts)
+            if fit is not None:
+                fits.append(fit)
+        return sorted(fits, key=lambda f: -f.inliers)
+
+    def _fit(self, k: int, q: np.ndarray, t: np.ndarray, s: np.ndarray, f_pts: np.ndarray) -> _Fit | None:
+        """Pose voting over one preset's candidates, then RANSAC on the fullest bins, then a refit on everything
+        the best pose explains."""
+        if len(q) < MIN_INLIERS:
+            return None
+        src, dst = self.points[t].astype(np.float64), f_pts[q].astype(np.float64)
+        bs = np.floor(np.log2(s) / LOG_SCALE_BIN).astype(np.int64)
+        rep = 2.0 ** ((bs + 0.5) * LOG_SCALE_BIN)
+        tr = dst - src * s[:, None]
+        cell = POSITION_BIN * self.presets[self.members[k][0]].size[0] * rep
+        keys = np.stack([bs, np.floor(tr[:, 0] / cell).astype(np.int64), np.floor(tr[:, 1] / cell).astype(np.int64)], 1)
+        uniq, counts = np.unique(keys, axis=0, return_counts=True)
+        best: _Fit | None = None
+        rng = np.random.default_rng(0)
+        tried = np.zeros(len(q), bool)
+        tol = 3.0
+        for b in np.argsort(-counts)[:4]:
+            if counts[b] < 3:
+                break
+            near = np.all(np.abs(keys - uniq[b]) <= 1, axis=1)
+            if (near & ~tried).sum() < 3:
+                continue
+            tried |= near
+            affine = _ransac_scale_translation(src[near], dst[near], rng, tol=tol)
+            if affine is None:
+                continue
+            inl = np.zeros(len(q), bool)
+            for _ in range(2):
+                resid = np.linalg.norm(src * affine[0, 0] + affine[:, 2] - dst, axis=1)
+                inl = resid < tol
+                if inl.sum() < 3:
+                    break
+                affine = _scale_translation(src[inl], dst[inl])
+            n = len(np.unique(q[inl]))  # a frame keypoint counts once
+            if n >= MIN_INLIERS and (best is None or n > best.inliers):
+                first = np.unique(q[inl], return_index=True)[1]
+                idx = np.flatnonzero(inl)[first]
+                best = _Fit(k, n, affine, src[idx].astype(np.float32), dst[idx].astype(np.float32))
+        return best
+
+    def box_of(self, k: int, affine: np.ndarray) -> list[float]:
+        x0, y0, x1, y1 = self.boxes[k]
+        pts = np.array([[x0, y0, 1], [x1, y1, 1]], np.float64) @ affine.T
+        return [float(pts[0, 0]), float(pts[0, 1]), float(pts[1, 0] - pts[0, 0]), float(pts[1, 1] - pts[0, 1])]
+
+    def locate(self, frames: Iterable[np.ndarray], enough: int = ENOUGH_FRAMES) -> Located:
+        """The preset shown in these frames (sampled across a video; read lazily, so a generator stops being
+        consumed once `enough` frames agree). Raises `LocateError` when none fits."""
+        fits: list[_Fit] = []
+        seen: list[np.ndarray] = []
+        sampled = matched = 0
+        for frame in frames:
+            sampled += 1
+            if len(seen) < 8:
+                seen.append(frame)
+            frame_fits: list[_Fit] = []
+            strong = [f for f in fits if f.inliers >= CONFIDENT]
+            if strong:  # the overlay does not move: check the place found before first
+                frame_fits = [f for f in self.match_frame(frame, near=(strong[-1].preset, strong[-1].affine))
+                              if self._agrees(f, strong[-1])]
+            if not frame_fits:
+                frame_fits = self.match_frame(frame)
+            if not frame_fits:
+                continue
+            matched += 1
+            fits.append(frame_fits[0])
+            best = fits[-1]
+            if sum(self._agrees(f, best) for f in fits) >= enough:
+                break
+        if not fits:
+            raise LocateError(f"no known overlay template found in {sampled} sampled frames "
+                              f"(no template fit with {MIN_INLIERS}+ matching features)")
+        votes: dict[int, int] = {}
+        for f in fits:
+            votes[f.preset] = votes.get(f.preset, 0) + f.inliers
+        k = max(votes, key=lambda i: votes[i])
+        own = [f for f in fits if f.preset == k]
+        anchor = max(own, key=lambda f: sum(self._agrees(g, f) for g in own))
+        group = [f for f in own if self._agrees(f, anchor)]
+        src, dst = np.concatenate([f.src for f in group]), np.concatenate([f.dst for f in group])
+        affine = _scale_translation(src, dst)
+        resid = np.linalg.norm(src @ affine[:, :2].T + affine[:, 2] - dst, axis=1)
+        keep = resid < 2.0
+        if keep.sum() >= MIN_INLIERS:
+            affine = _scale_translation(src[keep], dst[keep])
+        fits_ = _colour_fits([self.presets[i] for i in self.members[k]], affine, seen)
+        colour = dict(zip(self.members[k], fits_))
+        best_i = max(colour, key=lambda i: colour[i])
+        p = self.presets[best_i]
+        return Located(method="template", family=p.family, box=self.box_of(best_i, affine), preset=p.name,
+                       affine=affine, score=float(keep.sum()), frames_matched=matched, frames_sampled=sampled,
+                       votes={self.presets[i].name: round(c, 4) for i, c in colour.items()})
+
+    def _agrees(self, a: _Fit, b: _Fit, tol: float = 0.012) -> bool:
+        """Same preset, same place: corners within `tol` of the overlay's width."""
+        if a.preset != b.preset:
+            return False
+        W, H = self.presets[self.members[a.preset][0]].size
+        corners = np.array([[0, 0, 1], [W, H, 1]], np.float64)
+        pa, pb = corners @ a.affine.T, corners @ b.affine.T
+        return bool(np.abs(pa - pb).max() <= max(3.0, tol * (pa[1, 0] - pa[0, 0])))
+
+
+def _layout_key(p: Preset) -> str:
+    """What two presets share when they differ only in colour: canvas, and every element's kind, place and size."""
+    return repr((p.size, [(e.kind, e.pos, e.size, e.button, e.stick, e.radius, e.fill) for e in p.elements]))
+
+
+def _colour_fits(presets: Sequence[Preset], affine: np.ndarray, frames: Sequence[np.ndarray]) -> list[float]:
+    """How well each preset (members of one layout group) explains the overlay in these frames: minus the mean
+    absolute error of predicting the observed pixels as the preset at rest, blended at the best of a few opacities
+    over the game's mean colour around the overlay, on every pixel that any of them draws. A see-through preset
+    predicts the game there, an opaque one its own colour: what the video shows decides."""
+    from azote.labeling.frames import warp
+
+    s = float(affine[0, 0])
+    W = presets[0].size[0]
+    k = min(256.0, W * s) / W
+    imgs = [p.neutral(k).astype(np.float32) / 255 for p in presets]
+    h, w = imgs[0].shape[:2]
+    union = np.max([im[..., 3] for im in imgs], axis=0)
+    if union.sum() < 20 or not frames:
+        return [0.0] * len(presets)
+    to_canvas = np.array([[k / s, 0, -affine[0, 2] * k / s], [0, k / s, -affine[1, 2] * k / s]])
+    around = np.array([[k / s / 2, 0, w / 4 - affine[0, 2] * k / s / 2], [0, k / s / 2, h / 4 - affine[1, 2] * k / s / 2]])
+    obs = np.stack([warp(f, to_canvas, (w, h)) for f in frames]).astype(np.float32) / 255  # [T, h, w, 3]
+    game = np.stack([warp(f, around, (w, h)) for f in frames]).astype(np.float32).mean(axis=(1, 2)) / 255
+    out = []
+    for im in imgs:
+        a, c = im[..., 3:4], im[..., :3]
+        best = np.inf
+        for op in (0.6, 0.75, 0.9, 1.0):
+            pred = op * a * c + (1 - op * a) * game[:, None, None, :]
+            err = (np.abs(obs - pred).mean(axis=-1) * union).sum() / (union.sum() * len(frames))
+            best = min(best, float(err))
+        out.append(-best)
+    return out
 
 
 def _scale_translation(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -340,53 +383,22 @@ def _scale_translation(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.array([[s, 0, t[0]], [0, s, t[1]]], np.float64)
 
 
-def _agrees(a: np.ndarray, b: np.ndarray, tol_px: float = 3.0) -> bool:
-    corners = np.array([[0, 0, 1], [TEMPLATE_W, TEMPLATE_H, 1]], np.float64)
-    return bool(np.abs(corners @ a.T - corners @ b.T).max() <= tol_px)
-
-
-def locate(frames: Iterable[np.ndarray], skins: Sequence[str] | None = None,
-           enough: int = ENOUGH_FRAMES) -> Located:
-    """The overlay in these frames (about 25 sampled across a video; read lazily, so a generator stops being
-    consumed once `enough` frames agree). `skins` limits the templates. Raises `LocateError` when none fits."""
-    key = tuple(skins) if skins else None
-    fits: list[_Fit] = []
-    sampled = matched = 0
-    for frame in frames:
-        sampled += 1
-        frame_fits: list[_Fit] = []
-        strong = [f for f in fits if f.inliers >= CONFIDENT]
-        if strong:  # the overlay does not move: check the place found before first, then search everywhere
-            frame_fits = match_frame(frame, key, near=(strong[-1].family, strong[-1].affine))
-            frame_fits = [f for f in frame_fits if _agrees(f.affine, strong[-1].affine)]
-        if not frame_fits:
-            frame_fits = match_frame(frame, key)
-        if not frame_fits:
-            continue
-        matched += 1
-        fits.append(frame_fits[0])
-        best = fits[-1]
-        agreeing = [f for f in fits if f.family == best.family and _agrees(f.affine, best.affine)]
-        if len(agreeing) >= enough:
-            break
-    if not fits:
-        raise LocateError(f"no controller overlay found in {sampled} sampled frames "
-                          f"(no template fit with {MIN_INLIERS}+ inliers)")
-    votes: dict[str, int] = {}
-    for f in fits:
-        votes[f.family] = votes.get(f.family, 0) + f.inliers
-    family = max(votes, key=lambda k: votes[k])
-    fam_fits = [f for f in fits if f.family == family]
-    # the placement most frames agree on, then every inlier of those frames for the final fit
-    anchor = max(fam_fits, key=lambda f: sum(_agrees(g.affine, f.affine) for g in fam_fits))
-    group = [f for f in fam_fits if _agrees(f.affine, anchor.affine)]
-    src, dst = np.concatenate([f.src for f in group]), np.concatenate([f.dst for f in group])
-    affine = _scale_translation(src, dst)
-    resid = np.linalg.norm(src @ affine[:, :2].T + affine[:, 2] - dst, axis=1)
-    keep = resid < 2.0
-    if keep.sum() >= MIN_INLIERS:
-        affine = _scale_translation(src[keep], dst[keep])
-    skin_votes = np.sum([f.skin_votes for f in group], axis=0)
-    return Located(skin=template_index(key).skins[int(np.argmax(skin_votes))], family=family, affine=affine,
-                   inliers=int(keep.sum()), frames_matched=matched, frames_sampled=sampled,
-                   votes=dict(sorted(votes.items(), key=lambda kv: -kv[1])))
+def _ransac_scale_translation(src: np.ndarray, dst: np.ndarray, rng: np.random.Generator, iters: int = 300,
+                              tol: float = 3.0) -> np.ndarray | None:
+    """dst = s * src + t from two-point samples; the sample explaining most points wins."""
+    n = len(src)
+    i, j = rng.integers(0, n, iters), rng.integers(0, n, iters)
+    ds = np.linalg.norm(dst[i] - dst[j], axis=1)
+    ss = np.linalg.norm(src[i] - src[j], axis=1)
+    ok = ss > 4.0
+    if not ok.any():
+        return None
+    sc = ds[ok] / ss[ok]
+    tr = dst[i[ok]] - sc[:, None] * src[i[ok]]
+    pred = sc[:, None, None] * src[None] + tr[:, None, :]
+    counts = (np.linalg.norm(pred - dst[None], axis=2) < tol).sum(axis=1)
+    k = int(np.argmax(counts))
+    if counts[k] < 3:
+        return None
+    inl = np.linalg.norm(src * sc[k] + tr[k] - dst, axis=1) < tol
+    return _scale_translation(src[inl], dst[inl])

@@ -23,9 +23,7 @@ import av
 import numpy as np
 
 from azote.gamepad import NUM_BUTTONS, ActionChunk
-from azote.labeling import skins as sk
-from azote.labeling.compose import Placement, composite, stream_factor
-from azote.labeling.parser import CROP_SCALE, FAMILY_INDEX, crop_overlay, placement_affine, region_rgb
+from azote.labeling.frames import region_rgb
 
 # Games that give the parser's training backgrounds, and games kept for evaluation only.
 TRAIN_GAMES = ("atari/Breakout", "atari/Pong", "atari/SpaceInvaders", "atari/Boxing", "atari/MsPacman",
@@ -150,103 +148,3 @@ def h264_roundtrip(frames: np.ndarray, crf: int, fps: int = 60, preset: str = "v
     return np.stack(out)
 
 
-# --- one clip ----------------------------------------------------------------------------------------------
-@dataclass
-class ClipSpec:
-    length: int = 12
-    scale: tuple[float, float] = (0.5, 2.0)
-    opacity: tuple[float, float] = (0.5, 1.0)
-    crf: tuple[int, int] = (16, 36)
-    jitter_px: float = 1.5  # locate error: template pixels
-    jitter_scale: float = 0.025
-
-
-def _enlarged_region(frames: np.ndarray, factor: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """frames enlarged by `factor` (nearest neighbour), only the region [y0:y1, x0:x1] of the enlarged frame."""
-    ys = np.arange(y0, y1) // factor
-    xs = np.arange(x0, x1) // factor
-    return frames[:, ys][:, :, xs]
-
-
-def make_clip(rng: np.random.Generator, bank: BackgroundBank, skin: sk.Skin, spec: ClipSpec = ClipSpec(),
-              game: str | None = None) -> dict:
-    """One synthetic clip: crops [T, CROP_H, CROP_W, 3] as the parser sees them, and the true actions."""
-    game, run = bank.run(rng, spec.length, game)
-    factor = stream_factor(run.shape[1:])
-    H, W = run.shape[1] * factor, run.shape[2] * factor
-    s = float(np.exp(rng.uniform(np.log(spec.scale[0]), np.log(spec.scale[1]))))
-    s = min(s, 0.9 * W / sk.TEMPLATE_W, 0.9 * H / sk.TEMPLATE_H)
-    ow, oh = int(round(sk.TEMPLATE_W * s)), int(round(sk.TEMPLATE_H * s))
-    px, py = int(rng.integers(0, W - ow + 1)), int(rng.integers(0, H - oh + 1))
-    margin = int(rng.integers(6, 24))
-    x0, y0 = max(0, px - margin), max(0, py - margin)
-    x1, y1 = min(W, px + ow + margin), min(H, py + oh + margin)
-    x1 -= (x1 - x0) % 2  # H.264 4:2:0 wants even sizes
-    y1 -= (y1 - y0) % 2
-    region = _enlarged_region(run, factor, x0, y0, x1, y1)
-    actions = random_actions(rng, spec.length)
-    placement = Placement(px - x0, py - y0, s, float(rng.uniform(*spec.opacity)))
-    frames = np.stack([composite(region[t], sk.render(skin, actions[t], s), placement) for t in range(spec.length)])
-    crf = int(rng.integers(spec.crf[0], spec.crf[1] + 1))
-    decoded = h264_roundtrip(frames, crf)
-    # the locator's error: the crop is taken with a slightly wrong position and scale, the same for the clip
-    d = 1 + rng.uniform(-spec.jitter_scale, spec.jitter_scale)
-    jx, jy = rng.uniform(-spec.jitter_px, spec.jitter_px, 2)
-    affine = placement_affine(placement.x + jx * s, placement.y + jy * s, s * d)
-    crops = np.stack([crop_overlay(f, affine, CROP_SCALE) for f in decoded])
-    return {"crops": crops, "buttons": actions.buttons, "sticks": np.stack([actions.j_left, actions.j_right], 1),
-            "family": FAMILY_INDEX[skin.family], "skin": skin.name, "game": game, "crf": crf, "scale": s}
-
-
-def write_shard(path: str | os.PathLike, bank: BackgroundBank, skins: Sequence[str], clips: int, seed: int,
-                spec: ClipSpec = ClipSpec(), random_skins: float = 0.0) -> Path:
-    """`clips` clips, saved atomically to `path`; each clip's skin is drawn from `skins`, or with probability
-    `random_skins` is a random skin (`skins.random_skin`: random colours and styles)."""
-    rng = np.random.default_rng(seed)
-    made = []
-    for _ in range(clips):
-        if rng.random() < random_skins:
-            skin = sk.random_skin(rng)
-        else:
-            skin = sk.get_skin(skins[int(rng.integers(len(skins)))])
-        made.append(make_clip(rng, bank, skin, spec))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, crops=np.stack([c["crops"] for c in made]), buttons=np.stack([c["buttons"] for c in made]),
-             sticks=np.stack([c["sticks"] for c in made]).astype(np.float32),
-             family=np.array([c["family"] for c in made], np.int64), skin=np.array([c["skin"] for c in made]))
-    os.replace(tmp, path)
-    return path
-
-
-def _shard_job(args: tuple) -> str:
-    path, bank_path, skins, clips, seed, random_skins = args
-    import cv2
-
-    cv2.setNumThreads(1)
-    return str(write_shard(path, BackgroundBank.load(bank_path), skins, clips, seed, random_skins=random_skins))
-
-
-def write_shards(out: str | os.PathLike, bank_path: str | os.PathLike, shards: int, clips_per_shard: int,
-                 skins: Sequence[str] = sk.TRAIN_SKINS, seed: int = 0, workers: int = 1,
-                 log: Callable[[str], None] = print, random_skins: float = 0.0) -> list[Path]:
-    """Writes `shards` shards under `out` (resumable: existing shards are kept); returns them in order."""
-    out = Path(out)
-    paths = [out / f"shard_{i:04d}.npz" for i in range(shards)]
-    todo = [(p, str(bank_path), list(skins), clips_per_shard, seed * 100003 + i, random_skins)
-            for i, p in enumerate(paths) if not p.is_file()]
-    if todo:
-        log(f"synthetic data: writing {len(todo)} of {shards} shards to {out}")
-    if workers <= 1:
-        for job in todo:
-            _shard_job(job)
-            log(f"  {Path(job[0]).name}")
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for name in pool.map(_shard_job, todo):
-                log(f"  {Path(name).name}")
-    return paths
