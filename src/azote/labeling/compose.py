@@ -48,8 +48,9 @@ class Placement:
     opacity: float
 
     def affine(self) -> np.ndarray:
-        """Canvas coordinates -> stream pixels."""
-        return np.array([[self.scale, 0, self.x], [0, self.scale, self.y]], np.float64)
+        """Canvas coordinates (pixel edges: canvas pixel k spans [k, k + 1)) -> stream pixel coordinates (pixel
+        centres: frame pixel i is at i, the convention of OpenCV's warps and keypoints)."""
+        return np.array([[self.scale, 0, self.x - 0.5], [0, self.scale, self.y - 0.5]], np.float64)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,14 +106,23 @@ def composite(frame: np.ndarray, overlay_rgba: np.ndarray, x: float, y: float, o
 
 
 def overlay_frame(frame: np.ndarray, preset: Preset, pad, placement: Placement) -> np.ndarray:
-    """`frame` (already at stream size) with the preset showing `pad`. The overlay is drawn at the sub-pixel
-    offset of the placement, then pasted at whole pixels."""
-    fx, fy = placement.x - np.floor(placement.x), placement.y - np.floor(placement.y)
-    img = preset.render(pad, placement.scale)
+    """`frame` (already at stream size) with the preset showing `pad`, blended in place and returned. The
+    overlay is drawn at the sub-pixel offset of the placement (premultiplied colour, so its edges stay right)."""
+    ix, iy = int(np.floor(placement.x)), int(np.floor(placement.y))
+    fx, fy = placement.x - ix, placement.y - iy
+    img = preset.render_premultiplied(pad, placement.scale)
     if fx > 1e-3 or fy > 1e-3:
         h, w = img.shape[:2]
         img = cv2.warpAffine(img, np.float32([[1, 0, fx], [0, 1, fy]]), (w + 1, h + 1), flags=cv2.INTER_LINEAR)
-    return composite(frame, img, np.floor(placement.x), np.floor(placement.y), placement.opacity)
+    oh, ow = img.shape[:2]
+    H, W = frame.shape[:2]
+    x0, y0, x1, y1 = max(ix, 0), max(iy, 0), min(ix + ow, W), min(iy + oh, H)
+    if x0 < x1 and y0 < y1:
+        ov = img[y0 - iy:y1 - iy, x0 - ix:x1 - ix]
+        region = frame[y0:y1, x0:x1].astype(np.float32)
+        a = ov[..., 3:4] * placement.opacity
+        frame[y0:y1, x0:x1] = (ov[..., :3] * (255.0 * placement.opacity) + region * (1 - a) + 0.5).astype(np.uint8)
+    return frame
 
 
 def render_stream(frames: Iterable[np.ndarray], actions: ActionChunk, out: str | Path, preset: Preset, fps: float,

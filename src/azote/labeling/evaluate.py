@@ -1,11 +1,15 @@
-"""How well the labeller recovers actions: a test set of overlay videos made from skins and games held out of the
-parser's training (and of the locator's templates), and the scores.
+"""How well the labeller recovers actions: test videos made from any presets over frames of held-out games, and
+their scores per preset.
 
 Test set layout (DIR):
-    DIR/streams/<id>.mp4     streamer-style videos (held-out game, held-out skin, random place/scale/opacity/quality)
+    DIR/streams/<id>.mp4     streamer-style videos (1280 x 720, 60 fps, overlay 22-34% of the width in a corner,
+                             now and then partly off-screen, opacity 0.6-1, H.264 crf 20-28)
     DIR/truth/<id>.npz       the actions shown (buttons, j_left, j_right)
-    DIR/truth/<id>.json      skin, family, placement, bbox, game, crf
+    DIR/truth/<id>.json      preset, its source, family, placement, bbox, game, crf
     DIR/labels/              what `azote label` makes of the streams (a dataset root)
+
+Scores count what the overlay can show: the buttons and sticks the preset draws (a NES pad has no sticks and no
+shoulder buttons, so their presses are invisible and not scored).
 """
 
 from __future__ import annotations
@@ -18,16 +22,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from azote.gamepad import BUTTONS, ActionChunk
-from azote.labeling import skins as sk
-from azote.labeling.compose import render_stream
+from azote.labeling.presets import Preset
 
-# --- metrics ---------------------------------------------------------------------------------------------------
+MIN_IOU = 0.5  # a box this close to the truth counts as located
 
 
+# --- metrics -----------------------------------------------------------------------------------------------------
 def r2(pred: np.ndarray, truth: np.ndarray) -> float | None:
     """Coefficient of determination (None when the truth does not vary)."""
     pred, truth = np.asarray(pred, np.float64).ravel(), np.asarray(truth, np.float64).ravel()
-    sst = ((truth - truth.mean()) ** 2).sum()
+    sst = ((truth - truth.mean()) ** 2).sum() if len(truth) else 0.0
     if len(truth) == 0 or sst <= 1e-12:
         return None
     return float(1 - ((pred - truth) ** 2).sum() / sst)
@@ -39,24 +43,25 @@ def f1(pred: np.ndarray, truth: np.ndarray) -> float | None:
     return None if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
-def score_actions(pred: ActionChunk, truth: ActionChunk) -> dict[str, Any]:
-    """Stick R^2 (x and y, both sticks pooled), button accuracy and per-button F1 over aligned frames."""
+def score_actions(pred: ActionChunk, truth: ActionChunk, buttons: Sequence[str] = BUTTONS,
+                  sticks: Sequence[str] = ("j_left", "j_right")) -> dict[str, Any]:
+    """Stick R^2 (x and y, the scored sticks pooled), button accuracy, the press-nothing baseline, F1 over the
+    pressed buttons (pooled) and per button, over aligned frames; only `buttons` and `sticks` are scored."""
     n = min(len(pred), len(truth))
     p, t = pred[:n], truth[:n]
-    ps, ts = np.concatenate([p.j_left, p.j_right]), np.concatenate([t.j_left, t.j_right])
-    pb, tb = p.buttons.astype(bool), t.buttons.astype(bool)
-    return {"frames": n, "stick_r2_x": r2(ps[:, 0], ts[:, 0]), "stick_r2_y": r2(ps[:, 1], ts[:, 1]),
-            "stick_mae": float(np.abs(ps - ts).mean()) if n else None,
-            "button_accuracy": float((pb == tb).mean()) if n else None,
-            "button_f1": {b: f1(pb[:, j], tb[:, j]) for j, b in enumerate(BUTTONS)}}
-
-
-def _pool(pairs: Sequence[tuple[ActionChunk, ActionChunk]]) -> dict[str, Any]:
-    if not pairs:
-        return {"frames": 0, "stick_r2_x": None, "stick_r2_y": None, "stick_mae": None, "button_accuracy": None,
-                "button_f1": {b: None for b in BUTTONS}}
-    cut = [(p[:min(len(p), len(t))], t[:min(len(p), len(t))]) for p, t in pairs]
-    return score_actions(ActionChunk.concat([p for p, _ in cut]), ActionChunk.concat([t for _, t in cut]))
+    cols = [BUTTONS.index(b) for b in buttons]
+    pb, tb = p.buttons.astype(bool)[:, cols], t.buttons.astype(bool)[:, cols]
+    out: dict[str, Any] = {"frames": n, "stick_r2_x": None, "stick_r2_y": None, "stick_mae": None}
+    if sticks and n:
+        ps = np.concatenate([getattr(p, s) for s in sticks])
+        ts = np.concatenate([getattr(t, s) for s in sticks])
+        out.update({"stick_r2_x": r2(ps[:, 0], ts[:, 0]), "stick_r2_y": r2(ps[:, 1], ts[:, 1]),
+                    "stick_mae": float(np.abs(ps - ts).mean())})
+    out.update({"button_accuracy": float((pb == tb).mean()) if n and cols else None,
+                "press_nothing": float((~tb).mean()) if n and cols else None,
+                "pressed_f1": f1(pb, tb) if n and cols else None,
+                "button_f1": {b: f1(pb[:, j], tb[:, j]) for j, b in enumerate(buttons)}})
+    return out
 
 
 def bbox_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -68,119 +73,154 @@ def bbox_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / max(aw * ah + bw * bh - inter, 1e-9)
 
 
+def shown(preset: Preset) -> tuple[list[str], list[str]]:
+    """The buttons and sticks a preset draws (what a labeller can read off it)."""
+    regions = preset.button_regions()
+    return [b for b in BUTTONS if b in regions], [s for s in ("j_left", "j_right") if s in preset.sticks()]
+
+
 # --- test set ----------------------------------------------------------------------------------------------------
 def test_set_exists(data: str | os.PathLike) -> bool:
     return any((Path(data) / "truth").glob("*.json"))
 
 
-def make_test_set(data: str | os.PathLike, bank: Any, *, videos: int = 24, seconds: float = 10.0, fps: float = 60.0,
-                  skins: Sequence[str] = sk.HELDOUT_SKINS, seed: int = 1234,
+def make_test_set(data: str | os.PathLike, presets: Sequence[tuple[str, Preset]], bank: Any, *,
+                  videos_per_preset: int = 2, seconds: float = 20.0, fps: float = 60.0, seed: int = 1234,
                   log: Callable[[str], None] = print) -> list[str]:
-    """Streamer-style videos of `bank`'s games (held-out games) with `skins` (held-out skins): every skin and
-    every game in turn, random placement (scale 0.5-2, opacity 0.5-1) and H.264 quality (crf 18-32)."""
+    """Streamer-style videos of `bank`'s games with each preset (`(source, preset)` pairs): random corner placement
+    (22-34% of the width, sometimes partly off-screen), opacity 0.6-1, crf 20-28. Resumable: made videos are kept."""
+    from azote.labeling.compose import random_placement, render_stream
     from azote.labeling.synth import random_actions
 
     data = Path(data)
     (data / "streams").mkdir(parents=True, exist_ok=True)
     (data / "truth").mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
     games = bank.games
-    made = []
-    n = int(round(seconds * fps))
-    for i in range(videos):
-        vid = f"test-{i:03d}"
-        meta_path = data / "truth" / f"{vid}.json"
-        skin, game = skins[i % len(skins)], games[(i * 5 + i // len(games)) % len(games)]
-        vrng = np.random.default_rng([seed, i])
-        actions = random_actions(vrng, n)
-        if not meta_path.is_file():
-            _, frames = bank.run(vrng, n, game)
-            crf = int(vrng.integers(18, 33))
-            info = render_stream(frames, actions, data / "streams" / f"{vid}.mp4", skin, fps, crf=crf,
-                                 seed=int(vrng.integers(1 << 30)))
-            np.savez(data / "truth" / f"{vid}.npz", buttons=actions.buttons, j_left=actions.j_left,
-                     j_right=actions.j_right)
-            tmp = meta_path.with_name(f".{meta_path.name}.tmp")
-            tmp.write_text(json.dumps({**info, "game": game, "family": sk.get_skin(skin).family}, indent=1))
-            os.replace(tmp, meta_path)
-            log(f"test set: {vid} {game} {skin} scale {info['placement']['scale']:.2f} "
-                f"opacity {info['placement']['opacity']:.2f} crf {crf}")
-        made.append(vid)
+    made, n, i = [], int(round(seconds * fps)), 0
+    for source, preset in presets:
+        for k in range(videos_per_preset):
+            vid = f"{_safe(preset.name)}-{k:02d}"
+            meta_path = data / "truth" / f"{vid}.json"
+            vrng = np.random.default_rng([seed, i])
+            i += 1
+            if not meta_path.is_file():
+                game = games[int(vrng.integers(len(games)))]
+                actions = random_actions(vrng, n)
+                _, frames = bank.run(vrng, n, game)
+                crf = int(vrng.integers(20, 29))
+                placement = random_placement(vrng, preset)
+                info = render_stream(frames, actions, data / "streams" / f"{vid}.mp4", preset, fps,
+                                     placement=placement, crf=crf)
+                np.savez(data / "truth" / f"{vid}.npz", buttons=actions.buttons, j_left=actions.j_left,
+                         j_right=actions.j_right)
+                buttons, sticks = shown(preset)
+                tmp = meta_path.with_name(f".{meta_path.name}.tmp")
+                tmp.write_text(json.dumps({**info, "game": game, "source": str(source), "buttons": buttons,
+                                           "sticks": sticks}, indent=1))
+                os.replace(tmp, meta_path)
+                log(f"test set: {vid} {game} width {info['bbox'][2]:.0f} px opacity {placement.opacity:.2f} crf {crf}")
+            made.append(vid)
     return made
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name) or "preset"
 
 
 def load_truth(data: str | os.PathLike, vid: str) -> tuple[ActionChunk, dict]:
     data = Path(data)
-    with np.load(data / "truth" / f"{vid}.npz") as z:
+    with np.load(data / "truth" / f"{vid}.npz", allow_pickle=False) as z:
         actions = ActionChunk.from_arrays(z["buttons"], z["j_left"], z["j_right"])
     return actions, json.loads((data / "truth" / f"{vid}.json").read_text())
 
 
 # --- scoring -----------------------------------------------------------------------------------------------------
+def _pooled(entries: list[tuple[ActionChunk, ActionChunk, list[str], list[str]]]) -> dict[str, Any]:
+    """Scores pooled over videos (each scored on its own preset's buttons and sticks)."""
+    if not entries:
+        return {"frames": 0, "stick_r2_x": None, "stick_r2_y": None, "stick_mae": None, "button_accuracy": None,
+                "press_nothing": None, "pressed_f1": None}
+    ps, ts, pb, tb = [], [], [], []
+    for p, t, buttons, sticks in entries:
+        n = min(len(p), len(t))
+        cols = [BUTTONS.index(b) for b in buttons]
+        pb.append(p.buttons[:n, cols].astype(bool).ravel())
+        tb.append(t.buttons[:n, cols].astype(bool).ravel())
+        for s in sticks:
+            ps.append(getattr(p, s)[:n])
+            ts.append(getattr(t, s)[:n])
+    pbv, tbv = np.concatenate(pb), np.concatenate(tb)
+    out: dict[str, Any] = {"frames": int(sum(min(len(p), len(t)) for p, t, _, _ in entries)),
+                           "button_accuracy": float((pbv == tbv).mean()) if len(pbv) else None,
+                           "press_nothing": float((~tbv).mean()) if len(tbv) else None,
+                           "pressed_f1": f1(pbv, tbv) if len(pbv) else None,
+                           "stick_r2_x": None, "stick_r2_y": None, "stick_mae": None}
+    if ps:
+        P, T = np.concatenate(ps), np.concatenate(ts)
+        out.update({"stick_r2_x": r2(P[:, 0], T[:, 0]), "stick_r2_y": r2(P[:, 1], T[:, 1]),
+                    "stick_mae": float(np.abs(P - T).mean())})
+    return out
+
+
 def score_test_set(data: str | os.PathLike, labels: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Scores the labels in DIR/labels (or `labels`) against DIR/truth: overall, per family, per video."""
+    """Scores the labels in DIR/labels (or `labels`) against DIR/truth: overall, per preset and per video."""
     from azote.labeling.label import REPORT_DIR, load_labels
 
     data = Path(data)
     labels = Path(labels) if labels else data / "labels"
-    per_video, pairs_by_family, located = [], {}, {}
+    per_video, by_preset = [], {}
     for meta_path in sorted((data / "truth").glob("*.json")):
         vid = meta_path.stem
         truth, meta = load_truth(data, vid)
-        family = meta["family"]
+        entry: dict[str, Any] = {"video": vid, "preset": meta["preset"], "family": meta["family"], "game": meta["game"],
+                                 "width": round(meta["bbox"][2], 1), "opacity": round(meta["placement"]["opacity"], 3),
+                                 "crf": meta["crf"], "located": False}
         report_file = labels / REPORT_DIR / f"{vid}.json"
-        entry: dict[str, Any] = {"video": vid, "game": meta["game"], "skin": meta["skin"], "family": family,
-                                 "scale": round(meta["placement"]["scale"], 3),
-                                 "opacity": round(meta["placement"]["opacity"], 3), "crf": meta["crf"]}
-        ok = False
+        pair = None
         if report_file.is_file():
             rep = json.loads(report_file.read_text())
             iou = bbox_iou(rep["bbox_controller_overlay"], meta["bbox"])
-            ok = rep["family"] == family and iou >= 0.8
-            entry.update({"located_family": rep["family"], "bbox_iou": round(iou, 4), "located": ok})
-            if ok:
+            entry.update({"method": rep.get("locate", {}).get("method"), "bbox_iou": round(iou, 4),
+                          "located_family": rep["family"], "located": iou >= MIN_IOU})
+            if entry["located"]:
                 pred = load_labels(labels, vid)
-                s = score_actions(pred, truth)
+                s = score_actions(pred, truth, meta["buttons"], meta["sticks"])
                 entry.update({k: v for k, v in s.items() if k != "button_f1"})
-                pairs_by_family.setdefault(family, []).append((pred, truth))
+                pair = (pred, truth, meta["buttons"], meta["sticks"])
         else:
-            entry.update({"located": False, "error": "not labelled (no overlay found or unreadable)"})
-        located.setdefault(family, []).append(ok)
+            entry["error"] = "not labelled (see labels/labeling/summary.json)"
+        group = by_preset.setdefault(meta["preset"], {"family": meta["family"], "videos": [], "pairs": []})
+        group["videos"].append(entry)
+        if pair:
+            group["pairs"].append(pair)
         per_video.append(entry)
-    all_pairs = [p for v in pairs_by_family.values() for p in v]
-    overall = _pool(all_pairs)
-    n_loc = sum(sum(v) for v in located.values())
-    n_all = sum(len(v) for v in located.values())
-    families = {}
-    for family in sk.FAMILIES:
-        if family not in located:
-            continue
-        s = _pool(pairs_by_family.get(family, []))
-        families[family] = {"videos": len(located[family]), "locate_rate": float(np.mean(located[family])),
-                            "controller_type": sk.CONTROLLER_TYPE[family],
-                            **{k: s[k] for k in ("frames", "stick_r2_x", "stick_r2_y", "button_accuracy")}}
-    return {"videos": n_all, "locate_rate": n_loc / n_all if n_all else None,
-            **{k: overall[k] for k in ("frames", "stick_r2_x", "stick_r2_y", "stick_mae", "button_accuracy")},
-            "button_f1": overall["button_f1"], "families": families, "per_video": per_video}
+    presets = {}
+    for name, g in by_preset.items():
+        ious = [v["bbox_iou"] for v in g["videos"] if "bbox_iou" in v]
+        presets[name] = {"family": g["family"], "videos": len(g["videos"]),
+                         "located": float(np.mean([v["located"] for v in g["videos"]])),
+                         "bbox_iou": float(np.mean(ious)) if ious else None, **_pooled(g["pairs"])}
+    overall = _pooled([p for g in by_preset.values() for p in g["pairs"]])
+    ious = [v["bbox_iou"] for v in per_video if "bbox_iou" in v]
+    return {"videos": len(per_video), "located": float(np.mean([v["located"] for v in per_video])) if per_video else None,
+            "bbox_iou": float(np.mean(ious)) if ious else None, **overall, "presets": presets, "per_video": per_video}
 
 
 def evaluate_dir(data: str | os.PathLike, workers: int = 2, weights: str | os.PathLike | None = None,
-                 template_skins: str = "train") -> dict[str, Any]:
-    """Labels DIR/streams into DIR/labels (resumable) and scores them. `template_skins="train"` gives the locator
-    only the skins the parser was trained on, so held-out skins are new to both stages."""
-    from azote.labeling.label import LabelConfig, label_videos
+                 templates: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
+    """Labels DIR/streams into DIR/labels (resumable; with `templates` into DIR/labels-templates) and scores them."""
+    from azote.labeling.label import label_videos
 
     data = Path(data)
     streams = sorted((data / "streams").glob("*.mp4"))
     if not streams:
-        raise FileNotFoundError(f"{data}/streams: no test videos (make them with `azote label-eval --data {data}`)")
-    summary = label_videos(streams, data / "labels", workers=workers, weights=weights,
-                           config=LabelConfig(template_skins=template_skins))
-    result = score_test_set(data)
+        raise FileNotFoundError(f"{data}/streams: no test videos")
+    labels = data / ("labels-templates" if templates else "labels")
+    summary = label_videos(streams, labels, workers=workers, weights=weights, templates=templates)
+    result = score_test_set(data, labels)
     result["labelling"] = {k: summary[k] for k in ("videos", "labelled", "skipped", "failed", "frames",
                                                    "frames_per_second")}
-    result["template_skins"] = template_skins
-    result["heldout_skins"] = list(sk.HELDOUT_SKINS)
+    result["templates"] = [str(t) for t in templates]
     result["games"] = sorted({v["game"] for v in result["per_video"]})
     return result
 
@@ -190,23 +230,22 @@ def _fmt(v: Any) -> str:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """Markdown: the overall figures, the per-family table and per-button F1."""
-    lines = [f"Labeller accuracy on {result['videos']} videos of held-out games ({', '.join(result.get('games', []))}) "
-             f"with held-out skins ({len(result.get('heldout_skins', []))}), {result['frames']} frames scored", "",
-             "| measure | value |", "| --- | ---: |",
-             f"| stick R^2 x | {_fmt(result['stick_r2_x'])} |", f"| stick R^2 y | {_fmt(result['stick_r2_y'])} |",
-             f"| stick mean abs error | {_fmt(result['stick_mae'])} |",
-             f"| button accuracy | {_fmt(result['button_accuracy'])} |",
-             f"| locate success rate | {_fmt(result['locate_rate'])} |", "",
-             "| family | controller_type | videos | located | stick R^2 x | stick R^2 y | button accuracy |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for fam, r in result["families"].items():
-        lines.append(f"| {fam} | {r['controller_type']} | {r['videos']} | {_fmt(r['locate_rate'])} | "
-                     f"{_fmt(r['stick_r2_x'])} | {_fmt(r['stick_r2_y'])} | {_fmt(r['button_accuracy'])} |")
-    lines += ["", "| button | F1 |", "| --- | ---: |"]
-    lines += [f"| {b} | {_fmt(v)} |" for b, v in result["button_f1"].items()]
+    """Markdown: one row per preset, then the pooled figures."""
+    mode = "known presets (--templates)" if result.get("templates") else "zero-shot"
+    lines = [f"Labeller on {result['videos']} videos ({mode}; games {', '.join(result.get('games', []))}), "
+             f"{result['frames']} frames scored", "",
+             "| preset | family | videos | located | box IoU | stick R^2 x | stick R^2 y | button acc. | "
+             "press-nothing | F1 pressed |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in result["presets"].items():
+        lines.append(f"| {name} | {r['family']} | {r['videos']} | {_fmt(r['located'])} | {_fmt(r['bbox_iou'])} | "
+                     f"{_fmt(r['stick_r2_x'])} | {_fmt(r['stick_r2_y'])} | {_fmt(r['button_accuracy'])} | "
+                     f"{_fmt(r['press_nothing'])} | {_fmt(r['pressed_f1'])} |")
+    lines.append(f"| **all** | | {result['videos']} | {_fmt(result['located'])} | {_fmt(result['bbox_iou'])} | "
+                 f"{_fmt(result['stick_r2_x'])} | {_fmt(result['stick_r2_y'])} | {_fmt(result['button_accuracy'])} | "
+                 f"{_fmt(result['press_nothing'])} | {_fmt(result['pressed_f1'])} |")
     lab = result.get("labelling")
     if lab:
         lines += ["", f"Labelling: {lab['labelled']}/{lab['videos']} videos, {len(lab['failed'])} failed, "
                       f"{_fmt(lab['frames_per_second'])} frames/s (this run)."]
+        lines += [f"- failed: {Path(f['video']).name}: {f['error']}" for f in lab["failed"]]
     return "\n".join(lines) + "\n"

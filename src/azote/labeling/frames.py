@@ -43,13 +43,14 @@ def invert(a: np.ndarray) -> np.ndarray:
 
 
 def box_to_crop(box: list[float] | tuple[float, ...], size: tuple[int, int], margin: float) -> np.ndarray:
-    """Video pixels -> crop pixels: the box [x, y, w, h] grown by `margin` of its size on every side, letterboxed
-    (aspect kept) and centred in a crop of `size` (W, H)."""
+    """Video pixels -> crop pixels: the box [x, y, w, h] (pixel edges, as `bbox_controller_overlay`) grown by
+    `margin` of its size on every side, letterboxed (aspect kept) and centred in a crop of `size` (W, H). Like
+    every transform here it maps pixel-centre coordinates (pixel i is at i)."""
     x, y, w, h = (float(v) for v in box)
     W, H = size
     s = min(W / max(w * (1 + 2 * margin), 1e-6), H / max(h * (1 + 2 * margin), 1e-6))
-    cx, cy = x + w / 2, y + h / 2
-    return similarity(s, W / 2 - s * cx, H / 2 - s * cy)
+    cx, cy = x + w / 2 - 0.5, y + h / 2 - 0.5
+    return similarity(s, (W - 1) / 2 - s * cx, (H - 1) / 2 - s * cy)
 
 
 def source_box(to_crop: np.ndarray, size: tuple[int, int], hw: tuple[int, int], pad: int = 4

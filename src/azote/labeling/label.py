@@ -1,4 +1,9 @@
-"""Labelling one video: locate the overlay, parse every frame pair, post-process, write chunks with the video.
+"""Labelling one video: locate the overlay, learn its layout, read every frame, post-process, write chunks.
+
+Locating: with known presets (`--templates`), their template fit (`azote.labeling.locate`) gives the preset and
+its exact place, and the parser is adapted to that preset (`azote.labeling.adapt`, cached per preset and size);
+otherwise, or when no template fits, the zero-shot detector (`azote.labeling.detect`) gives the overlay's box and
+the parser reads the layout off the video itself.
 
 Output (a dataset root, `azote.dataset` layout):
     OUT/videos/<id>.mp4                       the source video (hard link, else copy)
@@ -16,22 +21,24 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import av
-import cv2
 import numpy as np
+import torch
 
 from azote.dataset.format import CHUNK_SECONDS, ChunkMetadata, OriginalVideo, chunk_name, video_relpath, write_chunk
 from azote.dataset.video import VideoError, probe
 from azote.dataset.writer import video_labels_dir
 from azote.gamepad import ActionChunk
-from azote.labeling import skins as sk
-from azote.labeling.parser import CROP_SCALE, OverlayParser, crop_overlay, load_parser, parse_pairs, region_rgb
+from azote.labeling import parser as P
+from azote.labeling.frames import box_to_crop, compose, invert, region_rgb, source_box, warp
+from azote.labeling.locate import Located, LocateError, TemplateBank
 from azote.labeling.postprocess import PostConfig, chunk_density, to_actions
+from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
 
@@ -42,28 +49,14 @@ class LabelError(RuntimeError):
 
 @dataclass
 class LabelConfig:
-    locate_frames: int = 25  # frames sampled across the video for the locator
+    locate_frames: int = 24  # frames sampled across the video for locating and for the reference look
     batch_size: int = 64
     chunk_seconds: float = CHUNK_SECONDS
     post: PostConfig = field(default_factory=PostConfig)
     source: str = "azote-label"
     keep_video: str = "link"  # link (hard link, else copy) | copy
-    template_skins: str = "all"  # all | train: the locator's templates ("train": skins the parser was trained on)
-
-
-# --- decoding ------------------------------------------------------------------------------------------------
-def overlay_box(affine: np.ndarray, hw: tuple[int, int], margin: int = 6) -> tuple[int, int, int, int]:
-    """The even-aligned pixel box that holds the overlay (plus a margin), clipped to the frame."""
-    corners = np.array([[0, 0, 1], [sk.TEMPLATE_W, 0, 1], [0, sk.TEMPLATE_H, 1], [sk.TEMPLATE_W, sk.TEMPLATE_H, 1]],
-                       np.float64) @ np.asarray(affine, np.float64).T
-    h, w = hw
-    x0 = max(0, int(np.floor(corners[:, 0].min())) - margin) & ~1
-    y0 = max(0, int(np.floor(corners[:, 1].min())) - margin) & ~1
-    x1 = min(w - w % 2, (int(np.ceil(corners[:, 0].max())) + margin + 1) & ~1)
-    y1 = min(h - h % 2, (int(np.ceil(corners[:, 1].max())) + margin + 1) & ~1)
-    if x1 - x0 < 2 or y1 - y0 < 2:
-        raise LabelError(f"overlay box {corners.min(0).tolist()}-{corners.max(0).tolist()} lies outside the frame {hw}")
-    return x0, y0, x1, y1
+    adapt: bool = True  # adapt the parser to a matched known preset
+    adapt_minutes: float = 3.0
 
 
 def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[np.ndarray]:
@@ -93,42 +86,141 @@ def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[n
         raise VideoError(f"{path}: cannot decode ({exc})") from None
 
 
-def parse_video(path: str | os.PathLike, affine: np.ndarray, family: str, parser: OverlayParser,
-                batch_size: int = 64, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Every frame's crop, paired with the previous one, through the parser (frame 0 is paired with itself)."""
+# --- one video's reader --------------------------------------------------------------------------------------------
+@dataclass
+class StickReader:
+    to_patch: np.ndarray  # video pixels -> patch pixels
+    ref: np.ndarray  # [PATCH, PATCH, 3]: the patch's median over the sampled frames
+
+
+@dataclass
+class OverlayReader:
+    """Everything fixed for one video: where to cut the crop and the stick patches, their reference looks, the
+    layout, and the parser to use."""
+
+    located: Located
+    to_crop: np.ndarray
+    ref: np.ndarray  # [CROP_H, CROP_W, 3]
+    layout: P.LayoutEstimate
+    sticks: list[StickReader | None]
+    model: P.OverlayParser
+    adapted: str | None = None  # cache key of the adapted weights
+
+    def source(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The one box of the frame that every crop and patch reads."""
+        boxes = [source_box(self.to_crop, P.CROP, hw)]
+        boxes += [source_box(s.to_patch, (P.PATCH, P.PATCH), hw) for s in self.sticks if s is not None]
+        return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+    def cut(self, region: np.ndarray, origin: tuple[int, int]) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        crop = warp(region, self.to_crop, P.CROP, origin)
+        patches = [warp(region, s.to_patch, (P.PATCH, P.PATCH), origin) if s is not None else None for s in self.sticks]
+        return crop, patches
+
+    def describe(self) -> dict:
+        sticks = []
+        for s, g in zip(self.sticks, self.layout.sticks):
+            if s is None or g is None:
+                sticks.append(None)
+                continue
+            inv = invert(self.to_crop)
+            c = inv @ np.array([g[0], g[1], 1.0])
+            sticks.append({"centre": [round(float(c[0]), 2), round(float(c[1]), 2)],
+                           "travel": round(float(g[2] / self.to_crop[0, 0]), 2)})
+        return {"buttons_found": [b for b, ok in zip(P.BUTTONS, self.layout.present) if ok], "sticks": sticks,
+                "family_probs": [round(float(v), 4) for v in self.layout.family_probs], "adapted": self.adapted}
+
+
+def _median(images: list[np.ndarray]) -> np.ndarray:
+    return np.median(np.stack(images), axis=0).astype(np.uint8)
+
+
+def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.OverlayParser,
+                preset: Preset | None = None) -> OverlayReader:
+    """The reader for one video from its sampled frames: for a known preset its geometry, else the layout the
+    parser reads off the sampled frames (maps averaged over them)."""
+    from azote.labeling.synth import crop_geometry, stick_patch
+
+    to_crop = box_to_crop(located.box, P.CROP, P.MARGIN)
+    crops = [warp(f, to_crop, P.CROP) for f in frames]
+    ref = _median(crops)
+    if preset is not None and located.affine is not None:
+        geo = crop_geometry(preset, located.affine, located.box)
+        sticks_crop = [(float(c[0]), float(c[1]), float(t)) if h else None
+                       for c, t, h in zip(geo["centres"], geo["travel"], geo["has"])]
+        layout = P.layout_from_masks(geo["masks"], sticks_crop, preset.family)
+    else:
+        inputs = torch.from_numpy(np.stack([np.concatenate([ref, c, c], axis=-1) for c in crops]))
+        with torch.inference_mode():
+            maps, glob = model.forward_maps(inputs)
+        layout = P.layout_from_maps(maps, glob)
+    inv = invert(to_crop)
+    s = float(to_crop[0, 0])
+    readers: list[StickReader | None] = []
+    for g in layout.sticks:
+        if g is None:
+            readers.append(None)
+            continue
+        c = inv @ np.array([g[0], g[1], 1.0])
+        m = stick_patch((float(c[0]), float(c[1])), g[2] / s)
+        readers.append(StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames])))
+    return OverlayReader(located, to_crop, ref, layout, readers, model)
+
+
+@torch.inference_mode()
+def read_video(path: str | os.PathLike, reader: OverlayReader, batch_size: int = 64,
+               progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Every frame through the parser, paired with the previous one (frame 0 with itself): button probabilities
+    [T, 17] and stick readings [T, 2, 2] in travel units (0 for a stick the overlay lacks)."""
     info = probe(path)
-    x0, y0, x1, y1 = overlay_box(affine, (info["height"], info["width"]))
-    local = np.asarray(affine, np.float64).copy()
-    local[:, 2] -= (x0, y0)
-    outs: list[dict[str, np.ndarray]] = []
-    buf: list[np.ndarray] = []
-    last: np.ndarray | None = None
+    box = reader.source((info["height"], info["width"]))
+    origin = (box[0], box[1])
+    buttons: list[np.ndarray] = []
+    sticks: list[np.ndarray] = []
+    crops: list[np.ndarray] = []
+    patches: list[list[np.ndarray | None]] = []
+    last: tuple[np.ndarray, list] | None = None
+    ref = reader.ref
 
     def flush() -> None:
         nonlocal last
-        crops = np.stack(buf)
-        prev = np.concatenate([crops[:1] if last is None else last[None], crops[:-1]])
-        outs.append(parse_pairs(parser, crops, prev, family, batch_size))
-        last = crops[-1]
+        n = len(crops)
+        prev_c = [last[0] if last else crops[0]] + crops[:-1]
+        x = torch.from_numpy(np.stack([np.concatenate([ref, p, c], axis=-1) for p, c in zip(prev_c, crops)]))
+        maps, _ = reader.model.forward_maps(x)
+        buttons.append(P.button_probs(maps, reader.layout).numpy())
+        out = np.zeros((n, 2, 2), np.float32)
+        for s, sr in enumerate(reader.sticks):
+            if sr is None:
+                continue
+            cur = [p[s] for p in patches]
+            prev_p = [last[1][s] if last else cur[0]] + cur[:-1]
+            xs = torch.from_numpy(np.stack([np.concatenate([sr.ref, p, c], axis=-1) for p, c in zip(prev_p, cur)]))
+            out[:, s] = reader.model.decode_sticks(reader.model.forward_sticks(xs)).numpy()
+        sticks.append(out)
+        last = (crops[-1], patches[-1])
         if progress:
-            progress(len(buf))
-        buf.clear()
+            progress(n)
+        crops.clear()
+        patches.clear()
 
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
             for fr in c.decode(s):
-                buf.append(crop_overlay(region_rgb(fr, (x0, y0, x1, y1)), local, CROP_SCALE))
-                if len(buf) >= 4 * batch_size:
+                crop, ps = reader.cut(region_rgb(fr, box), origin)
+                crops.append(crop)
+                patches.append(ps)
+                if len(crops) >= batch_size:
                     flush()
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"{path}: decoding failed ({exc})") from None
-    if buf:
+    if crops:
         flush()
-    if not outs:
+    if not buttons:
         raise VideoError(f"{path}: no frames decoded")
-    return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    return {"buttons": np.concatenate(buttons), "sticks": np.concatenate(sticks)}
 
 
 # --- the whole video -------------------------------------------------------------------------------------------
@@ -167,23 +259,35 @@ def _keep_video(src: Path, dst: Path, mode: str) -> None:
     os.replace(tmp, dst)
 
 
-def locate_video(path: str | os.PathLike, frames_total: int, count: int = 25, template_skins: str = "all") -> Any:
-    from azote.labeling.locate import LocateError, locate
+def locate_overlay(path: Path, frames: Sequence[np.ndarray], bank: TemplateBank | None,
+                   detector: Any) -> Located:
+    """A known preset's template fit when one fits, else the zero-shot detector's box. Raises `LabelError` with
+    both reasons when neither finds the overlay."""
+    from azote.labeling.detect import DetectError, detect
 
-    if template_skins not in ("all", "train"):
-        raise ValueError(f"template_skins must be all or train, got {template_skins!r}")
-    skins = sk.TRAIN_SKINS if template_skins == "train" else None
+    reasons = []
+    if bank is not None:
+        try:
+            return bank.locate(iter(frames))
+        except LocateError as exc:
+            reasons.append(str(exc))
     try:
-        return locate(sample_frames(path, count, frames_total), skins=skins)
-    except LocateError as exc:
-        raise LabelError(f"{path}: {exc}") from None
+        det = detect(frames, detector)
+    except DetectError as exc:
+        reasons.append(str(exc))
+        raise LabelError(f"{path}: " + "; ".join(reasons)) from None
+    return Located(method="detector", family=det.family, box=det.box, score=det.confidence,
+                   frames_matched=len(frames), frames_sampled=len(frames),
+                   votes=dict(zip(("xbox", "playstation", "switch", "retro"), det.family_probs)))
 
 
 def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | None = None,
-                video_id: str | None = None, parser: OverlayParser | None = None,
-                config: LabelConfig | None = None, progress: Callable[[int], None] | None = None) -> dict:
+                video_id: str | None = None, parser: P.OverlayParser | None = None, detector: Any = None,
+                bank: TemplateBank | None = None, config: LabelConfig | None = None,
+                progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Labels one video into the dataset at `out` and returns its report. Raises `VideoError` for an unreadable
-    video and `LabelError` when no overlay is found; a video already labelled is skipped (its report returned)."""
+    video and `LabelError` when no overlay is found; a video already labelled is skipped (its report returned).
+    `bank` holds known presets (their template fit is tried first)."""
     cfg = config or LabelConfig()
     path, out = Path(path), Path(out)
     vid = video_id or video_id_for(path)
@@ -195,16 +299,29 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     info = probe(path)
     if info["frames"] < 1 or not info["fps"]:
         raise VideoError(f"{path}: no frames or no frame rate ({info})")
-    loc = locate_video(path, info["frames"], cfg.locate_frames, cfg.template_skins)
-    family = loc.family
+    frames = list(sample_frames(path, cfg.locate_frames, info["frames"]))
+    if not frames:
+        raise VideoError(f"{path}: no frame could be decoded")
+    loc = locate_overlay(path, frames, bank, detector)
     t_locate = time.perf_counter() - t0
-    parser = parser or load_parser()
-    raw = parse_video(path, loc.affine, family, parser, cfg.batch_size, progress)
-    t_parse = time.perf_counter() - t0 - t_locate
-    actions, norm = to_actions(raw["sticks"], raw["buttons"], cfg.post)
+    base = parser or P.load_parser()
+    preset = next((p for p in bank.presets if p.name == loc.preset), None) if bank is not None and loc.preset else None
+    model, adapted = base, None
+    if preset is not None and cfg.adapt:
+        from azote.labeling.adapt import adapted_parser
+
+        model, adapted = adapted_parser(preset, loc, frames, base, minutes=cfg.adapt_minutes, log=log)
+    reader = make_reader(loc, frames, model, preset)
+    reader.adapted = adapted
+    t_adapt = time.perf_counter() - t0 - t_locate
+    raw = read_video(path, reader, cfg.batch_size, progress)
+    t_parse = time.perf_counter() - t0 - t_locate - t_adapt
+    post = cfg.post if preset is not None else cfg.post.zero_shot()
+    actions, norm = to_actions(raw["sticks"], raw["buttons"], post)
     fps = float(info["fps"])
     rows = max(1, int(round(cfg.chunk_seconds * fps)))
     bbox = [float(v) for v in loc.bbox()]
+    family = loc.family
 
     final = video_labels_dir(out, vid)
     staging = final.with_name(f".{vid}.staging")
@@ -225,7 +342,8 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
                                          start_time=start / fps, end_time=end / fps, duration=len(part) / fps,
                                          start_frame=start, end_frame=end),
             game=game, controller_type=loc.controller_type, bbox_controller_overlay=bbox,
-            azote={"labeler": {"skin": loc.skin, "family": family, "action_density": round(density, 4)}})
+            azote={"labeler": {"method": loc.method, "preset": loc.preset, "family": family,
+                               "action_density": round(density, 4)}})
         write_chunk(staging / chunk_name(vid, index), part, meta)
         kept.append(index)
     _keep_video(path, out / video_relpath(vid), cfg.keep_video)
@@ -245,10 +363,11 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     seconds = time.perf_counter() - t0
     report = {"video": str(path), "video_id": vid, "game": game, "frames": int(len(actions)), "fps": fps,
               "resolution": [int(info["height"]), int(info["width"])], "locate": loc.as_dict(), "family": family,
+              "layout": reader.describe(),
               "controller_type": loc.controller_type, "bbox_controller_overlay": bbox, "normalisation": norm,
               "chunks": len(densities), "chunks_written": len(kept), "chunks_dropped": len(dropped),
               "dropped": dropped, "density": densities, "seconds": round(seconds, 3),
-              "seconds_locate": round(t_locate, 3), "seconds_parse": round(t_parse, 3),
+              "seconds_locate": round(t_locate, 3), "seconds_adapt": round(t_adapt, 3), "seconds_parse": round(t_parse, 3),
               "frames_per_second": round(len(actions) / seconds, 1)}
     _atomic_json(report_path(out, vid), report)
     return report
@@ -261,22 +380,28 @@ def load_labels(out: str | os.PathLike, video_id: str) -> ActionChunk:
 
 
 # --- many videos -----------------------------------------------------------------------------------------------
-_WORKER_PARSER: OverlayParser | None = None
+_WORKER: dict[str, Any] = {}
 
 
-def _init_worker(weights: str | None, threads: int) -> None:
-    import torch
+def _init_worker(weights: str | None, templates: Sequence[str], threads: int) -> None:
+    from azote.labeling.detect import load_detector
+    from azote.labeling.presets import load_preset
 
-    global _WORKER_PARSER
     torch.set_num_threads(threads)
+    import cv2
+
     cv2.setNumThreads(threads)
-    _WORKER_PARSER = load_parser(weights)
+    _WORKER["parser"] = P.load_parser(weights)
+    _WORKER["detector"] = load_detector(Path(weights) / "detector" if weights and (Path(weights) / "detector").is_dir()
+                                        else None)
+    _WORKER["bank"] = TemplateBank([load_preset(t) for t in templates]) if templates else None
 
 
 def _label_job(args: tuple) -> dict:
     path, out, game, vid, cfg = args
     try:
-        return {"status": "ok", **label_video(path, out, game=game, video_id=vid, parser=_WORKER_PARSER, config=cfg)}
+        return {"status": "ok", **label_video(path, out, game=game, video_id=vid, parser=_WORKER["parser"],
+                                              detector=_WORKER["detector"], bank=_WORKER["bank"], config=cfg)}
     except (VideoError, LabelError) as exc:
         return {"status": "failed", "video": str(path), "video_id": vid, "error": str(exc)}
     except Exception as exc:  # one broken video must not take the others down
@@ -285,13 +410,18 @@ def _label_job(args: tuple) -> dict:
 
 def label_videos(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, games: dict[str, str] | None = None,
                  game: str | None = None, workers: int = 1, weights: str | os.PathLike | None = None,
-                 config: LabelConfig | None = None, backend: str = "process",
-                 on_result: Callable[[dict], None] | None = None) -> dict:
-    """Labels many videos (a process pool, or Ray with `backend="ray"`). Videos already labelled are skipped;
-    a video that fails is reported and the others go on. Returns a summary (also written to
-    OUT/labeling/summary.json)."""
+                 templates: Sequence[str | os.PathLike] = (), config: LabelConfig | None = None,
+                 backend: str = "process", on_result: Callable[[dict], None] | None = None) -> dict:
+    """Labels many videos (a process pool, or Ray with `backend="ray"`). `templates` are known presets (directories
+    or JSON files). Videos already labelled are skipped; a video that fails is reported and the others go on.
+    Returns a summary (also written to OUT/labeling/summary.json)."""
+    from azote.labeling.presets import load_preset
+
     cfg = config or LabelConfig()
     out = Path(out)
+    tpl = [str(t) for t in templates]
+    for t in tpl:  # a bad preset fails here, once, with its reason (not once per video)
+        load_preset(t)
     jobs, seen = [], set()
     for p in paths:
         vid = video_id_for(p)
@@ -315,9 +445,10 @@ def label_videos(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
             todo.append(j)
     w = str(weights) if weights else None
     if backend == "ray":
-        _run_ray(todo, w, done)
+        _run_ray(todo, w, tpl, done)
     elif workers <= 1 or len(todo) <= 1:
-        _init_worker(w, 1)
+        if todo:
+            _init_worker(w, tpl, 1)
         for j in todo:
             done(_label_job(j))
     else:
@@ -325,7 +456,7 @@ def label_videos(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(w, 1)) as pool:
+                                 initializer=_init_worker, initargs=(w, tpl, 1)) as pool:
             for fut in as_completed([pool.submit(_label_job, j) for j in todo]):
                 done(fut.result())
     summary = summarise(results, time.perf_counter() - t0)
@@ -333,7 +464,7 @@ def label_videos(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
     return summary
 
 
-def _run_ray(todo: list[tuple], weights: str | None, done: Callable[[dict], None]) -> None:
+def _run_ray(todo: list[tuple], weights: str | None, templates: list[str], done: Callable[[dict], None]) -> None:
     try:
         import ray
     except ImportError:
@@ -343,8 +474,8 @@ def _run_ray(todo: list[tuple], weights: str | None, done: Callable[[dict], None
 
     @ray.remote(num_cpus=1)
     def job(args: tuple) -> dict:
-        if _WORKER_PARSER is None:
-            _init_worker(weights, 1)
+        if not _WORKER:
+            _init_worker(weights, templates, 1)
         return _label_job(args)
 
     pending = [job.remote(j) for j in todo]

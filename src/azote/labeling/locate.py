@@ -53,12 +53,7 @@ class LocateError(RuntimeError):
 
 def neutral_bbox(preset: Preset) -> tuple[float, float, float, float]:
     """(x0, y0, x1, y1) in canvas pixels of what the preset draws at rest (its visible extent)."""
-    img = preset.neutral(min(1.0, 512 / max(preset.size)))
-    s = img.shape[1] / preset.size[0]
-    ys, xs = np.nonzero(img[..., 3] > 24)
-    if not len(xs):
-        return 0.0, 0.0, float(preset.size[0]), float(preset.size[1])
-    return xs.min() / s, ys.min() / s, (xs.max() + 1) / s, (ys.max() + 1) / s
+    return preset.visible_box()
 
 
 @dataclass
@@ -140,7 +135,7 @@ def template_features(preset: Preset) -> dict[str, np.ndarray]:
         mask = (cv2.dilate(img[..., 3], np.ones((5, 5), np.uint8)) > 0).astype(np.uint8) * 255
         pts, sizes, angles, desc = _keypoints(_gray(rgb), mask)
         if desc is not None and len(pts):
-            parts.append((pts / s, sizes / s, angles, desc))
+            parts.append(((pts + 0.5) / s, sizes / s, angles, desc))  # canvas units (pixel edges)
     if not parts:
         feats = {"points": np.zeros((0, 2), np.float32), "sizes": np.zeros(0, np.float32),
                  "angles": np.zeros(0, np.float32), "desc": np.zeros((0, 128), np.uint8)}
@@ -276,8 +271,9 @@ class TemplateBank:
         return best
 
     def box_of(self, k: int, affine: np.ndarray) -> list[float]:
+        """The preset's visible extent in video pixels [x, y, w, h] (pixel edges)."""
         x0, y0, x1, y1 = self.boxes[k]
-        pts = np.array([[x0, y0, 1], [x1, y1, 1]], np.float64) @ affine.T
+        pts = np.array([[x0, y0, 1], [x1, y1, 1]], np.float64) @ affine.T + 0.5
         return [float(pts[0, 0]), float(pts[0, 1]), float(pts[1, 0] - pts[0, 0]), float(pts[1, 1] - pts[0, 1])]
 
     def locate(self, frames: Iterable[np.ndarray], enough: int = ENOUGH_FRAMES) -> Located:

@@ -1,231 +1,244 @@
-"""The overlay parser: a small SegFormer that reads the gamepad state off two consecutive overlay crops.
+"""The overlay parser: reads the gamepad state off a controller overlay whose layout it is not told.
 
-Input. Each video frame's overlay region is warped onto the skin's template grid at `CROP_SCALE` (a crop of
-`CROP_W` x `CROP_H` pixels, whatever the overlay's size in the video), and the previous frame's crop and this
-frame's crop are placed side by side: one image of `CROP_H` x `2 * CROP_W`. The output is the state of the
-right-hand (current) crop; the left one gives the network motion and "what changed" context.
+Input. The overlay's box (located in the video) is letterboxed into a crop of `CROP` pixels; three crops are
+stacked as 9 channels: the video's reference look of the overlay (the per-pixel median of frames sampled across
+the video: mostly at rest), the previous frame and the current frame. The difference to the reference says what
+is pressed, whatever the skin's style; the previous frame adds motion.
 
-Network. transformers' `SegformerForSemanticSegmentation`, configured small (about 0.4 M parameters) and trained
-from scratch on synthetic overlays (`azote.labeling.train`). Its segmentation logits, at a quarter of the input
-resolution, have `2 + 17` channels: a "knob is here" channel per stick and a "pressed" channel per button.
+Network (stage A). A small SegFormer encoder (transformers `SegformerModel`, trained from scratch) and an all-MLP
+decoder give maps at a quarter of the crop's resolution:
+- `region` (17 channels): where each button is drawn (the layout);
+- `pressed` (17): where button j is drawn *and* pressed;
+- `centre` (2): a peak at each stick's knob rest position; `travel` (2): the stick's travel there, in crop pixels;
+and from pooled features the controller family and whether each stick exists. The layout maps do not change
+within a video, so they are averaged over frames; a button's probability is its `pressed` map averaged over its
+(video-level) region. For a known preset the regions come from the preset instead.
 
-Heads, decoded from those logits with the controller family's layout (known once the overlay is located):
-- stick: the knob channel is sampled (bilinear) at an 11 x 11 grid of knob positions covering the stick's travel
-  in the current crop; a softmax over the 121 cells gives the position classes and the expectation of the cell
-  centres gives the sub-cell position in [-1, 1]^2. Trained with cross-entropy against soft targets (the true
-  position's bilinear weights over its four nearest cells), so the expectation is unbiased between cells.
-- button: the mean of the button's channel over the button's region in the current crop is its logit
-  (pressed if > 0); trained with binary cross-entropy.
+Sticks (stage B). Around each stick's rest position, a square patch of the full-resolution frame is taken at a
+scale where one unit of travel is `PATCH_TRAVEL` pixels (again reference, previous and current: 9 channels). A
+small convolutional network turns it into a knob heatmap, sampled on an 11 x 11 grid of knob positions spanning
++-`GRID_SPAN` travel units; a softmax over the 121 cells gives the position classes and their expectation the
+sub-cell position, trained with cross-entropy against soft (bilinear) targets.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from azote.gamepad import BUTTONS, NUM_BUTTONS
-from azote.labeling import skins as sk
+from azote.labeling.presets import FAMILIES
 
-CROP_SCALE = 0.75
-CROP_W = int(round(sk.TEMPLATE_W * CROP_SCALE))
-CROP_H = int(round(sk.TEMPLATE_H * CROP_SCALE))
+CROP = (160, 104)  # (W, H) of the overlay crop
+MARGIN = 0.06  # the box is grown by this share of its size on every side before letterboxing
+STRIDE = 4
+MAP = ((CROP[1] + 2 * 3 - 7) // STRIDE + 1, (CROP[0] + 2 * 3 - 7) // STRIDE + 1)  # (h, w) of the maps
+PATCH = 48  # stick patch, pixels
+PATCH_TRAVEL = 7.0  # patch pixels per unit of (estimated) travel
 GRID = 11  # stick position classes per axis
-STRIDE = 4  # SegFormer's logits are at 1/4 of the input
-NUM_CHANNELS = 2 + NUM_BUTTONS
+GRID_SPAN = 1.3  # the grid spans +-GRID_SPAN units of estimated travel
+TRAVEL_UNIT = 8.0  # crop pixels per unit of the travel map
+N_REGION, N_PRESSED = NUM_BUTTONS, NUM_BUTTONS
+CHANNELS = N_REGION + N_PRESSED + 2 + 2
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-FAMILY_INDEX = {f: i for i, f in enumerate(sk.FAMILIES)}
+FAMILY_INDEX = {f: i for i, f in enumerate(FAMILIES)}
+ARCH = 2  # bumped when the network's inputs or outputs change meaning
 
 
-# --- geometry: video frame -> parser crop ----------------------------------------------------------------
-def crop_affine(affine: np.ndarray, scale: float = CROP_SCALE) -> np.ndarray:
-    """2x3 map from video pixels to crop pixels, given `affine` (template coordinates -> video pixels)."""
-    inv = cv2.invertAffineTransform(np.asarray(affine, np.float64))
-    return np.array([[scale, 0, 0], [0, scale, 0]], np.float64) @ np.vstack([inv, [0, 0, 1]])
+class WeightsError(RuntimeError):
+    """Parser weights that are missing or were made for another network."""
 
 
-def crop_overlay(frame: np.ndarray, affine: np.ndarray, scale: float = CROP_SCALE) -> np.ndarray:
-    """The overlay region of an RGB frame resampled onto the template grid at `scale` ([CROP_H, CROP_W, 3]).
-
-    A large overlay is first shrunk with area averaging (plain bilinear sampling would alias thin outlines)."""
-    affine = np.asarray(affine, np.float64)
-    size = (int(round(sk.TEMPLATE_W * scale)), int(round(sk.TEMPLATE_H * scale)))
-    video_scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
-    shrink = scale / max(video_scale, 1e-6)
-    if shrink < 0.66:
-        corners = np.array([[0, 0, 1], [sk.TEMPLATE_W, 0, 1], [0, sk.TEMPLATE_H, 1], [sk.TEMPLATE_W, sk.TEMPLATE_H, 1]],
-                           np.float64) @ affine.T
-        h, w = frame.shape[:2]
-        x0, y0 = np.floor(corners.min(axis=0)).astype(int) - 4
-        x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + 4
-        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-        if x1 - x0 >= 4 and y1 - y0 >= 4:
-            region = frame[y0:y1, x0:x1]
-            rw, rh = max(1, int(round((x1 - x0) * shrink * 1.25))), max(1, int(round((y1 - y0) * shrink * 1.25)))
-            small = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
-            fx, fy = rw / (x1 - x0), rh / (y1 - y0)
-            # template -> small-region pixels (pixel-centre convention of cv2.resize)
-            to_small = np.array([[fx, 0, -x0 * fx + 0.5 * fx - 0.5], [0, fy, -y0 * fy + 0.5 * fy - 0.5]])
-            affine = to_small @ np.vstack([affine, [0, 0, 1]])
-            frame = small
-    return cv2.warpAffine(frame, crop_affine(affine, scale), size, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-
-
-def region_rgb(frame: Any, box: tuple[int, int, int, int]) -> np.ndarray:
-    """RGB pixels of `box` (x0, y0, x1, y1; even numbers) of a decoded frame. For 4:2:0 video only the box is
-    converted from YUV (the whole frame's conversion costs more than the rest of labelling a frame)."""
-    x0, y0, x1, y1 = box
-    h, w = frame.height, frame.width
-    if frame.format.name != "yuv420p" or h % 2 or w % 2 or (x0 | y0 | x1 | y1) & 1:
-        return frame.to_ndarray(format="rgb24")[y0:y1, x0:x1]
-    flat = frame.to_ndarray().reshape(-1)  # the three planes one after the other
-    a = flat[:h * w].reshape(h, w)
-    u = flat[h * w:h * w + h * w // 4].reshape(h // 2, w // 2)
-    v = flat[h * w + h * w // 4:h * w + h * w // 2].reshape(h // 2, w // 2)
-    i420 = np.concatenate([a[y0:y1, x0:x1].ravel(), u[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel(),
-                           v[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel()]).reshape((y1 - y0) * 3 // 2, x1 - x0)
-    return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
-
-
-def placement_affine(x: float, y: float, scale: float) -> np.ndarray:
-    """Template -> video pixels for an overlay drawn at `scale` with its top-left corner at (x, y)."""
-    return np.array([[scale, 0, x], [0, scale, y]], np.float64)
-
-
-# --- layout tensors ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Readout:
-    """Where each head reads the logits of the current (right-hand) crop, per family: `grids` [F, 2, G*G, 2]
-    in grid_sample's normalised coordinates of the whole logit map, `masks` [F, 17, h, w] normalised button
-    regions over the whole logit map, `cells` [G*G, 2] the stick value at each cell."""
-
-    grids: torch.Tensor
-    masks: torch.Tensor
-    cells: torch.Tensor
-
-
-def logit_size(crop_h: int = CROP_H, crop_w: int = CROP_W) -> tuple[int, int]:
-    """SegFormer's first patch embedding (kernel 7, stride 4, padding 3) sets the logit map's size."""
-    return (crop_h + 2 * 3 - 7) // STRIDE + 1, (2 * crop_w + 2 * 3 - 7) // STRIDE + 1
-
-
-@lru_cache(maxsize=4)
-def readout(crop_h: int = CROP_H, crop_w: int = CROP_W, scale: float = CROP_SCALE) -> Readout:
-    lh, lw = logit_size(crop_h, crop_w)
-    values = np.linspace(-1.0, 1.0, GRID)
-    vx, vy = np.meshgrid(values, values)  # row-major: cell k = (row y, column x)
-    cells = np.stack([vx.ravel(), vy.ravel()], axis=1)
-    grids = np.zeros((len(sk.FAMILIES), 2, GRID * GRID, 2), np.float32)
-    masks = np.zeros((len(sk.FAMILIES), NUM_BUTTONS, lh, lw), np.float32)
-    # a logit pixel j covers input pixels [4j, 4j + 4) shifted by the patch embedding's padding: centre 4j + 0.5
-    ly = (np.arange(lh) * STRIDE + 0.5)[:, None]
-    lx = (np.arange(lw) * STRIDE + 0.5)[None, :]
-    for f, family in enumerate(sk.FAMILIES):
-        lay = sk.layout(family)
-        for s, stick in enumerate(("j_left", "j_right")):
-            cx, cy, r = lay.wells[stick]
-            travel = r * sk.STICK_TRAVEL
-            px = (cx + cells[:, 0] * travel) * scale + crop_w  # input pixels of the right-hand crop
-            py = (cy + cells[:, 1] * travel) * scale
-            # input pixel u sits at logit coordinate (u - 0.5) / 4; grid_sample (align_corners=False) wants
-            # (coordinate + 0.5) / size * 2 - 1
-            grids[f, s, :, 0] = ((px - 0.5) / STRIDE + 0.5) / lw * 2 - 1
-            grids[f, s, :, 1] = ((py - 0.5) / STRIDE + 0.5) / lh * 2 - 1
-        for j, name in enumerate(BUTTONS):
-            x0, y0, x1, y1 = (v * scale for v in lay.buttons[name])
-            x0, x1 = x0 + crop_w, x1 + crop_w
-            m = ((lx >= x0 - 1) & (lx <= x1 + 1) & (ly >= y0 - 1) & (ly <= y1 + 1)).astype(np.float32)
-            if m.sum() == 0:  # a tiny button: the nearest logit pixel
-                cxp, cyp = (x0 + x1) / 2, (y0 + y1) / 2
-                m[int(np.clip(round((cyp - 0.5) / STRIDE), 0, lh - 1)), int(np.clip(round((cxp - 0.5) / STRIDE), 0, lw - 1))] = 1
-            masks[f, j] = m / m.sum()
-    return Readout(torch.from_numpy(grids), torch.from_numpy(masks), torch.from_numpy(cells.astype(np.float32)))
-
-
-def layout_fingerprint() -> str:
-    """A hash of every family's layout and the stick travel: weights trained for other layouts are refused."""
-    data = {f: asdict(sk.layout(f)) | {"round_buttons": sorted(sk.layout(f).round_buttons)} for f in sk.FAMILIES}
-    data["_"] = {"travel": sk.STICK_TRAVEL, "template": [sk.TEMPLATE_W, sk.TEMPLATE_H], "crop_scale": CROP_SCALE}
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# --- model -------------------------------------------------------------------------------------------------
 @dataclass
 class ParserConfig:
     hidden_sizes: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
-    depths: list[int] = field(default_factory=lambda: [1, 1, 1, 1])
+    depths: list[int] = field(default_factory=lambda: [1, 1, 2, 1])
     num_attention_heads: list[int] = field(default_factory=lambda: [1, 1, 2, 4])
     sr_ratios: list[int] = field(default_factory=lambda: [8, 4, 2, 1])
-    decoder_hidden_size: int = 32
-    crop_scale: float = CROP_SCALE
-    layout: str = ""  # layout_fingerprint() of the skins the weights were trained on
+    decoder_hidden_size: int = 48
+    stick_channels: list[int] = field(default_factory=lambda: [16, 32, 48])
+    arch: int = ARCH
 
     def segformer(self) -> Any:
         from transformers import SegformerConfig
 
-        return SegformerConfig(num_channels=3, num_encoder_blocks=4, depths=self.depths, sr_ratios=self.sr_ratios,
+        return SegformerConfig(num_channels=9, num_encoder_blocks=4, depths=self.depths, sr_ratios=self.sr_ratios,
                                hidden_sizes=self.hidden_sizes, patch_sizes=[7, 3, 3, 3], strides=[4, 2, 2, 2],
                                num_attention_heads=self.num_attention_heads, mlp_ratios=[4, 4, 4, 4],
-                               decoder_hidden_size=self.decoder_hidden_size, num_labels=NUM_CHANNELS,
-                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                               classifier_dropout_prob=0.0, drop_path_rate=0.0)
+                               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, drop_path_rate=0.0)
+
+
+def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> torch.nn.Sequential:
+    return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False),
+                               torch.nn.BatchNorm2d(cout), torch.nn.ReLU(inplace=True))
+
+
+class StickNet(torch.nn.Module):
+    """A small U-Net: 9-channel patch [B, 9, PATCH, PATCH] -> knob heatmap logits [B, 1, PATCH, PATCH]."""
+
+    def __init__(self, ch: list[int]) -> None:
+        super().__init__()
+        a, b, c = ch
+        self.enc1 = torch.nn.Sequential(_conv(9, a), _conv(a, a))
+        self.enc2 = torch.nn.Sequential(_conv(a, b, 2), _conv(b, b))
+        self.enc3 = torch.nn.Sequential(_conv(b, c, 2), _conv(c, c, dilation=2), _conv(c, c, dilation=2))
+        self.dec2 = _conv(b + c, b)
+        self.dec1 = _conv(a + b, a)
+        self.head = torch.nn.Conv2d(a, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e1 = self.enc1(x)
+        e2 = self.enc2(e1)
+        e3 = self.enc3(e2)
+        d2 = self.dec2(torch.cat([e2, F.interpolate(e3, size=e2.shape[2:], mode="bilinear", align_corners=False)], 1))
+        d1 = self.dec1(torch.cat([e1, F.interpolate(d2, size=e1.shape[2:], mode="bilinear", align_corners=False)], 1))
+        return self.head(d1)
+
+
+def grid_points() -> torch.Tensor:
+    """[G*G, 2]: the stick value (x, y) of each cell, row-major (cell k = row y, column x), in travel units."""
+    v = torch.linspace(-GRID_SPAN, GRID_SPAN, GRID)
+    vy, vx = torch.meshgrid(v, v, indexing="ij")
+    return torch.stack([vx.reshape(-1), vy.reshape(-1)], 1)
 
 
 class OverlayParser(torch.nn.Module):
-    """SegFormer + the stick and button readouts. `forward(pairs, family)` -> (stick_logits [B, 2, 121],
-    button_logits [B, 17])."""
-
     def __init__(self, config: ParserConfig | None = None) -> None:
         super().__init__()
-        from transformers import SegformerForSemanticSegmentation
+        from transformers import SegformerModel
 
         self.config = config or ParserConfig()
-        self.segformer = SegformerForSemanticSegmentation(self.config.segformer())
-        r = readout()
-        self.register_buffer("grids", r.grids, persistent=False)
-        self.register_buffer("masks", r.masks, persistent=False)
-        self.register_buffer("cells", r.cells, persistent=False)
-        self.register_buffer("mean", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1) * 255, persistent=False)
-        self.register_buffer("std", torch.tensor([0.5, 0.5, 0.5]).view(1, 3, 1, 1) * 255, persistent=False)
+        c = self.config
+        self.encoder = SegformerModel(c.segformer())
+        d = c.decoder_hidden_size
+        self.proj = torch.nn.ModuleList(torch.nn.Conv2d(h, d, 1) for h in c.hidden_sizes)
+        self.fuse = torch.nn.Sequential(torch.nn.Conv2d(4 * d, d, 1, bias=False), torch.nn.BatchNorm2d(d),
+                                        torch.nn.ReLU(inplace=True), torch.nn.Conv2d(d, d, 3, padding=1),
+                                        torch.nn.ReLU(inplace=True))
+        self.maps = torch.nn.Conv2d(d, CHANNELS, 1)
+        self.globals = torch.nn.Linear(c.hidden_sizes[-1], len(FAMILIES) + 2)  # family, stick presence
+        self.stick = StickNet(c.stick_channels)
+        self.register_buffer("cells", grid_points(), persistent=False)
+        # patch pixel of each cell (patch centre = PATCH / 2 in pixel-edge coordinates)
+        pix = PATCH / 2 + self.cells * PATCH_TRAVEL
+        self.register_buffer("cell_grid", (pix / PATCH * 2 - 1).view(1, 1, GRID * GRID, 2), persistent=False)
 
-    def logits(self, pairs: torch.Tensor) -> torch.Tensor:
-        """pairs: uint8 or float [B, H, 2W, 3] (NHWC, 0..255) -> segmentation logits [B, 19, h, w]."""
-        x = pairs.permute(0, 3, 1, 2).float()
-        x = (x - self.mean) / self.std
-        return self.segformer(pixel_values=x).logits
+    @staticmethod
+    def _normalise(x: torch.Tensor) -> torch.Tensor:
+        """uint8-range NHWC with 9 channels -> NCHW in [-1, 1]."""
+        return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
-    def forward(self, pairs: torch.Tensor, family: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.logits(pairs)
-        b = logits.shape[0]
-        grids = self.grids[family]  # [B, 2, G*G, 2]
-        knob = logits[:, :2]  # [B, 2, h, w]: sample each stick's channel at its own grid
-        sticks = F.grid_sample(knob.reshape(b * 2, 1, *knob.shape[2:]), grids.reshape(b * 2, 1, -1, 2),
-                               mode="bilinear", align_corners=False).reshape(b, 2, -1)
-        buttons = (logits[:, 2:] * self.masks[family]).sum(dim=(2, 3))
-        return sticks, buttons
+    def forward_maps(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """crops [B, H, W, 9] (0..255) -> maps [B, CHANNELS, h, w] and global logits [B, 4 + 2]."""
+        hs = self.encoder(pixel_values=self._normalise(crops), output_hidden_states=True).hidden_states
+        size = hs[0].shape[2:]
+        feats = [F.interpolate(p(h), size=size, mode="bilinear", align_corners=False) if i else p(h)
+                 for i, (p, h) in enumerate(zip(self.proj, hs))]
+        maps = self.maps(self.fuse(torch.cat(feats, 1)))
+        return maps, self.globals(hs[-1].mean(dim=(2, 3)))
 
-    def decode(self, stick_logits: torch.Tensor, button_logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Sticks [B, 2, 2] (expectation over the cells), their class probabilities [B, 2, 121] and button
-        probabilities [B, 17]."""
-        p = stick_logits.softmax(dim=-1)
-        return {"sticks": p @ self.cells, "stick_probs": p, "buttons": button_logits.sigmoid()}
+    def forward_sticks(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches [B, PATCH, PATCH, 9] (0..255) -> stick cell logits [B, G*G]."""
+        heat = self.stick(self._normalise(patches))
+        b = heat.shape[0]
+        return F.grid_sample(heat, self.cell_grid.expand(b, -1, -1, -1), mode="bilinear",
+                             align_corners=False).view(b, GRID * GRID)
+
+    def decode_sticks(self, logits: torch.Tensor) -> torch.Tensor:
+        """Cell logits [..., G*G] -> stick positions [..., 2] in travel units (expectation over the cells)."""
+        return logits.softmax(-1) @ self.cells
 
 
-def stick_targets(sticks: torch.Tensor) -> torch.Tensor:
-    """Soft class targets [..., 121] for stick values [..., 2]: bilinear weights over the 4 nearest cells."""
-    u = (sticks.clamp(-1, 1) + 1) / 2 * (GRID - 1)  # cell coordinates 0..G-1
+# --- reading the maps --------------------------------------------------------------------------------------------
+@dataclass
+class LayoutEstimate:
+    """The overlay's layout in crop coordinates: per button a normalised weight map over the parser's map grid
+    (None: the skin has no such button), per stick its rest position and travel in crop pixels (None: no stick)."""
+
+    weights: np.ndarray  # [17, h, w] float32; rows of absent buttons are 0
+    present: np.ndarray  # [17] bool
+    sticks: list[tuple[float, float, float] | None]  # (cx, cy, travel) in crop pixels
+    family: str
+    family_probs: np.ndarray
+
+
+def map_pixel_centres() -> tuple[np.ndarray, np.ndarray]:
+    """Crop-pixel coordinates (x, y) of each map pixel's centre: the patch embedding (kernel 7, stride 4, padding
+    3) centres map pixel j on crop pixel 4j (pixel-centre coordinates, as everywhere in the labeller)."""
+    h, w = MAP
+    return np.arange(w) * float(STRIDE), np.arange(h) * float(STRIDE)
+
+
+def boxes_to_masks(boxes: dict[str, list[tuple[float, float, float, float]]]) -> np.ndarray:
+    """Button boxes (x0, y0, x1, y1 in crop pixels) -> [17, h, w] uint8 region masks on the map grid (a tiny
+    button gets its nearest map pixel)."""
+    xs, ys = map_pixel_centres()
+    out = np.zeros((NUM_BUTTONS, len(ys), len(xs)), np.uint8)
+    for j, name in enumerate(BUTTONS):
+        for x0, y0, x1, y1 in boxes.get(name, []):
+            m = (xs[None, :] >= x0 - 1) & (xs[None, :] <= x1 + 1) & (ys[:, None] >= y0 - 1) & (ys[:, None] <= y1 + 1)
+            if not m.any():
+                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+                if -4 <= cx <= CROP[0] + 4 and -4 <= cy <= CROP[1] + 4:
+                    m[int(np.clip(round(cy / STRIDE), 0, len(ys) - 1)), int(np.clip(round(cx / STRIDE), 0, len(xs) - 1))] = True
+            out[j] |= m.astype(np.uint8)
+    return out
+
+
+def layout_from_masks(masks: np.ndarray, sticks: list[tuple[float, float, float] | None], family: str) -> LayoutEstimate:
+    present = masks.reshape(NUM_BUTTONS, -1).max(axis=1) > 0
+    w = masks.astype(np.float32)
+    w /= np.maximum(w.reshape(NUM_BUTTONS, -1).sum(axis=1), 1.0)[:, None, None]
+    probs = np.eye(len(FAMILIES), dtype=np.float32)[FAMILY_INDEX[family]]
+    return LayoutEstimate(w, present, sticks, family, probs)
+
+
+def layout_from_maps(maps: torch.Tensor, glob: torch.Tensor, threshold: float = 0.5) -> LayoutEstimate:
+    """The video-level layout from stage A's outputs on several frames ([N, C, h, w], [N, 6]): maps and logits
+    averaged over the frames, a button present where its region probability peaks above `threshold`."""
+    with torch.no_grad():
+        m = maps.float().mean(0)
+        g = glob.float().mean(0)
+        region = torch.sigmoid(m[:N_REGION])
+        peak = region.flatten(1).max(1).values
+        present = peak > threshold
+        # the region: where the probability is at least half its peak (sharper than the raw map)
+        w = region * (region >= 0.5 * peak[:, None, None])
+        w = w / w.flatten(1).sum(1).clamp_min(1e-6)[:, None, None]
+        w[~present] = 0
+        fam = g[:len(FAMILIES)].softmax(0)
+        has_stick = torch.sigmoid(g[len(FAMILIES):]) > 0.5
+        xs, ys = (torch.from_numpy(a).float() for a in map_pixel_centres())
+        sticks: list[tuple[float, float, float] | None] = []
+        for s in range(2):
+            c = m[2 * NUM_BUTTONS + s]
+            p = c.flatten().softmax(0).view_as(c)
+            cx, cy = float((p.sum(0) * xs).sum()), float((p.sum(1) * ys).sum())
+            travel = float((p * m[2 * NUM_BUTTONS + 2 + s]).sum()) * TRAVEL_UNIT
+            sticks.append((cx, cy, max(travel, 0.5)) if has_stick[s] else None)
+    return LayoutEstimate(w.numpy(), present.numpy(), sticks, FAMILIES[int(fam.argmax())], fam.numpy())
+
+
+def button_probs(maps: torch.Tensor, layout: LayoutEstimate) -> torch.Tensor:
+    """[B, C, h, w] maps -> [B, 17] button probabilities: each button's pressed map averaged over its region."""
+    w = torch.from_numpy(layout.weights).to(maps.device)
+    return (torch.sigmoid(maps[:, N_REGION:N_REGION + N_PRESSED]) * w).sum(dim=(2, 3))
+
+
+# --- training losses ---------------------------------------------------------------------------------------------
+def stick_targets(values: torch.Tensor) -> torch.Tensor:
+    """Soft class targets [..., G*G] for knob positions [..., 2] in travel units: bilinear weights over the four
+    nearest cells (positions beyond the grid are clamped to its edge)."""
+    u = (values.clamp(-GRID_SPAN, GRID_SPAN) + GRID_SPAN) / (2 * GRID_SPAN) * (GRID - 1)
     i0 = u.floor().clamp(0, GRID - 2)
     frac = u - i0
-    out = torch.zeros(*sticks.shape[:-1], GRID * GRID, dtype=sticks.dtype, device=sticks.device)
+    out = torch.zeros(*values.shape[:-1], GRID * GRID, dtype=values.dtype, device=values.device)
     for dy in (0, 1):
         for dx in (0, 1):
             wx = frac[..., 0] if dx else 1 - frac[..., 0]
@@ -235,22 +248,59 @@ def stick_targets(sticks: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def parser_loss(model: OverlayParser, pairs: torch.Tensor, family: torch.Tensor, sticks: torch.Tensor,
-                buttons: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    stick_logits, button_logits = model(pairs, family)
-    target = stick_targets(sticks)
-    l_stick = -(target * stick_logits.log_softmax(-1)).sum(-1).mean()
-    l_button = F.binary_cross_entropy_with_logits(button_logits, buttons.float())
+def centre_targets(centres: torch.Tensor, sigma: float = 1.2) -> torch.Tensor:
+    """[B, 2, 2] rest positions (crop pixels) -> [B, 2, h, w] normalised Gaussian targets on the map grid."""
+    xs, ys = (torch.from_numpy(a).float().to(centres.device) for a in map_pixel_centres())
+    dx = (xs[None, None, None, :] - centres[..., 0, None, None]) / STRIDE
+    dy = (ys[None, None, :, None] - centres[..., 1, None, None]) / STRIDE
+    g = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+    return g / g.flatten(2).sum(-1).clamp_min(1e-9)[..., None, None]
+
+
+def parser_loss(model: OverlayParser, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Every head's loss on one batch (see `azote.labeling.synth` for the batch's fields)."""
+    maps, glob = model.forward_maps(batch["crops"])
+    masks = batch["masks"].float()  # [B, 17, h, w]
+    pressed = batch["buttons"].float()  # [B, 17]
+    present = (masks.flatten(2).amax(-1) > 0).float()
+    region, press = maps[:, :N_REGION], maps[:, N_REGION:N_REGION + N_PRESSED]
+    l_region = F.binary_cross_entropy_with_logits(region, masks, pos_weight=torch.tensor(4.0))
+    target_pix = masks * pressed[..., None, None]
+    l_press_pix = F.binary_cross_entropy_with_logits(press, target_pix, pos_weight=torch.tensor(4.0))
+    w = masks / masks.flatten(2).sum(-1).clamp_min(1.0)[..., None, None]
+    prob = (torch.sigmoid(press) * w).sum(dim=(2, 3)).clamp(1e-5, 1 - 1e-5)
+    l_press = (F.binary_cross_entropy(prob, pressed, reduction="none") * present).sum() / present.sum().clamp_min(1)
+    has = batch["has_stick"].float()  # [B, 2]
+    c_logits = maps[:, 2 * NUM_BUTTONS:2 * NUM_BUTTONS + 2]
+    c_target = centre_targets(batch["centres"])
+    l_centre = (-(c_target * c_logits.flatten(2).log_softmax(-1).view_as(c_logits)).sum(dim=(2, 3)) * has).sum() \
+        / has.sum().clamp_min(1)
+    t_map = maps[:, 2 * NUM_BUTTONS + 2:2 * NUM_BUTTONS + 4]
+    t_pred = (t_map * c_target).sum(dim=(2, 3))
+    l_travel = ((t_pred - batch["travel"] / TRAVEL_UNIT).abs() * has).sum() / has.sum().clamp_min(1)
+    l_family = F.cross_entropy(glob[:, :len(FAMILIES)], batch["family"])
+    l_has = F.binary_cross_entropy_with_logits(glob[:, len(FAMILIES):], has)
+    loss = l_region + 2 * l_press_pix + 2 * l_press + 0.5 * l_centre + l_travel + 0.2 * l_family + 0.2 * l_has
+    parts = {"region": l_region.item(), "press_pix": l_press_pix.item(), "press": l_press.item(),
+             "centre": l_centre.item(), "travel": l_travel.item(), "family": l_family.item()}
+    if "patches" in batch:
+        ok = batch["patch_ok"].bool()
+        if ok.any():
+            logits = model.forward_sticks(batch["patches"][ok])
+            target = stick_targets(batch["knob"][ok])
+            l_stick = -(target * logits.log_softmax(-1)).sum(-1).mean()
+            loss = loss + l_stick
+            parts["stick"] = l_stick.item()
+            with torch.no_grad():
+                parts["stick_mae"] = (model.decode_sticks(logits) - batch["knob"][ok]).abs().mean().item()
     with torch.no_grad():
-        pred = model.decode(stick_logits, button_logits)
-        stick_mae = (pred["sticks"] - sticks).abs().mean().item()
-        button_acc = ((pred["buttons"] > 0.5) == (buttons > 0.5)).float().mean().item()
-    return l_stick + 2.0 * l_button, {"stick_ce": l_stick.item(), "button_bce": l_button.item(),
-                                      "stick_mae": stick_mae, "button_acc": button_acc}
+        acc = (((prob > 0.5).float() == pressed).float() * present).sum() / present.sum().clamp_min(1)
+        parts["button_acc"] = acc.item()
+    return loss, parts
 
 
-# --- weights -----------------------------------------------------------------------------------------------
-def save_parser(model: OverlayParser, directory: str | Path) -> Path:
+# --- weights -----------------------------------------------------------------------------------------------------
+def save_parser(model: OverlayParser, directory: str | Path, extra: dict | None = None) -> Path:
     """`parser.json` + `parser.safetensors` (written to temporary names, then renamed)."""
     from safetensors.torch import save_file
 
@@ -259,17 +309,13 @@ def save_parser(model: OverlayParser, directory: str | Path) -> Path:
     tmp_w, tmp_c = directory / ".parser.safetensors.tmp", directory / ".parser.json.tmp"
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(tmp_w))
-    tmp_c.write_text(json.dumps(asdict(model.config), indent=1))
+    tmp_c.write_text(json.dumps({**asdict(model.config), **({"about": extra} if extra else {})}, indent=1))
     tmp_w.replace(directory / "parser.safetensors")
     tmp_c.replace(directory / "parser.json")
     return directory
 
 
-class WeightsError(RuntimeError):
-    """Parser weights that are missing or do not fit the skins' layouts."""
-
-
-def load_parser(directory: str | Path | None = None, check_layout: bool = True) -> OverlayParser:
+def load_parser(directory: str | Path | None = None) -> OverlayParser:
     """The parser from `directory` (default: the weights shipped in the package), in eval mode."""
     from safetensors.torch import load_file
 
@@ -280,33 +326,35 @@ def load_parser(directory: str | Path | None = None, check_layout: bool = True) 
                            "`azote label-train`)")
     try:
         raw = json.loads(cfg_path.read_text())
+        raw.pop("about", None)
         cfg = ParserConfig(**raw)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise WeightsError(f"{cfg_path}: not a parser configuration ({exc})") from None
-    if check_layout and cfg.layout and cfg.layout != layout_fingerprint():
-        raise WeightsError(f"{cfg_path}: layout: the weights were trained for skin layouts {cfg.layout}, the skins "
-                           f"now have {layout_fingerprint()}; retrain with `azote label-train`")
+        if cfg.arch != ARCH:
+            raise TypeError(f"arch {cfg.arch}, this version reads arch {ARCH}")
+        for v in (cfg.hidden_sizes, cfg.depths, cfg.num_attention_heads, cfg.sr_ratios, cfg.stick_channels):
+            if not (isinstance(v, list) and all(isinstance(i, int) and 0 < i <= 1024 for i in v)):
+                raise TypeError(f"bad size list {v}")
+        if not 0 < cfg.decoder_hidden_size <= 1024:
+            raise TypeError("bad decoder_hidden_size")
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{cfg_path}: not a parser configuration of this version ({exc}); retrain with "
+                           "`azote label-train`") from None
     model = OverlayParser(cfg)
-    missing, unexpected = model.load_state_dict(load_file(str(w_path)), strict=False)
-    if missing or unexpected:
-        raise WeightsError(f"{w_path}: tensors missing {missing[:3]} / unexpected {unexpected[:3]}")
+    try:
+        state = load_file(str(w_path))
+    except Exception as exc:  # safetensors raises several kinds for a damaged file
+        raise WeightsError(f"{w_path}: cannot read the weights ({exc})") from None
+    own = model.state_dict()
+    bad = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    missing, unexpected = set(own) - set(state), set(state) - set(own)
+    if bad or missing or unexpected:
+        raise WeightsError(f"{w_path}: tensors missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}, "
+                           f"wrong shape {bad[:3]}")
+    model.load_state_dict(state)
     return model.eval()
 
 
-@torch.inference_mode()
-def parse_pairs(model: OverlayParser, crops: np.ndarray, previous: np.ndarray, family: str | int,
-                batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Parses frames: `crops` [N, h, w, 3] and the crop before each one `previous` [N, h, w, 3] -> sticks
-    [N, 2, 2], stick class probabilities [N, 2, 121], button probabilities [N, 17]."""
-    f = FAMILY_INDEX[family] if isinstance(family, str) else int(family)
-    out: dict[str, list[np.ndarray]] = {"sticks": [], "stick_probs": [], "buttons": []}
-    for s in range(0, len(crops), batch_size):
-        pairs = torch.from_numpy(np.concatenate([previous[s:s + batch_size], crops[s:s + batch_size]], axis=2))
-        fam = torch.full((len(pairs),), f, dtype=torch.long)
-        dec = model.decode(*model(pairs, fam))
-        for k in out:
-            out[k].append(dec[k].numpy())
-    if not len(crops):
-        return {"sticks": np.zeros((0, 2, 2), np.float32), "stick_probs": np.zeros((0, 2, GRID * GRID), np.float32),
-                "buttons": np.zeros((0, NUM_BUTTONS), np.float32)}
-    return {k: np.concatenate(v) for k, v in out.items()}
+def load_parser_copy(model: OverlayParser) -> OverlayParser:
+    """An independent copy of `model` (for fine-tuning without touching the original)."""
+    copy = OverlayParser(ParserConfig(**asdict(model.config)))
+    copy.load_state_dict(model.state_dict())
+    return copy

@@ -10,33 +10,34 @@ from typing import Any, Sequence
 import numpy as np
 
 from azote.gamepad import BUTTONS, ActionChunk
-from azote.labeling import skins as sk
 from azote.labeling.compose import Placement
 from azote.labeling.compose import render_stream as _compose_stream
+from azote.labeling.presets import Preset
 
 
-def render_overlay_video(frames: Any, actions: ActionChunk, out: str | os.PathLike, skin: str | sk.Skin,
+def render_overlay_video(frames: Any, actions: ActionChunk, out: str | os.PathLike, preset: Preset,
                          fps: float = 60.0, *, placement: Placement | None = None, crf: int = 23,
                          seed: int = 0) -> dict:
-    """A streamer-style video: every frame enlarged as capture software shows it, with `skin`'s overlay showing
-    the action of that frame (random place, scale 0.5-2 and opacity 0.5-1 unless `placement` is given).
-    Returns the truth (skin, family, placement, bbox, frames) as JSON-able values."""
-    info = _compose_stream(frames, actions, out, skin, fps, placement=placement, crf=crf, seed=seed)
-    return {**info, "family": (sk.get_skin(skin) if isinstance(skin, str) else skin).family}
+    """A streamer-style video (1280 x 720): every frame shown as capture software shows it, with `preset`'s overlay
+    showing the action of that frame (a random corner placement unless `placement` is given). Returns the truth
+    (preset, family, placement, bbox, frames) as JSON-able values."""
+    return _compose_stream(frames, actions, out, preset, fps, placement=placement, crf=crf, seed=seed)
 
 
 def render_stream_from_video(video: str | os.PathLike, actions: ActionChunk, out: str | os.PathLike, index: int = 0,
-                             seed: int = 0, skins: Sequence[str] = sk.HELDOUT_SKINS) -> dict:
+                             seed: int = 0, presets: Sequence[Preset] | None = None) -> dict:
     """The main job's step 2: a recorded episode's video rendered again with an overlay of its actions. The skin
-    is `skins[index % len(skins)]` (held out of the labeller's training), placement and quality are seeded."""
+    is `presets[index % len(presets)]` (default: generated skins in styles held out of the labeller's training),
+    placement and quality are seeded."""
     from azote.dataset.video import probe, read_frames
+    from azote.labeling.skingen import heldout_presets
 
+    presets = list(presets or heldout_presets())
     rng = np.random.default_rng([seed, index])
     info = probe(video)
     frames = read_frames(video, 0, len(actions))
-    skin = skins[index % len(skins)]
     crf = int(rng.integers(18, 29))
-    out_info = render_overlay_video(frames, actions, out, skin, info["fps"] or 60.0, crf=crf,
+    out_info = render_overlay_video(frames, actions, out, presets[index % len(presets)], info["fps"] or 60.0, crf=crf,
                                     seed=int(rng.integers(1 << 30)))
     return {**out_info, "source": str(video)}
 

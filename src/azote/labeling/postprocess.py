@@ -3,7 +3,7 @@ and the action-density filter of 20-second chunks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -19,6 +19,10 @@ class PostConfig:
     scale_range: tuple[float, float] = (0.8, 1.25)  # a 99th percentile outside this is real play, not miscalibration
     button_threshold: float = 0.5
     min_density: float = 0.5  # chunks with fewer non-zero action rows are dropped
+
+    def zero_shot(self) -> "PostConfig":
+        """The same with room for a travel the parser estimated from the drawing (a known preset gives it)."""
+        return replace(self, scale_range=(min(self.scale_range[0], 0.6), max(self.scale_range[1], 1.6)))
 
 
 def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[np.ndarray, dict]:

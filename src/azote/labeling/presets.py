@@ -145,6 +145,16 @@ class Preset:
                 out[e.stick] = StickGeometry((e.pos[0] + w / 2, e.pos[1] + h / 2), e.radius, (w, h))
         return out
 
+    def visible_box(self) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) in canvas pixels of what the preset draws at rest (the box a locator reports)."""
+        if "visible" not in self._cache:
+            img = self.neutral(min(1.0, 512 / max(self.size)))
+            s = img.shape[1] / self.size[0]
+            ys, xs = np.nonzero(img[..., 3] > 24)
+            self._cache["visible"] = ((0.0, 0.0, float(self.size[0]), float(self.size[1])) if not len(xs) else
+                                      (xs.min() / s, ys.min() / s, (xs.max() + 1) / s, (ys.max() + 1) / s))
+        return self._cache["visible"]
+
     def extent(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1): where anything can be drawn (the canvas, grown by any element outside it)."""
         x0, y0, x1, y1 = 0.0, 0.0, float(self.size[0]), float(self.size[1])
@@ -159,14 +169,21 @@ class Preset:
         """Every picture premultiplied, float32, resized to `scale` (cached: a video draws thousands of frames)."""
         key = round(float(scale), 5)
         if key not in self._cache:
-            if len(self._cache) > 8:
-                self._cache.clear()
-            self._cache[key] = [{k: _premultiplied(p, scale) for k, p in e.pictures.items()} for e in self.elements]
+            if "full" not in self._cache:
+                self._cache["full"] = [{k: _premultiplied(p) for k, p in e.pictures.items()} for e in self.elements]
+            if len(self._cache) > 10:
+                self._cache = {k: v for k, v in self._cache.items() if isinstance(k, str)}
+            self._cache[key] = [{k: _resized(p, scale) for k, p in e.items()} for e in self._cache["full"]]
         return self._cache[key]
 
     def render(self, pad: Gamepad, scale: float = 1.0, analog: Mapping[str, float] | None = None) -> np.ndarray:
         """The overlay showing `pad`, RGBA uint8 [round(H * scale), round(W * scale), 4] (straight alpha;
         transparent where nothing is drawn). `analog` may give trigger travel in [0, 1] (default: the button)."""
+        return _straight(self.render_premultiplied(pad, scale, analog))
+
+    def render_premultiplied(self, pad: Gamepad, scale: float = 1.0,
+                             analog: Mapping[str, float] | None = None) -> np.ndarray:
+        """`render`'s picture as float32 RGBA in [0, 1] with premultiplied colour (what compositing needs)."""
         if not (0.005 <= scale <= 16):
             raise ValueError(f"scale {scale} out of range")
         W, H = max(1, int(round(self.size[0] * scale))), max(1, int(round(self.size[1] * scale)))
@@ -201,7 +218,7 @@ class Preset:
             elif e.kind == "dpad":
                 d = _dpad_picture(pressed)
                 _over(canvas, pics[d] if d and d in pics else pics["normal"], x * scale, y * scale)
-        return _straight(canvas)
+        return canvas
 
     def neutral(self, scale: float = 1.0) -> np.ndarray:
         return self.render(Gamepad.neutral(), scale)
@@ -251,16 +268,19 @@ def _safe_stem(name: str) -> str:
 
 
 # --- compositing ---------------------------------------------------------------------------------------------------
-def _premultiplied(rgba: np.ndarray, scale: float) -> np.ndarray:
-    f = rgba.astype(np.float32) / 255.0
+def _premultiplied(rgba: np.ndarray) -> np.ndarray:
+    f = rgba.astype(np.float32) * (1 / 255.0)
     f[..., :3] *= f[..., 3:4]
-    h, w = rgba.shape[:2]
-    if abs(scale - 1.0) > 1e-6:
-        nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
-        f = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        if f.ndim == 2:
-            f = f[..., None]
     return f
+
+
+def _resized(f: np.ndarray, scale: float) -> np.ndarray:
+    if abs(scale - 1.0) <= 1e-6:
+        return f
+    h, w = f.shape[:2]
+    nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+    out = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return out if out.ndim == 3 else out[..., None]
 
 
 def _over(canvas: np.ndarray, pic: np.ndarray, x: float, y: float) -> None:
@@ -333,10 +353,13 @@ def _read_png(path: Path, what: str) -> np.ndarray:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS or w > 4 * MAX_CANVAS or h > 4 * MAX_CANVAS:
                 raise PresetError(f"{what}: image {path.name} is {w}x{h} pixels, more than a skin needs "
-                                  f"(at most {MAX_IMAGE_PIXELS} pixels)")
+                                  f"(at most {MAX_IMAGE_PIXELS})")
             return np.asarray(im.convert("RGBA"), dtype=np.uint8).copy()
     except PresetError:
         raise
+    except Image.DecompressionBombError:
+        raise PresetError(f"{what}: image {path.name} claims more pixels than a skin needs "
+                          f"(at most {MAX_IMAGE_PIXELS})") from None
     except Exception as exc:  # PIL raises many kinds for broken files
         raise PresetError(f"{what}: image {path.name} cannot be read ({type(exc).__name__}: {exc})") from None
 

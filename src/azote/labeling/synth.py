@@ -1,14 +1,14 @@
 """Synthetic training data for the overlay parser, with exact labels.
 
-A clip is a few consecutive frames of a real game (from a `BackgroundBank`) enlarged the way capture software
-shows them, with a skin's overlay showing random gamepad states at a random place, scale and opacity. Only the
-region around the overlay is kept (what the parser ever sees), encoded with H.264 at a random quality and decoded
-again, so the compression artefacts are real; then each frame's overlay is cropped onto the template grid with
-a small random error in the overlay's position and scale (as the locator leaves one).
+A clip is a run of consecutive frames of a real game (from a `BackgroundBank`) shown the way a stream shows it,
+with a preset's overlay showing random gamepad states at a random place, size and opacity, plus frames from other
+moments of the same game for the video's reference look. Only the region around the overlay is made (what the
+parser ever reads), encoded with H.264 at a random quality and decoded again, so compression artefacts are real.
+Then the parser's inputs are cut exactly as labelling cuts them, from a box and stick geometry that carry the
+errors locating leaves (zero-shot: a detected box; known preset: a template fit): the overlay crops, the stick
+patches, and their targets (button regions and states, stick rest positions, travel and knob positions).
 
-Shards: `shard_NNNN.npz` with `crops` uint8 [N, T, CROP_H, CROP_W, 3], `buttons` uint8 [N, T, 17],
-`sticks` float32 [N, T, 2, 2], `family` int64 [N], `skin` str [N]. Written atomically; a rerun skips shards
-that exist, so generation resumes.
+Shards: `shard_NNNN.npz` (see `CLIP_FIELDS`), written atomically; a rerun skips shards that exist.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import av
 import numpy as np
 
 from azote.gamepad import NUM_BUTTONS, ActionChunk
-from azote.labeling.frames import region_rgb
+from azote.labeling import parser as P
+from azote.labeling.frames import box_to_crop, compose, region_rgb, similarity, warp
+from azote.labeling.presets import FAMILIES, Preset
 
 # Games that give the parser's training backgrounds, and games kept for evaluation only.
 TRAIN_GAMES = ("atari/Breakout", "atari/Pong", "atari/SpaceInvaders", "atari/Boxing", "atari/MsPacman",
@@ -148,3 +150,219 @@ def h264_roundtrip(frames: np.ndarray, crf: int, fps: int = 60, preset: str = "v
     return np.stack(out)
 
 
+
+
+# --- one clip ----------------------------------------------------------------------------------------------
+@dataclass
+class ClipSpec:
+    frames: int = 6  # consecutive frames
+    ref_frames: int = 12  # frames from other moments, for the reference look
+    width_share: tuple[float, float] = (0.14, 0.42)  # overlay width / frame width
+    opacity: tuple[float, float] = (0.5, 1.0)
+    crf: tuple[int, int] = (18, 34)
+    box_jitter: float = 0.035  # locate error of the box: share of its size (position and size)
+    centre_jitter: float = 0.2  # stick rest position error: travel units
+    travel_jitter: float = 0.18  # travel estimate error: sigma of its log
+    scale: float | None = None  # overlay scale fixed (known preset at a known size), else from width_share
+    place: tuple[float, float] | None = None  # canvas top-left fixed (stream pixels), else anywhere
+    fit: str | None = None  # how game frames become stream frames (fit | stretch), else either
+    frame_sizes: tuple[tuple[int, int], ...] = ((720, 1280), (720, 1280), (720, 1280), (480, 854))
+
+    @staticmethod
+    def known(scale: float, place: tuple[float, float], frame_size: tuple[int, int]) -> "ClipSpec":
+        """A known preset where the template fit found it, over the video's own frames (already stream frames):
+        only a template fit's small errors."""
+        return ClipSpec(box_jitter=0.004, centre_jitter=0.03, travel_jitter=0.01, scale=scale, place=place,
+                        fit="stretch", frame_sizes=(frame_size,))
+
+
+CLIP_FIELDS = ("crops", "ref", "patches", "ref_patches", "masks", "buttons", "knob", "values", "centres", "travel",
+               "has_stick", "patch_ok", "family")
+
+
+def _stream_region(frames: np.ndarray, size: tuple[int, int], fit: str, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """Pixels [y0:y1, x0:x1] of each game frame as `compose.stream_frame` shows it (black outside the picture)."""
+    H, W = size
+    h, w = frames.shape[1:3]
+    if fit == "stretch":
+        sy, sx, oy, ox = H / h, W / w, 0, 0
+    else:
+        s = min(H / h, W / w)
+        sy = sx = s
+        oy, ox = (H - int(round(h * s))) // 2, (W - int(round(w * s))) // 2
+    ys = np.floor((np.arange(y0, y1) - oy + 0.5) / sy).astype(int)
+    xs = np.floor((np.arange(x0, x1) - ox + 0.5) / sx).astype(int)
+    out = frames[:, np.clip(ys, 0, h - 1)][:, :, np.clip(xs, 0, w - 1)]
+    out[:, (ys < 0) | (ys >= h)] = 0
+    out[:, :, (xs < 0) | (xs >= w)] = 0
+    return out
+
+
+def stick_patch(centre: tuple[float, float], travel: float) -> np.ndarray:
+    """Video pixels -> patch pixels for a stick resting at `centre` (pixel centres) with `travel` pixels of travel:
+    one unit of travel is `PATCH_TRAVEL` patch pixels and the rest position is the patch's middle."""
+    s = P.PATCH_TRAVEL / max(travel, 1e-3)
+    c = (P.PATCH - 1) / 2
+    return similarity(s, c - s * centre[0], c - s * centre[1])
+
+
+def crop_geometry(preset: Preset, canvas_to_video: np.ndarray, box: list[float]) -> dict:
+    """Where the preset's buttons and sticks are in the crop cut from `box`: region masks on the map grid, rest
+    positions and travel in crop pixels."""
+    to_crop = box_to_crop(box, P.CROP, P.MARGIN)
+    a = compose(to_crop, canvas_to_video)
+    s = float(a[0, 0])
+    boxes = {b: [(x0 * s + a[0, 2], y0 * s + a[1, 2], x1 * s + a[0, 2], y1 * s + a[1, 2]) for x0, y0, x1, y1 in bs]
+             for b, bs in preset.button_regions().items()}
+    sticks = preset.sticks()
+    centres = np.zeros((2, 2), np.float32)
+    travel = np.zeros(2, np.float32)
+    has = np.zeros(2, np.uint8)
+    for i, name in enumerate(("j_left", "j_right")):
+        if name in sticks:
+            g = sticks[name]
+            # canvas centre of the knob picture (pixel edges) -> crop pixel centres
+            centres[i] = (g.centre[0] * s + a[0, 2], g.centre[1] * s + a[1, 2])
+            travel[i] = g.radius * s
+            has[i] = g.radius * s > 0.3
+    return {"to_crop": to_crop, "masks": P.boxes_to_masks(boxes), "centres": centres, "travel": travel, "has": has}
+
+
+def make_clip(rng: np.random.Generator, bank: BackgroundBank, preset: Preset, spec: ClipSpec = ClipSpec(),
+              game: str | None = None) -> dict:
+    """One clip: the parser's inputs for `spec.frames` consecutive frames (plus the reference), and the truth."""
+    from azote.labeling.compose import Placement, composite
+    from azote.labeling.locate import neutral_bbox
+
+    H, W = spec.frame_sizes[int(rng.integers(len(spec.frame_sizes)))]
+    fit = spec.fit or ("fit" if rng.random() < 0.75 else "stretch")
+    bx0, by0, bx1, by1 = neutral_bbox(preset)
+    if spec.scale is not None:
+        s = spec.scale
+    else:
+        s = float(np.exp(rng.uniform(*np.log(spec.width_share)))) * W / max(bx1 - bx0, 1.0)
+        s = min(s, 0.85 * H / max(by1 - by0, 1.0))
+    ow, oh = (bx1 - bx0) * s, (by1 - by0) * s
+    if spec.place is not None:
+        px, py = spec.place
+    else:  # anywhere, now and then partly off-screen (streamers push overlays against an edge)
+        px = float(rng.uniform(-0.08 * ow, W - 0.92 * ow)) - bx0 * s
+        py = float(rng.uniform(-0.08 * oh, H - 0.92 * oh)) - by0 * s
+    opacity = float(rng.uniform(*spec.opacity))
+    place = Placement(px, py, s, opacity)
+    # the region to make: the overlay and room for the crop's margin, the box error and the stick patches
+    grow = max(ow, oh) * (P.MARGIN + spec.box_jitter * 3 + 0.1)
+    x0 = max(0, int(np.floor(px + bx0 * s - grow))) & ~1
+    y0 = max(0, int(np.floor(py + by0 * s - grow))) & ~1
+    x1 = min(W, int(np.ceil(px + bx1 * s + grow)))
+    y1 = min(H, int(np.ceil(py + by1 * s + grow)))
+    x1 -= (x1 - x0) % 2
+    y1 -= (y1 - y0) % 2
+    n_clip, n_ref = spec.frames, spec.ref_frames
+    game, run = bank.run(rng, n_clip, game)
+    refs = np.stack([bank.run(rng, 1, game)[1][0] for _ in range(n_ref)])
+    backgrounds = _stream_region(np.concatenate([refs, run]), (H, W), fit, x0, y0, x1, y1)
+    actions = random_actions(rng, n_ref + n_clip + 8)
+    ref_states = [actions[int(i)] for i in rng.integers(0, len(actions), n_ref)]
+    clip_states = [actions[len(actions) - n_clip + t] for t in range(n_clip)]
+    local = Placement(px - x0, py - y0, s, opacity)
+    from azote.labeling.compose import overlay_frame
+
+    frames = np.stack([overlay_frame(bg, preset, pad, local) for bg, pad in zip(backgrounds, ref_states + clip_states)])
+    crf = int(rng.integers(spec.crf[0], spec.crf[1] + 1))
+    decoded = h264_roundtrip(frames, crf)
+    canvas_to_region = local.affine()
+    # the box as a locator reports it: the visible extent, with its error
+    true_box = [local.x + bx0 * s, local.y + by0 * s, ow, oh]
+    j = spec.box_jitter
+    box = [true_box[0] + rng.normal(0, j) * ow, true_box[1] + rng.normal(0, j) * oh,
+           ow * float(np.exp(rng.normal(0, j))), oh * float(np.exp(rng.normal(0, j)))]
+    geo = crop_geometry(preset, canvas_to_region, box)
+    crops = np.stack([warp(f, geo["to_crop"], P.CROP) for f in decoded])
+    ref = np.median(crops[:n_ref], axis=0).astype(np.uint8)
+    # sticks: patches around an estimated rest position at an estimated travel; the knob target is where the knob
+    # is in those units
+    sticks = preset.sticks()
+    patches = np.zeros((n_clip, 2, P.PATCH, P.PATCH, 3), np.uint8)
+    ref_patches = np.zeros((2, P.PATCH, P.PATCH, 3), np.uint8)
+    knob = np.zeros((n_clip, 2, 2), np.float32)
+    ok = np.zeros(2, np.uint8)
+    values = np.zeros((n_clip, 2, 2), np.float32)
+    for i, name in enumerate(("j_left", "j_right")):
+        vals = np.stack([st.j_left if i == 0 else st.j_right for st in clip_states])
+        values[:, i] = vals
+        if name not in sticks or not geo["has"][i]:
+            continue
+        g = sticks[name]
+        cv = canvas_to_region @ np.array([g.centre[0], g.centre[1], 1.0])
+        tv = g.radius * s
+        est_t = tv * float(np.exp(rng.normal(0, spec.travel_jitter)))
+        est_c = cv + rng.normal(0, spec.centre_jitter, 2) * tv
+        m = stick_patch((float(est_c[0]), float(est_c[1])), est_t)
+        ps = np.stack([warp(f, m, (P.PATCH, P.PATCH)) for f in decoded])
+        ref_patches[i] = np.median(ps[:n_ref], axis=0).astype(np.uint8)
+        patches[:, i] = ps[n_ref:]
+        knob[:, i] = (cv[None] + vals * tv - est_c[None]) / est_t
+        ok[i] = 1
+    return {"crops": crops[n_ref:], "ref": ref, "patches": patches, "ref_patches": ref_patches,
+            "masks": geo["masks"], "buttons": np.stack([st.buttons for st in clip_states]).astype(np.uint8),
+            "knob": knob, "values": values, "centres": geo["centres"], "travel": geo["travel"],
+            "has_stick": geo["has"], "patch_ok": ok, "family": np.int64(FAMILIES.index(preset.family)),
+            "preset": preset.name, "game": game, "crf": crf}
+
+
+def write_shard(path: str | os.PathLike, clips: list[dict]) -> Path:
+    """Clips saved together (atomically) as arrays with a leading clip axis."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **{k: np.stack([np.asarray(c[k]) for c in clips]) for k in CLIP_FIELDS},
+             preset=np.array([c["preset"] for c in clips]))
+    os.replace(tmp, path)
+    return path
+
+
+def generated_shard(path: str | os.PathLike, bank: BackgroundBank, clips: int, seed: int, styles: Sequence[str],
+                    spec: ClipSpec = ClipSpec()) -> Path:
+    """A shard of clips, each with a new random preset (`skingen.random_preset`) of one of `styles`."""
+    from azote.labeling.skingen import random_preset
+
+    rng = np.random.default_rng(seed)
+    made = []
+    for _ in range(clips):
+        style = styles[int(rng.integers(len(styles)))]
+        made.append(make_clip(rng, bank, random_preset(rng, style=style), spec))
+    return write_shard(path, made)
+
+
+def _shard_job(args: tuple) -> str:
+    path, bank_path, clips, seed, styles = args
+    import cv2
+
+    cv2.setNumThreads(1)
+    return str(generated_shard(path, BackgroundBank.load(bank_path), clips, seed, styles))
+
+
+def write_shards(out: str | os.PathLike, bank_path: str | os.PathLike, shards: int, clips_per_shard: int,
+                 styles: Sequence[str], seed: int = 0, workers: int = 1,
+                 progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Writes `shards` shards of generated presets under `out` (resumable: existing shards are kept); returns them
+    in order."""
+    out = Path(out)
+    paths = [out / f"shard_{i:04d}.npz" for i in range(shards)]
+    todo = [(p, str(bank_path), clips_per_shard, seed * 100003 + i, list(styles))
+            for i, p in enumerate(paths) if not p.is_file()]
+    if workers <= 1:
+        for job in todo:
+            _shard_job(job)
+            if progress:
+                progress(Path(job[0]).name)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            for name in pool.map(_shard_job, todo):
+                if progress:
+                    progress(Path(name).name)
+    return paths
