@@ -1,4 +1,6 @@
-"""Labelling: skins, round trip through the shipped parser, locate, video -> chunks, resume, corrupt videos."""
+"""Labelling: known presets (input-overlay files the project wrote) round-trip through locate + parse, the known
+preset path adapts and labels, an unseen skin in a held-out style is found, failures say why, video -> chunks,
+resume, corrupt videos."""
 
 from __future__ import annotations
 
@@ -14,19 +16,19 @@ import numpy as np
 import pytest
 
 from azote.gamepad import BUTTONS, ActionChunk, Gamepad
-from azote.labeling import skins as sk
-from azote.labeling.compose import Placement, composite
-from azote.labeling.parser import crop_overlay, load_parser, parse_pairs, placement_affine
+from azote.labeling.compose import Placement, overlay_frame, stream_frame
+from azote.labeling.presets import load_preset
+from azote.labeling.skingen import heldout_presets, shipped_presets
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-def backgrounds(n: int, h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray:
-    """Moving coloured blocks over a gradient: enough texture to be a game-like background."""
+def backgrounds(n: int, h: int = 210, w: int = 160, seed: int = 0) -> np.ndarray:
+    """Moving coloured blocks over a gradient: a game-like picture at an Atari-like size."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
     base = np.stack([(xx * 255 // w), (yy * 255 // h), np.full_like(xx, 90)], -1).astype(np.uint8)
-    blocks = [(rng.integers(0, w), rng.integers(0, h), rng.integers(10, 40), rng.integers(0, 255, 3),
+    blocks = [(rng.integers(0, w), rng.integers(0, h), rng.integers(4, 16), rng.integers(0, 255, 3),
                rng.integers(-3, 4)) for _ in range(12)]
     out = np.empty((n, h, w, 3), np.uint8)
     for t in range(n):
@@ -40,87 +42,108 @@ def backgrounds(n: int, h: int = 240, w: int = 320, seed: int = 0) -> np.ndarray
 
 def states() -> list[Gamepad]:
     return [Gamepad.neutral(), Gamepad.make(["south", "dpad_left", "right_trigger"], j_left=(1, 0), j_right=(0, -1)),
-            Gamepad.make(["north", "start", "left_shoulder", "left_thumb"], j_left=(-0.5, 0.5), j_right=(0.7, 0.7)),
+            Gamepad.make(["north", "start", "left_shoulder"], j_left=(-0.5, 0.5), j_right=(0.7, 0.7)),
             Gamepad.make(["east", "west", "dpad_up", "back", "right_shoulder"], j_left=(0, -1), j_right=(-1, 0.3))]
 
 
-def test_skin_library_has_sixty_variants_and_held_out_skins_of_every_family():
-    from dataclasses import astuple
-
-    assert len({astuple(s)[1:] for s in sk.SKINS.values()}) >= 60
-    assert {sk.SKINS[n].family for n in sk.HELDOUT_SKINS} == set(sk.FAMILIES)
-    assert not set(sk.HELDOUT_SKINS) & set(sk.TRAIN_SKINS)
-    img = sk.render(sk.get_skin("xbox-00"), Gamepad.make(["south"]), 1.5)
-    assert img.shape == (180, 288, 4) and img[..., 3].max() == 255 and img[..., 3].min() == 0
+def _frames(preset, placement: Placement, pads: list[Gamepad], seed: int = 0) -> list[np.ndarray]:
+    return [overlay_frame(stream_frame(bg), preset, pad, placement)
+            for bg, pad in zip(backgrounds(len(pads), seed=seed), pads)]
 
 
-def test_overlay_render_cli_draws_a_png(tmp_path):
-    from PIL import Image
-    from typer.testing import CliRunner
-
-    from azote.cli.main import app
-
-    out = tmp_path / "pad.png"
-    r = CliRunner().invoke(app, ["overlay", "render", "--skin", "switch-02", "--state",
-                                 json.dumps({"pressed": ["south"], "j_left": [0.5, -1]}), "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    assert Image.open(out).mode == "RGBA"
-    bad = CliRunner().invoke(app, ["overlay", "render", "--skin", "nope", "--state", "{}", "--out", str(out)])
-    assert bad.exit_code != 0 and "unknown skin" in bad.output
-
-
-# Skins of the parser's training set, one per family, covering the pressed styles (offset, glow, fill), the stick
-# styles (knob, dot, line) and an outline body; accuracy on held-out skins and games is what `azote label-eval`
-# measures over thousands of frames.
-@pytest.mark.parametrize("skin", ["xbox-04", "playstation-09", "switch-42", "retro-51"])
-def test_rendered_states_parse_back_with_the_shipped_weights(skin):
-    assert skin in sk.TRAIN_SKINS
-    model = load_parser()
-    bg = backgrounds(1, 480, 640, seed=3)[0]
-    s = sk.get_skin(skin)
-    crops = []
-    for pad in states():
-        place = Placement(101, 77, 1.3, 0.9)
-        frame = composite(bg, sk.render(s, pad, place.scale), place)
-        crops.append(crop_overlay(frame, placement_affine(place.x, place.y, place.scale)))
-    crops = np.stack(crops)
-    out = parse_pairs(model, crops, crops, s.family)
-    for i, pad in enumerate(states()):
-        pressed = out["buttons"][i] > 0.5
-        wrong = [BUTTONS[j] for j in np.flatnonzero(pressed != pad.buttons.astype(bool))]
-        assert len(wrong) <= 1, f"{skin} state {i}: wrong buttons {wrong}"
-        err = np.abs(out["sticks"][i] - np.stack([pad.j_left, pad.j_right])).max()
-        assert err < 0.3, f"{skin} state {i}: stick error {err:.2f} ({out['sticks'][i].tolist()})"
-
-
-def test_locate_finds_a_composited_overlay():
-    from azote.labeling.locate import locate
-
-    skin = sk.get_skin("playstation-45")  # held out: found through its family's templates
-    place = Placement(230, 150, 1.1, 0.85)
-    frames = [composite(bg, sk.render(skin, states()[k % 4], place.scale), place)
-              for k, bg in enumerate(backgrounds(4, 480, 640, seed=5))]
-    loc = locate(frames, skins=sk.TRAIN_SKINS)
-    assert loc.family == "playstation" and loc.controller_type == "ps4"
-    assert np.abs(np.array(loc.bbox()) - np.array(place.bbox())).max() < 2.0, (loc.bbox(), place.bbox())
-
-
-def _make_video(path: Path, frames: int = 96, seed: int = 0, skin: str = "xbox-20") -> ActionChunk:
+def _make_video(path: Path, preset, frames: int = 96, seed: int = 0, placement: Placement | None = None) -> ActionChunk:
     from azote.labeling.pipeline_hooks import render_overlay_video
     from azote.labeling.synth import random_actions
 
     actions = random_actions(np.random.default_rng(seed), frames)
-    render_overlay_video(backgrounds(frames, seed=seed), actions, path, skin, fps=30,
-                         placement=Placement(20, 24 + seed, 1.4, 0.9), crf=20)
+    placement = placement or Placement(24, 400 - 6 * seed, 330 / preset.size[0], 0.9)
+    render_overlay_video(backgrounds(frames, seed=seed), actions, path, preset, fps=30, placement=placement, crf=20)
     return actions
+
+
+def test_a_project_preset_round_trips_through_locate_and_parse(tmp_path):
+    """An input-overlay preset written to disk by the project is found by its template and read back."""
+    import torch
+
+    from azote.labeling import parser as P
+    from azote.labeling.label import make_reader
+    from azote.labeling.locate import TemplateBank
+
+    preset = load_preset(shipped_presets()["xbox-one-lineart"].save_input_overlay(tmp_path / "pad"))
+    place = Placement(812.3, 40.6, 360 / preset.size[0], 0.9)
+    pads = states() * 3
+    frames = _frames(preset, place, pads)
+    loc = TemplateBank([preset]).locate(iter(frames))
+    x0, y0, x1, y1 = preset.visible_box()
+    truth = [place.x + x0 * place.scale, place.y + y0 * place.scale, (x1 - x0) * place.scale, (y1 - y0) * place.scale]
+    assert loc.method == "template" and loc.preset == preset.name
+    assert np.abs(np.array(loc.box) - np.array(truth)).max() < 1.5, (loc.box, truth)
+    reader = make_reader(loc, frames, P.load_parser(), preset)
+    wrong, errs = 0, []
+    with torch.inference_mode():
+        for i, (f, pad) in enumerate(zip(frames, pads)):
+            crop, patches = reader.cut(f, (0, 0))
+            prev = reader.cut(frames[i - 1], (0, 0))[0] if i else crop
+            maps, _ = reader.model.forward_maps(torch.from_numpy(np.concatenate([reader.ref, prev, crop], -1)[None]))
+            pressed = P.button_probs(maps, reader.layout)[0].numpy() > 0.5
+            shown = reader.layout.present
+            wrong += int(((pressed != pad.buttons.astype(bool)) & shown).sum())
+            for s, sr in enumerate(reader.sticks):
+                x = np.concatenate([sr.ref, patches[s], patches[s]], -1)[None]
+                v = reader.model.decode_sticks(reader.model.forward_sticks(torch.from_numpy(x)))[0].numpy()
+                errs.append(np.abs(v - (pad.j_left if s == 0 else pad.j_right)).max())
+    assert wrong <= 3, f"{wrong} button readings wrong of {len(pads) * int(reader.layout.present.sum())}"
+    assert np.median(errs) < 0.15, errs
+
+
+def test_known_preset_path_adapts_caches_and_labels(tmp_path, monkeypatch):
+    from azote.labeling.evaluate import score_actions, shown
+    from azote.labeling.label import LabelConfig, label_videos, load_labels
+
+    monkeypatch.setenv("AZOTE_CACHE", str(tmp_path / "cache"))
+    preset = shipped_presets()["playstation-dualsense-filled-light"]
+    path = preset.save_input_overlay(tmp_path / "pad")
+    truths = [_make_video(tmp_path / f"v{i}.mp4", preset, frames=90, seed=i) for i in range(2)]
+    cfg = LabelConfig(chunk_seconds=1.0, adapt_minutes=0.25, adapt_clips=12)
+    cfg.post.min_density = 0.0
+    summary = label_videos([tmp_path / "v0.mp4", tmp_path / "v1.mp4"], tmp_path / "out", templates=[path], config=cfg)
+    assert summary["labelled"] == 2 and not summary["failed"], summary
+    reps = [json.loads((tmp_path / "out" / "labeling" / f"v{i}.json").read_text()) for i in range(2)]
+    assert all(r["locate"]["method"] == "template" and r["locate"]["preset"] == preset.name for r in reps)
+    key = reps[0]["layout"]["adapted"]
+    assert key and (tmp_path / "cache" / "adapted" / key / "parser.safetensors").is_file()
+    assert reps[1]["layout"]["adapted"] == key and reps[1]["seconds_adapt"] < reps[0]["seconds_adapt"]
+    buttons, sticks = shown(preset)
+    s = score_actions(load_labels(tmp_path / "out", "v0"), truths[0], buttons, sticks)
+    assert s["button_accuracy"] > s["press_nothing"] + 0.05, s
+
+
+def test_an_unseen_skin_in_a_held_out_style_is_located():
+    from azote.labeling.detect import detect
+    from azote.labeling.evaluate import bbox_iou
+    from azote.labeling.skingen import HELDOUT_STYLES
+
+    found = []
+    for k, preset in enumerate(heldout_presets()[:4]):
+        assert any(s in preset.name for s in HELDOUT_STYLES)
+        s = (0.3 * 1280) / preset.size[0]
+        place = Placement(1280 - preset.size[0] * s - 20, 720 - preset.size[1] * s - 16, s, 0.85) if k % 2 else \
+            Placement(18, 22, s, 0.85)
+        frames = _frames(preset, place, (states() * 3)[:12], seed=k)
+        det = detect(frames)
+        x0, y0, x1, y1 = preset.visible_box()
+        truth = [place.x + x0 * s, place.y + y0 * s, (x1 - x0) * s, (y1 - y0) * s]
+        found.append(bbox_iou(det.box, truth))
+    assert min(found) > 0.6, found
 
 
 def test_video_to_chunks_with_the_dataset_schema(tmp_path):
     from azote.dataset import Dataset
-    from azote.labeling.evaluate import score_actions
+    from azote.labeling.evaluate import score_actions, shown
     from azote.labeling.label import LabelConfig, label_videos, load_labels
 
-    truth = _make_video(tmp_path / "clip.mp4")
+    preset = shipped_presets()["xbox-360-filled-dark"]
+    truth = _make_video(tmp_path / "clip.mp4", preset, frames=120)
     cfg = LabelConfig(chunk_seconds=1.0)
     cfg.post.min_density = 0.0
     summary = label_videos([tmp_path / "clip.mp4"], tmp_path / "out", game="test/blocks", config=cfg)
@@ -129,12 +152,27 @@ def test_video_to_chunks_with_the_dataset_schema(tmp_path):
     assert not ds.problems and len(ds.chunks) == 4
     meta = ds.chunks[0].metadata
     assert meta.controller_type == "xboxone" and meta.game == "test/blocks" and meta.chunk_size == 30
-    x, y, w, h = meta.bbox_controller_overlay
-    assert abs(x - 20) < 2 and abs(y - 24) < 2 and abs(w - 192 * 1.4) < 3
-    assert meta.original_video.resolution == [480, 640] and meta.fps == pytest.approx(30)
+    assert meta.original_video.resolution == [720, 1280] and meta.fps == pytest.approx(30)
     assert list(ds.chunks[0].actions.to_columns()) == [*BUTTONS, "j_left", "j_right"]
-    s = score_actions(load_labels(tmp_path / "out", "clip"), truth)
-    assert s["button_accuracy"] > 0.9
+    rep = json.loads((tmp_path / "out" / "labeling" / "clip.json").read_text())
+    assert rep["locate"]["method"] == "detector"
+    buttons, sticks = shown(preset)
+    s = score_actions(load_labels(tmp_path / "out", "clip"), truth, buttons, sticks)
+    assert s["button_accuracy"] > s["press_nothing"], s
+
+
+def test_label_cli_says_why_a_video_failed(tmp_path):
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+    from azote.dataset.video import VideoWriter
+
+    with VideoWriter(tmp_path / "plain.mp4", 30) as w:  # a game with no overlay at all
+        for f in backgrounds(40):
+            w.write(stream_frame(f))
+    r = CliRunner().invoke(app, ["label", str(tmp_path / "plain.mp4"), "--out", str(tmp_path / "out"), "--workers", "1"])
+    assert r.exit_code == 1, r.output
+    assert "no controller overlay found" in r.output and "plain.mp4" in r.output and "Traceback" not in r.output
 
 
 def test_density_filter_drops_idle_chunks():
@@ -150,7 +188,7 @@ def test_density_filter_drops_idle_chunks():
 def test_corrupt_video_is_reported_and_the_others_are_labelled(tmp_path):
     from azote.labeling.label import label_videos
 
-    _make_video(tmp_path / "good.mp4", frames=40)
+    _make_video(tmp_path / "good.mp4", shipped_presets()["switch-pro-translucent"], frames=40)
     (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(3000))
     (tmp_path / "blank.mp4").write_bytes(b"")
     summary = label_videos([tmp_path / "bad.mp4", tmp_path / "good.mp4", tmp_path / "blank.mp4"], tmp_path / "out")
@@ -160,29 +198,26 @@ def test_corrupt_video_is_reported_and_the_others_are_labelled(tmp_path):
 
 
 def test_resume_after_kill_leaves_no_half_written_chunk(tmp_path):
-    from azote.labeling.label import REPORT_DIR, label_videos
+    from azote.labeling.label import REPORT_DIR, LabelConfig, label_videos
 
     videos = [tmp_path / f"v{i}.mp4" for i in range(3)]
     for i, v in enumerate(videos):
-        _make_video(v, frames=60, seed=i)
+        _make_video(v, shipped_presets()["retro-snes-filled-dark"], frames=60, seed=i)
     out = tmp_path / "out"
     code = ("import sys; from azote.labeling.label import label_videos, LabelConfig; c = LabelConfig(chunk_seconds=0.5);"
             "c.post.min_density = 0.0; label_videos(sys.argv[2:], sys.argv[1], config=c)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(out), *map(str, videos)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
+    deadline = time.time() + 90
     while time.time() < deadline and not list((out / REPORT_DIR).glob("*.json")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = {p.stem for p in (out / REPORT_DIR).glob("v*.json")}
     assert done_before, "the first video should have finished before the kill"
-    # whatever the kill interrupted: every visible chunk directory is complete
-    for d in (out / "actions").rglob("*_chunk_*"):
+    for d in (out / "actions").rglob("*_chunk_*"):  # whatever the kill interrupted: visible chunks are complete
         if not any(part.startswith(".") for part in d.relative_to(out).parts):
             assert (d / "actions_raw.parquet").is_file() and (d / "metadata.json").is_file()
-    from azote.labeling.label import LabelConfig
-
     cfg = LabelConfig(chunk_seconds=0.5)
     cfg.post.min_density = 0.0
     summary = label_videos(videos, out, config=cfg)

@@ -3,8 +3,7 @@
 An overlay stays in place while the game changes under and around it, and only its buttons and knobs change. The
 detector sees frames sampled across the video at `INPUT` pixels (letterboxed): their per-pixel median (the
 overlay at rest, moving game content removed), their per-pixel spread (low on an opaque overlay, high where the
-game moves) and one frame. A small CenterNet-style network (convolutional encoder, upsampling decoder to a quarter
-of the input) gives a heatmap of overlay centres, the box size (log of width and height, as shares of the frame
+game moves) and one frame. A small CenterNet-style network (convolutional encoder, upsampling decoder) gives, at an eighth of the input's resolution, a heatmap of overlay centres, the box size (log of width and height, as shares of the frame
 width), the sub-cell offset of the centre, and the controller family. It is trained on the project's generated
 skins (`azote.labeling.skingen`) over frames of shipped games; the box it predicts is the overlay's visible extent,
 including any part pushed off-screen.
@@ -27,8 +26,8 @@ import torch.nn.functional as F
 
 from azote.labeling.presets import FAMILIES, Preset
 
-INPUT = (320, 192)  # (W, H) of the detector's input
-STRIDE = 4
+INPUT = (256, 160)  # (W, H) of the detector's input
+STRIDE = 8
 CHANNELS = 7  # median RGB, spread, one frame RGB
 WEIGHTS_DIR = Path(__file__).parent / "weights" / "detector"
 ARCH = 1
@@ -79,42 +78,39 @@ def _block(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> torch.nn.
 
 @dataclass
 class DetectorConfig:
-    widths: list[int] = field(default_factory=lambda: [24, 32, 48, 64, 96])
+    widths: list[int] = field(default_factory=lambda: [16, 24, 32, 48, 64])
     arch: int = ARCH
 
 
 class OverlayDetector(torch.nn.Module):
     """[B, H, W, 7] uint8 cues -> heatmap logits [B, 1, h, w], box [B, 4, h, w] (log w, log h, dx, dy), family
-    logits [B, 4, h, w], at a quarter of the input's resolution."""
+    logits [B, 4, h, w], at an eighth of the input's resolution."""
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         super().__init__()
         self.config = config or DetectorConfig()
         a, b, c, d, e = self.config.widths
-        self.s2 = torch.nn.Sequential(_block(CHANNELS, a, 2), _block(a, a))
+        self.s2 = _block(CHANNELS, a, 2)
         self.s4 = torch.nn.Sequential(_block(a, b, 2), _block(b, b))
         self.s8 = torch.nn.Sequential(_block(b, c, 2), _block(c, c))
-        self.s16 = torch.nn.Sequential(_block(c, d, 2), _block(d, d), _block(d, d, dilation=2))
+        self.s16 = torch.nn.Sequential(_block(c, d, 2), _block(d, d, dilation=2))
         self.s32 = torch.nn.Sequential(_block(d, e, 2), _block(e, e, dilation=2), _block(e, e, dilation=4))
         self.up16 = _block(d + e, d)
         self.up8 = _block(c + d, c)
-        self.up4 = _block(b + c, b)
-        self.head = torch.nn.Sequential(_block(b, b), torch.nn.Conv2d(b, 1 + 4 + len(FAMILIES), 1))
+        self.head = torch.nn.Sequential(_block(c, c), torch.nn.Conv2d(c, 1 + 4 + len(FAMILIES), 1))
         with torch.no_grad():
             self.head[-1].bias[0] = -4.0  # centres are rare: start with a low heatmap (focal-loss practice)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        f2 = self.s2(x)
-        f4 = self.s4(f2)
-        f8 = self.s8(f4)
+        f8 = self.s8(self.s4(self.s2(x)))
         f16 = self.s16(f8)
         f32 = self.s32(f16)
 
         def up(a: torch.Tensor, b: torch.Tensor, conv: torch.nn.Module) -> torch.Tensor:
             return conv(torch.cat([a, F.interpolate(b, size=a.shape[2:], mode="bilinear", align_corners=False)], 1))
 
-        y = up(f4, up(f8, up(f16, f32, self.up16), self.up8), self.up4)
+        y = up(f8, up(f16, f32, self.up16), self.up8)
         out = self.head(y)
         return out[:, :1], out[:, 1:5], out[:, 5:]
 
@@ -135,7 +131,7 @@ def decode(heat: torch.Tensor, box: torch.Tensor, fam: torch.Tensor, frame_w: fl
     cy, cx = divmod(k, w)
     lw, lh, dx, dy = (float(v) for v in box[:, cy, cx])
     bw, bh = math.exp(lw) * frame_w, math.exp(lh) * frame_w
-    # centre in input pixels (pixel edges): cell centre (4 * c + 2) plus the offset in cells
+    # centre in input pixels (pixel edges): the cell's centre plus the offset, in cells
     ix, iy = (cx + 0.5 + dx) * STRIDE, (cy + 0.5 + dy) * STRIDE
     vx, vy = ix / scale, iy / scale
     probs = fam[:, cy, cx].softmax(0)

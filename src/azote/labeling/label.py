@@ -57,6 +57,7 @@ class LabelConfig:
     keep_video: str = "link"  # link (hard link, else copy) | copy
     adapt: bool = True  # adapt the parser to a matched known preset
     adapt_minutes: float = 3.0
+    adapt_clips: int = 160
 
 
 def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[np.ndarray]:
@@ -310,7 +311,8 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     if preset is not None and cfg.adapt:
         from azote.labeling.adapt import adapted_parser
 
-        model, adapted = adapted_parser(preset, loc, frames, base, minutes=cfg.adapt_minutes, log=log)
+        model, adapted = adapted_parser(preset, loc, frames, base, minutes=cfg.adapt_minutes, clips=cfg.adapt_clips,
+                                        log=log)
     reader = make_reader(loc, frames, model, preset)
     reader.adapted = adapted
     t_adapt = time.perf_counter() - t0 - t_locate

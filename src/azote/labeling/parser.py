@@ -8,11 +8,12 @@ is pressed, whatever the skin's style; the previous frame adds motion.
 Network (stage A). A small SegFormer encoder (transformers `SegformerModel`, trained from scratch) and an all-MLP
 decoder give maps at a quarter of the crop's resolution:
 - `region` (17 channels): where each button is drawn (the layout);
-- `pressed` (17): where button j is drawn *and* pressed;
+- `pressed` (1): where a pressed button is drawn, whichever button it is (the look of "pressed" is learned once
+  for every button, whatever the skin);
 - `centre` (2): a peak at each stick's knob rest position; `travel` (2): the stick's travel there, in crop pixels;
 and from pooled features the controller family and whether each stick exists. The layout maps do not change
-within a video, so they are averaged over frames; a button's probability is its `pressed` map averaged over its
-(video-level) region. For a known preset the regions come from the preset instead.
+within a video, so they are averaged over frames; a button's probability is the `pressed` map averaged over the
+button's (video-level) region. For a known preset the regions come from the preset instead.
 
 Sticks (stage B). Around each stick's rest position, a square patch of the full-resolution frame is taken at a
 scale where one unit of travel is `PATCH_TRAVEL` pixels (again reference, previous and current: 9 channels). A
@@ -36,7 +37,7 @@ from azote.gamepad import BUTTONS, NUM_BUTTONS
 from azote.labeling.presets import FAMILIES
 
 CROP = (160, 104)  # (W, H) of the overlay crop
-MARGIN = 0.06  # the box is grown by this share of its size on every side before letterboxing
+MARGIN = 0.1  # the box is grown by this share of its size on every side before letterboxing
 STRIDE = 4
 MAP = ((CROP[1] + 2 * 3 - 7) // STRIDE + 1, (CROP[0] + 2 * 3 - 7) // STRIDE + 1)  # (h, w) of the maps
 PATCH = 48  # stick patch, pixels
@@ -44,11 +45,11 @@ PATCH_TRAVEL = 7.0  # patch pixels per unit of (estimated) travel
 GRID = 11  # stick position classes per axis
 GRID_SPAN = 1.3  # the grid spans +-GRID_SPAN units of estimated travel
 TRAVEL_UNIT = 8.0  # crop pixels per unit of the travel map
-N_REGION, N_PRESSED = NUM_BUTTONS, NUM_BUTTONS
+N_REGION, N_PRESSED = NUM_BUTTONS, 1
 CHANNELS = N_REGION + N_PRESSED + 2 + 2
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 FAMILY_INDEX = {f: i for i, f in enumerate(FAMILIES)}
-ARCH = 2  # bumped when the network's inputs or outputs change meaning
+ARCH = 4  # bumped when the network's inputs or outputs change meaning
 
 
 class WeightsError(RuntimeError):
@@ -61,8 +62,8 @@ class ParserConfig:
     depths: list[int] = field(default_factory=lambda: [1, 1, 2, 1])
     num_attention_heads: list[int] = field(default_factory=lambda: [1, 1, 2, 4])
     sr_ratios: list[int] = field(default_factory=lambda: [8, 4, 2, 1])
-    decoder_hidden_size: int = 48
-    stick_channels: list[int] = field(default_factory=lambda: [16, 32, 48])
+    decoder_hidden_size: int = 32
+    stick_channels: list[int] = field(default_factory=lambda: [16, 24, 32])
     arch: int = ARCH
 
     def segformer(self) -> Any:
@@ -80,25 +81,26 @@ def _conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> torch.nn.S
 
 
 class StickNet(torch.nn.Module):
-    """A small U-Net: 9-channel patch [B, 9, PATCH, PATCH] -> knob heatmap logits [B, 1, PATCH, PATCH]."""
+    """9-channel patch [B, 9, PATCH, PATCH] -> knob heatmap logits [B, 1, PATCH / 2, PATCH / 2]: a small encoder to
+    an eighth of the patch (to see the whole knob) and back up to a half (where it is read, bilinearly)."""
 
     def __init__(self, ch: list[int]) -> None:
         super().__init__()
         a, b, c = ch
-        self.enc1 = torch.nn.Sequential(_conv(9, a), _conv(a, a))
-        self.enc2 = torch.nn.Sequential(_conv(a, b, 2), _conv(b, b))
-        self.enc3 = torch.nn.Sequential(_conv(b, c, 2), _conv(c, c, dilation=2), _conv(c, c, dilation=2))
-        self.dec2 = _conv(b + c, b)
-        self.dec1 = _conv(a + b, a)
+        self.enc2 = torch.nn.Sequential(_conv(9, a, 2), _conv(a, a))
+        self.enc4 = torch.nn.Sequential(_conv(a, b, 2), _conv(b, b))
+        self.enc8 = torch.nn.Sequential(_conv(b, c, 2), _conv(c, c, dilation=2))
+        self.dec4 = _conv(b + c, b)
+        self.dec2 = _conv(a + b, a)
         self.head = torch.nn.Conv2d(a, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e1 = self.enc1(x)
-        e2 = self.enc2(e1)
-        e3 = self.enc3(e2)
-        d2 = self.dec2(torch.cat([e2, F.interpolate(e3, size=e2.shape[2:], mode="bilinear", align_corners=False)], 1))
-        d1 = self.dec1(torch.cat([e1, F.interpolate(d2, size=e1.shape[2:], mode="bilinear", align_corners=False)], 1))
-        return self.head(d1)
+        e2 = self.enc2(x)
+        e4 = self.enc4(e2)
+        e8 = self.enc8(e4)
+        d4 = self.dec4(torch.cat([e4, F.interpolate(e8, size=e4.shape[2:], mode="bilinear", align_corners=False)], 1))
+        d2 = self.dec2(torch.cat([e2, F.interpolate(d4, size=e2.shape[2:], mode="bilinear", align_corners=False)], 1))
+        return self.head(d2)
 
 
 def grid_points() -> torch.Tensor:
@@ -118,30 +120,32 @@ class OverlayParser(torch.nn.Module):
         self.encoder = SegformerModel(c.segformer())
         d = c.decoder_hidden_size
         self.proj = torch.nn.ModuleList(torch.nn.Conv2d(h, d, 1) for h in c.hidden_sizes)
-        self.fuse = torch.nn.Sequential(torch.nn.Conv2d(4 * d, d, 1, bias=False), torch.nn.BatchNorm2d(d),
-                                        torch.nn.ReLU(inplace=True), torch.nn.Conv2d(d, d, 3, padding=1),
-                                        torch.nn.ReLU(inplace=True))
+        self.fuse = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Conv2d(d, d, 3, padding=1), torch.nn.ReLU())
         self.maps = torch.nn.Conv2d(d, CHANNELS, 1)
         self.globals = torch.nn.Linear(c.hidden_sizes[-1], len(FAMILIES) + 2)  # family, stick presence
         self.stick = StickNet(c.stick_channels)
         self.register_buffer("cells", grid_points(), persistent=False)
-        # patch pixel of each cell (patch centre = PATCH / 2 in pixel-edge coordinates)
+        # patch position of each cell in pixel-edge coordinates (the rest position is the patch's middle); the
+        # heatmap covers the patch at half its resolution, so the same normalised coordinates read it
         pix = PATCH / 2 + self.cells * PATCH_TRAVEL
         self.register_buffer("cell_grid", (pix / PATCH * 2 - 1).view(1, 1, GRID * GRID, 2), persistent=False)
 
     @staticmethod
     def _normalise(x: torch.Tensor) -> torch.Tensor:
-        """uint8-range NHWC with 9 channels -> NCHW in [-1, 1]."""
-        return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        """uint8-range NHWC with 9 channels -> NCHW in [-1, 1] (a strided view: the first convolution reads it
+        faster than a copy)."""
+        return x.float().mul_(1 / 127.5).sub_(1.0).permute(0, 3, 1, 2)
 
     def forward_maps(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """crops [B, H, W, 9] (0..255) -> maps [B, CHANNELS, h, w] and global logits [B, 4 + 2]."""
+        """crops [B, H, W, 9] (0..255) -> maps [B, CHANNELS, h, w] and global logits [B, 4 + 2]. The decoder
+        sums every stage's projection at a quarter of the crop (SegFormer's all-MLP decoder, summed rather than
+        concatenated: the same reach at a third of the cost)."""
         hs = self.encoder(pixel_values=self._normalise(crops), output_hidden_states=True).hidden_states
         size = hs[0].shape[2:]
-        feats = [F.interpolate(p(h), size=size, mode="bilinear", align_corners=False) if i else p(h)
-                 for i, (p, h) in enumerate(zip(self.proj, hs))]
-        maps = self.maps(self.fuse(torch.cat(feats, 1)))
-        return maps, self.globals(hs[-1].mean(dim=(2, 3)))
+        y = self.proj[0](hs[0])
+        for p, h in zip(self.proj[1:], hs[1:]):
+            y = y + F.interpolate(p(h), size=size, mode="bilinear", align_corners=False)
+        return self.maps(self.fuse(y)), self.globals(hs[-1].mean(dim=(2, 3)))
 
     def forward_sticks(self, patches: torch.Tensor) -> torch.Tensor:
         """patches [B, PATCH, PATCH, 9] (0..255) -> stick cell logits [B, G*G]."""
@@ -217,18 +221,18 @@ def layout_from_maps(maps: torch.Tensor, glob: torch.Tensor, threshold: float = 
         xs, ys = (torch.from_numpy(a).float() for a in map_pixel_centres())
         sticks: list[tuple[float, float, float] | None] = []
         for s in range(2):
-            c = m[2 * NUM_BUTTONS + s]
+            c = m[N_REGION + N_PRESSED + s]
             p = c.flatten().softmax(0).view_as(c)
             cx, cy = float((p.sum(0) * xs).sum()), float((p.sum(1) * ys).sum())
-            travel = float((p * m[2 * NUM_BUTTONS + 2 + s]).sum()) * TRAVEL_UNIT
+            travel = float((p * m[N_REGION + N_PRESSED + 2 + s]).sum()) * TRAVEL_UNIT
             sticks.append((cx, cy, max(travel, 0.5)) if has_stick[s] else None)
     return LayoutEstimate(w.numpy(), present.numpy(), sticks, FAMILIES[int(fam.argmax())], fam.numpy())
 
 
 def button_probs(maps: torch.Tensor, layout: LayoutEstimate) -> torch.Tensor:
-    """[B, C, h, w] maps -> [B, 17] button probabilities: each button's pressed map averaged over its region."""
+    """[B, C, h, w] maps -> [B, 17] button probabilities: the pressed map averaged over each button's region."""
     w = torch.from_numpy(layout.weights).to(maps.device)
-    return (torch.sigmoid(maps[:, N_REGION:N_REGION + N_PRESSED]) * w).sum(dim=(2, 3))
+    return (torch.sigmoid(maps[:, N_REGION:N_REGION + 1]) * w).sum(dim=(2, 3))
 
 
 # --- training losses ---------------------------------------------------------------------------------------------
@@ -263,19 +267,19 @@ def parser_loss(model: OverlayParser, batch: dict[str, torch.Tensor]) -> tuple[t
     masks = batch["masks"].float()  # [B, 17, h, w]
     pressed = batch["buttons"].float()  # [B, 17]
     present = (masks.flatten(2).amax(-1) > 0).float()
-    region, press = maps[:, :N_REGION], maps[:, N_REGION:N_REGION + N_PRESSED]
+    region, press = maps[:, :N_REGION], maps[:, N_REGION:N_REGION + 1]
     l_region = F.binary_cross_entropy_with_logits(region, masks, pos_weight=torch.tensor(4.0))
-    target_pix = masks * pressed[..., None, None]
-    l_press_pix = F.binary_cross_entropy_with_logits(press, target_pix, pos_weight=torch.tensor(4.0))
+    target_pix = (masks * pressed[..., None, None]).amax(1, keepdim=True)
+    l_press_pix = F.binary_cross_entropy_with_logits(press, target_pix, pos_weight=torch.tensor(3.0))
     w = masks / masks.flatten(2).sum(-1).clamp_min(1.0)[..., None, None]
     prob = (torch.sigmoid(press) * w).sum(dim=(2, 3)).clamp(1e-5, 1 - 1e-5)
     l_press = (F.binary_cross_entropy(prob, pressed, reduction="none") * present).sum() / present.sum().clamp_min(1)
     has = batch["has_stick"].float()  # [B, 2]
-    c_logits = maps[:, 2 * NUM_BUTTONS:2 * NUM_BUTTONS + 2]
+    c_logits = maps[:, N_REGION + N_PRESSED:N_REGION + N_PRESSED + 2]
     c_target = centre_targets(batch["centres"])
     l_centre = (-(c_target * c_logits.flatten(2).log_softmax(-1).view_as(c_logits)).sum(dim=(2, 3)) * has).sum() \
         / has.sum().clamp_min(1)
-    t_map = maps[:, 2 * NUM_BUTTONS + 2:2 * NUM_BUTTONS + 4]
+    t_map = maps[:, N_REGION + N_PRESSED + 2:N_REGION + N_PRESSED + 4]
     t_pred = (t_map * c_target).sum(dim=(2, 3))
     l_travel = ((t_pred - batch["travel"] / TRAVEL_UNIT).abs() * has).sum() / has.sum().clamp_min(1)
     l_family = F.cross_entropy(glob[:, :len(FAMILIES)], batch["family"])

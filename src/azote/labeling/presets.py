@@ -121,16 +121,21 @@ class Preset:
 
     # --- geometry the labeller needs ---------------------------------------------------------------------------
     def button_regions(self) -> dict[str, list[tuple[float, float, float, float]]]:
-        """Every button's boxes (x0, y0, x1, y1 in canvas pixels) where its pictures can show; the d-pad element
-        and stick clicks give their whole area (a stick's travel included)."""
+        """Every button's boxes (x0, y0, x1, y1 in canvas pixels) where its pictures can show: a d-pad element's
+        direction is its arm (the band of the element on that side), a stick click the knob's whole travel."""
         out: dict[str, list[tuple[float, float, float, float]]] = {}
         for e in self.elements:
             x0, y0, x1, y1 = e.box()
             if e.kind in ("button", "trigger", "guide") and e.button:
                 out.setdefault(e.button, []).append((x0, y0, x1, y1))
-            elif e.kind == "dpad":
-                for b in ("dpad_up", "dpad_down", "dpad_left", "dpad_right"):
-                    out.setdefault(b, []).append((x0, y0, x1, y1))
+            elif e.kind == "dpad":  # one picture per direction: each direction's arm, a band of the element
+                w, h = x1 - x0, y1 - y0
+                arms = {"dpad_up": (x0 + 0.3 * w, y0, x1 - 0.3 * w, y0 + 0.42 * h),
+                        "dpad_down": (x0 + 0.3 * w, y1 - 0.42 * h, x1 - 0.3 * w, y1),
+                        "dpad_left": (x0, y0 + 0.3 * h, x0 + 0.42 * w, y1 - 0.3 * h),
+                        "dpad_right": (x1 - 0.42 * w, y0 + 0.3 * h, x1, y1 - 0.3 * h)}
+                for b, box in arms.items():
+                    out.setdefault(b, []).append(box)
             elif e.kind == "stick" and e.stick and "pressed" in e.pictures:
                 r = e.radius
                 out.setdefault("left_thumb" if e.stick == "j_left" else "right_thumb", []).append(

@@ -160,8 +160,8 @@ class ClipSpec:
     width_share: tuple[float, float] = (0.14, 0.42)  # overlay width / frame width
     opacity: tuple[float, float] = (0.5, 1.0)
     crf: tuple[int, int] = (18, 34)
-    box_jitter: float = 0.035  # locate error of the box: share of its size (position and size)
-    centre_jitter: float = 0.2  # stick rest position error: travel units
+    box_jitter: float = 0.05  # locate error of the box: share of its size (position and size)
+    centre_jitter: float = 0.3  # stick rest position error: travel units
     travel_jitter: float = 0.18  # travel estimate error: sigma of its log
     scale: float | None = None  # overlay scale fixed (known preset at a known size), else from width_share
     place: tuple[float, float] | None = None  # canvas top-left fixed (stream pixels), else anywhere

@@ -118,7 +118,7 @@ def evaluate(model: OverlayParser, data: ShardData, limit: int | None = 3000) ->
         maps, glob = model.forward_maps(b["crops"])
         masks = b["masks"].float()
         w = masks / masks.flatten(2).sum(-1).clamp_min(1.0)[..., None, None]
-        prob = (torch.sigmoid(maps[:, P.N_REGION:P.N_REGION + P.N_PRESSED]) * w).sum(dim=(2, 3))
+        prob = (torch.sigmoid(maps[:, P.N_REGION:P.N_REGION + 1]) * w).sum(dim=(2, 3))
         pb.append(prob.numpy() > 0.5)
         tb.append(b["buttons"].numpy() > 0)
         keep.append(masks.flatten(2).amax(-1).numpy() > 0)
