@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +16,7 @@ from azote.dataset import EpisodeWriter, is_complete
 from azote.envs import make
 from azote.envs.base import GamepadEnv
 from azote.envs.rollout import play_episode
+from azote.lifetime import worker_pool
 
 
 class AgentSpecError(ValueError):
@@ -181,7 +182,7 @@ def record_episodes(game: str, spec: str, out: str | os.PathLike, seeds: list[in
         finally:
             env.close()
     results = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers, context="fork") as pool:
         futures = [pool.submit(_record_in_worker, game, spec, str(out), s, max_steps, execute, crf) for s in seeds]
         for f in as_completed(futures):
             results.append(f.result())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -17,6 +17,7 @@ from azote.bench.tasks import Suite, Task
 from azote.envs import make
 from azote.envs.base import GamepadEnv
 from azote.gamepad import ActionChunk, Gamepad
+from azote.lifetime import worker_pool
 
 RESULTS = "results.jsonl"
 
@@ -192,7 +193,7 @@ def run_suite(suite: Suite, spec: str, episodes: int, out: Path, workers: int = 
         for task_id, episode in jobs:
             record(run_job(str(suite.path), task_id, episode, spec, video_for(task_id, episode)))
         return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with worker_pool(workers, context="fork") as pool:
         pending = {pool.submit(run_job, str(suite.path), t, e, spec, video_for(t, e)) for t, e in jobs}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)

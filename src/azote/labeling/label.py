@@ -163,9 +163,32 @@ def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.Overlay
             readers.append(None)
             continue
         c = inv @ np.array([g[0], g[1], 1.0])
-        m = stick_patch((float(c[0]), float(c[1])), g[2] / s)
+        centre, travel = (float(c[0]), float(c[1])), g[2] / s
+        for _ in range(2 if preset is None else 0):  # a rest position read off the drawing: refine it
+            m = stick_patch(centre, travel)
+            patches = [warp(f, m, (P.PATCH, P.PATCH)) for f in frames]
+            ref_p = _median(patches)
+            with torch.inference_mode():
+                x = torch.from_numpy(np.stack([np.concatenate([ref_p, p, p], -1) for p in patches]))
+                v = model.decode_sticks(model.forward_sticks(x)).numpy()
+            d = _densest(v)
+            if not 0.08 < float(np.hypot(*d)) < 0.5:  # close enough, or a held direction rather than the rest
+                break
+            centre = (centre[0] + float(d[0]) * travel, centre[1] + float(d[1]) * travel)
+        m = stick_patch(centre, travel)
         readers.append(StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames])))
     return OverlayReader(located, to_crop, ref, layout, readers, model)
+
+
+def _densest(v: np.ndarray, bandwidth: float = 0.15) -> np.ndarray:
+    """The densest point of stick readings [N, 2] (a few mean-shift steps from the best-supported reading): where
+    the knob rests when it rests most often."""
+    support = (np.linalg.norm(v[:, None] - v[None], axis=-1) < bandwidth).sum(1)
+    x = v[int(np.argmax(support))]
+    for _ in range(5):
+        near = np.linalg.norm(v - x, axis=1) < bandwidth
+        x = v[near].mean(axis=0)
+    return x
 
 
 @torch.inference_mode()
@@ -454,11 +477,11 @@ def label_videos(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
         for j in todo:
             done(_label_job(j))
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=mp.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(w, tpl, 1)) as pool:
+        from azote.lifetime import worker_pool
+
+        with worker_pool(min(workers, len(todo)), _init_worker, (w, tpl, 1)) as pool:
             for fut in as_completed([pool.submit(_label_job, j) for j in todo]):
                 done(fut.result())
     summary = summarise(results, time.perf_counter() - t0)

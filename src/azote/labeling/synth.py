@@ -358,10 +358,9 @@ def write_shards(out: str | os.PathLike, bank_path: str | os.PathLike, shards: i
             if progress:
                 progress(Path(job[0]).name)
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        from azote.lifetime import worker_pool
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        with worker_pool(workers) as pool:
             for name in pool.map(_shard_job, todo):
                 if progress:
                     progress(Path(name).name)
