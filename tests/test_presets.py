@@ -82,6 +82,17 @@ def test_saved_input_overlay_preset_renders_the_same(tmp_path):
             assert np.abs(p.render(pad, scale).astype(int) - q.render(pad, scale).astype(int)).max() <= 1
 
 
+def test_saved_azote_template_renders_the_same(tmp_path):
+    from azote.labeling.skingen import shipped_presets
+
+    for p in (load_preset(write_input_overlay(tmp_path)), shipped_presets()["retro-snes-filled-dark"]):
+        q = load_preset(p.save_template(tmp_path / f"t-{p.name}"))
+        assert q.family == p.family and q.size == p.size
+        for pad in (Gamepad.neutral(), Gamepad.make(["south", "east", "dpad_up", "dpad_left", "left_trigger",
+                                                     "left_shoulder", "left_thumb"], j_left=(-0.4, 1))):
+            assert np.abs(p.render(pad, 0.5).astype(int) - q.render(pad, 0.5).astype(int)).max() <= 1
+
+
 def test_azote_template_format(tmp_path):
     body = np.full((60, 100, 4), 80, np.uint8)
     body[..., 3] = 255

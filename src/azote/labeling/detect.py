@@ -300,7 +300,6 @@ def write_detector_shards(out: str | os.PathLike, bank_path: str | os.PathLike, 
 def targets(box: torch.Tensor, has: torch.Tensor, scale_w: torch.Tensor, hw: tuple[int, int]) -> dict[str, torch.Tensor]:
     """Per image: the Gaussian heatmap around the box centre's cell, the centre cell, and the regression targets."""
     h, w = hw
-    b = box.shape[0]
     cx = (box[:, 0] + box[:, 2] / 2) * scale_w / STRIDE  # centre in cells (pixel edges)
     cy = (box[:, 1] + box[:, 3] / 2) * scale_w / STRIDE
     ix, iy = cx.floor().clamp(0, w - 1), cy.floor().clamp(0, h - 1)

@@ -35,7 +35,7 @@ from azote.dataset.video import VideoError, probe
 from azote.dataset.writer import video_labels_dir
 from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
-from azote.labeling.frames import box_to_crop, compose, invert, region_rgb, source_box, warp
+from azote.labeling.frames import box_to_crop, invert, region_rgb, source_box, warp
 from azote.labeling.locate import Located, LocateError, TemplateBank
 from azote.labeling.postprocess import PostConfig, chunk_density, to_actions
 from azote.labeling.presets import Preset
@@ -92,6 +92,8 @@ def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[n
 class StickReader:
     to_patch: np.ndarray  # video pixels -> patch pixels
     ref: np.ndarray  # [PATCH, PATCH, 3]: the patch's median over the sampled frames
+    centre: tuple[float, float]  # rest position, video pixels
+    travel: float  # video pixels
 
 
 @dataclass
@@ -119,15 +121,8 @@ class OverlayReader:
         return crop, patches
 
     def describe(self) -> dict:
-        sticks = []
-        for s, g in zip(self.sticks, self.layout.sticks):
-            if s is None or g is None:
-                sticks.append(None)
-                continue
-            inv = invert(self.to_crop)
-            c = inv @ np.array([g[0], g[1], 1.0])
-            sticks.append({"centre": [round(float(c[0]), 2), round(float(c[1]), 2)],
-                           "travel": round(float(g[2] / self.to_crop[0, 0]), 2)})
+        sticks = [None if s is None else {"centre": [round(v, 2) for v in s.centre], "travel": round(s.travel, 2)}
+                  for s in self.sticks]
         return {"buttons_found": [b for b, ok in zip(P.BUTTONS, self.layout.present) if ok], "sticks": sticks,
                 "family_probs": [round(float(v), 4) for v in self.layout.family_probs], "adapted": self.adapted}
 
@@ -176,7 +171,7 @@ def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.Overlay
                 break
             centre = (centre[0] + float(d[0]) * travel, centre[1] + float(d[1]) * travel)
         m = stick_patch(centre, travel)
-        readers.append(StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames])))
+        readers.append(StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames]), centre, travel))
     return OverlayReader(located, to_crop, ref, layout, readers, model)
 
 

@@ -229,6 +229,35 @@ class Preset:
         return self.render(Gamepad.neutral(), scale)
 
     # --- writing ---------------------------------------------------------------------------------------------------
+    def save_template(self, directory: str | os.PathLike) -> Path:
+        """Writes the preset in Azote's template format: `template.json` + one PNG per picture. Returns the JSON."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        elements = []
+        for i, e in enumerate(self.elements):
+            files = {}
+            for key, pic in e.pictures.items():
+                files[key] = f"e{i:03d}-{key}.png"
+                _atomic_write(directory / files[key], _png_bytes(pic))
+            kind = "picture" if e.kind == "button" and not e.button else e.kind  # a key never pressed by a pad
+            d: dict[str, Any] = {"type": kind, "id": e.name, "pos": [round(e.pos[0], 3), round(e.pos[1], 3)],
+                                 "image": files["normal"]}
+            if "pressed" in files and kind != "picture":
+                d["pressed"] = files["pressed"]
+            if e.kind in ("button", "trigger", "guide") and e.button:
+                d["button"] = e.button
+            if e.kind == "trigger":
+                d["fill"] = e.fill
+            if e.kind == "stick":
+                d["stick"], d["radius"] = "left" if e.stick == "j_left" else "right", e.radius
+            if e.kind == "dpad":
+                d["directions"] = {k: files[k] for k in DPAD_PICTURES if k in files}
+            elements.append(d)
+        doc = {"azote_template": 1, "name": self.name, "family": self.family, "size": list(self.size),
+               "elements": elements}
+        _atomic_write(directory / "template.json", json.dumps(doc, indent=1).encode())
+        return directory / "template.json"
+
     def save_input_overlay(self, directory: str | os.PathLike, stem: str | None = None) -> Path:
         """Writes the preset in input-overlay's format: `<stem>.json` + `<stem>.png` (one atlas, pressed pictures
         below normal ones). Returns the JSON path."""

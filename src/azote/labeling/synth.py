@@ -231,7 +231,7 @@ def crop_geometry(preset: Preset, canvas_to_video: np.ndarray, box: list[float])
 def make_clip(rng: np.random.Generator, bank: BackgroundBank, preset: Preset, spec: ClipSpec = ClipSpec(),
               game: str | None = None) -> dict:
     """One clip: the parser's inputs for `spec.frames` consecutive frames (plus the reference), and the truth."""
-    from azote.labeling.compose import Placement, composite
+    from azote.labeling.compose import Placement, overlay_frame
     from azote.labeling.locate import neutral_bbox
 
     H, W = spec.frame_sizes[int(rng.integers(len(spec.frame_sizes)))]
@@ -249,7 +249,6 @@ def make_clip(rng: np.random.Generator, bank: BackgroundBank, preset: Preset, sp
         px = float(rng.uniform(-0.08 * ow, W - 0.92 * ow)) - bx0 * s
         py = float(rng.uniform(-0.08 * oh, H - 0.92 * oh)) - by0 * s
     opacity = float(rng.uniform(*spec.opacity))
-    place = Placement(px, py, s, opacity)
     # the region to make: the overlay and room for the crop's margin, the box error and the stick patches
     grow = max(ow, oh) * (P.MARGIN + spec.box_jitter * 3 + 0.1)
     x0 = max(0, int(np.floor(px + bx0 * s - grow))) & ~1
@@ -266,8 +265,6 @@ def make_clip(rng: np.random.Generator, bank: BackgroundBank, preset: Preset, sp
     ref_states = [actions[int(i)] for i in rng.integers(0, len(actions), n_ref)]
     clip_states = [actions[len(actions) - n_clip + t] for t in range(n_clip)]
     local = Placement(px - x0, py - y0, s, opacity)
-    from azote.labeling.compose import overlay_frame
-
     frames = np.stack([overlay_frame(bg, preset, pad, local) for bg, pad in zip(backgrounds, ref_states + clip_states)])
     crf = int(rng.integers(spec.crf[0], spec.crf[1] + 1))
     decoded = h264_roundtrip(frames, crf)
