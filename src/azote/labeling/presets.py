@@ -121,25 +121,46 @@ class Preset:
 
     # --- geometry the labeller needs ---------------------------------------------------------------------------
     def button_regions(self) -> dict[str, list[tuple[float, float, float, float]]]:
-        """Every button's boxes (x0, y0, x1, y1 in canvas pixels) where its pictures can show: a d-pad element's
-        direction is its arm (the band of the element on that side), a stick click the knob's whole travel."""
+        """Every button's boxes (x0, y0, x1, y1 in canvas pixels), one per element that shows it: where pressing
+        it alone changes the drawing (four d-pad buttons drawn as four pictures of the whole d-pad give four arms;
+        a d-pad element's direction gives that direction's arm), a stick click the knob's whole travel."""
+        if "regions" in self._cache:
+            return self._cache["regions"]
+        k = min(1.0, 512 / max(self.size))
+        rest = self.render(Gamepad.neutral(), k).astype(np.int16)
+        H, W = rest.shape[:2]
         out: dict[str, list[tuple[float, float, float, float]]] = {}
+        changed: dict[str, np.ndarray] = {}
+
+        def region(button: str, fallback: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+            if button not in changed:
+                changed[button] = np.abs(self.render(Gamepad.make([button]), k).astype(np.int16) - rest).max(-1) > 2
+            x0, y0, x1, y1 = fallback
+            ix0, iy0 = max(0, int(np.floor(x0 * k)) - 2), max(0, int(np.floor(y0 * k)) - 2)
+            ix1, iy1 = min(W, int(np.ceil(x1 * k)) + 2), min(H, int(np.ceil(y1 * k)) + 2)
+            ys, xs = np.nonzero(changed[button][iy0:iy1, ix0:ix1])
+            if not len(xs):
+                return fallback
+            return ((ix0 + xs.min()) / k, (iy0 + ys.min()) / k, (ix0 + xs.max() + 1) / k, (iy0 + ys.max() + 1) / k)
+
         for e in self.elements:
             x0, y0, x1, y1 = e.box()
             if e.kind in ("button", "trigger", "guide") and e.button:
-                out.setdefault(e.button, []).append((x0, y0, x1, y1))
-            elif e.kind == "dpad":  # one picture per direction: each direction's arm, a band of the element
+                out.setdefault(e.button, []).append(region(e.button, (x0, y0, x1, y1)))
+            elif e.kind == "dpad":  # where a direction's picture differs, else the band of the element on that side
                 w, h = x1 - x0, y1 - y0
                 arms = {"dpad_up": (x0 + 0.3 * w, y0, x1 - 0.3 * w, y0 + 0.42 * h),
                         "dpad_down": (x0 + 0.3 * w, y1 - 0.42 * h, x1 - 0.3 * w, y1),
                         "dpad_left": (x0, y0 + 0.3 * h, x0 + 0.42 * w, y1 - 0.3 * h),
                         "dpad_right": (x1 - 0.42 * w, y0 + 0.3 * h, x1, y1 - 0.3 * h)}
-                for b, box in arms.items():
-                    out.setdefault(b, []).append(box)
+                for b, band in arms.items():
+                    r = region(b, (x0, y0, x1, y1))
+                    out.setdefault(b, []).append(band if r == (x0, y0, x1, y1) else r)
             elif e.kind == "stick" and e.stick and "pressed" in e.pictures:
                 r = e.radius
                 out.setdefault("left_thumb" if e.stick == "j_left" else "right_thumb", []).append(
                     (x0 - r, y0 - r, x1 + r, y1 + r))
+        self._cache["regions"] = out
         return out
 
     def sticks(self) -> dict[str, StickGeometry]:
