@@ -185,6 +185,24 @@ def test_density_filter_drops_idle_chunks():
     assert chunk_density(actions[:30]) == 1.0 and chunk_density(actions[30:]) == 0.0
 
 
+def test_stick_rest_is_the_densest_reading_when_the_drawing_misled_the_parser():
+    from azote.labeling.postprocess import PostConfig, normalise_stick
+
+    rng = np.random.default_rng(0)
+    truth = np.zeros((400, 2), np.float32)
+    truth[100:200] = rng.uniform(-1, 1, (100, 2))
+    truth[250:320] = [1.0, 0.0]
+    raw = 0.8 * truth + np.float32([-0.7, 0.5]) + rng.normal(0, 0.01, truth.shape).astype(np.float32)
+    zero_shot, info = normalise_stick(raw, PostConfig().zero_shot())  # the rest reads far from the origin
+    assert info["centre"] == pytest.approx([-0.7, 0.5], abs=0.02)
+    assert np.corrcoef(zero_shot[:, 0], truth[:, 0])[0, 1] > 0.99
+    assert np.abs(zero_shot[250:320] - truth[250:320]).max() < 0.1
+    held = np.zeros((400, 2), np.float32)
+    held[:300] = [0.9, 0.0]  # a known preset: a direction held most of the time is not taken for the rest
+    _, info = normalise_stick(held, PostConfig())
+    assert info["centre"] == [0.0, 0.0]
+
+
 def test_corrupt_video_is_reported_and_the_others_are_labelled(tmp_path):
     from azote.labeling.label import label_videos
 

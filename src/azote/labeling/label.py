@@ -37,7 +37,7 @@ from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, invert, region_rgb, source_box, warp
 from azote.labeling.locate import Located, LocateError, TemplateBank
-from azote.labeling.postprocess import PostConfig, chunk_density, to_actions
+from azote.labeling.postprocess import PostConfig, chunk_density, densest, to_actions
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
@@ -159,31 +159,30 @@ def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.Overlay
             continue
         c = inv @ np.array([g[0], g[1], 1.0])
         centre, travel = (float(c[0]), float(c[1])), g[2] / s
-        for _ in range(2 if preset is None else 0):  # a rest position read off the drawing: refine it
-            m = stick_patch(centre, travel)
-            patches = [warp(f, m, (P.PATCH, P.PATCH)) for f in frames]
-            ref_p = _median(patches)
-            with torch.inference_mode():
-                x = torch.from_numpy(np.stack([np.concatenate([ref_p, p, p], -1) for p in patches]))
-                v = model.decode_sticks(model.forward_sticks(x)).numpy()
-            d = _densest(v)
-            if not 0.08 < float(np.hypot(*d)) < 0.5:  # close enough, or a held direction rather than the rest
+        for _ in range(4 if preset is None else 0):  # a rest and travel read off the drawing: refine them
+            v = _read_sticks(model, frames, stick_patch(centre, travel))
+            d, share = densest(v)
+            moved = False
+            if float(np.hypot(*d)) > 0.06 and share >= 0.15:  # the rest is where the knob sits most often
+                centre = (centre[0] + float(d[0]) * travel, centre[1] + float(d[1]) * travel)
+                moved = True
+            if np.mean(np.abs(v - d).max(axis=1) > 0.9 * P.GRID_SPAN) >= 0.1:  # readings pile up at the grid's
+                travel *= 1.35  # edge: the knob travels further than the drawing suggested
+                moved = True
+            if not moved:
                 break
-            centre = (centre[0] + float(d[0]) * travel, centre[1] + float(d[1]) * travel)
         m = stick_patch(centre, travel)
         readers.append(StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames]), centre, travel))
     return OverlayReader(located, to_crop, ref, layout, readers, model)
 
 
-def _densest(v: np.ndarray, bandwidth: float = 0.15) -> np.ndarray:
-    """The densest point of stick readings [N, 2] (a few mean-shift steps from the best-supported reading): where
-    the knob rests when it rests most often."""
-    support = (np.linalg.norm(v[:, None] - v[None], axis=-1) < bandwidth).sum(1)
-    x = v[int(np.argmax(support))]
-    for _ in range(5):
-        near = np.linalg.norm(v - x, axis=1) < bandwidth
-        x = v[near].mean(axis=0)
-    return x
+def _read_sticks(model: P.OverlayParser, frames: Sequence[np.ndarray], to_patch: np.ndarray) -> np.ndarray:
+    """Stick readings [N, 2] of the sampled frames through one patch placement (each against their median)."""
+    patches = [warp(f, to_patch, (P.PATCH, P.PATCH)) for f in frames]
+    ref = _median(patches)
+    with torch.inference_mode():
+        x = torch.from_numpy(np.stack([np.concatenate([ref, p, p], -1) for p in patches]))
+        return model.decode_sticks(model.forward_sticks(x)).numpy()
 
 
 @torch.inference_mode()

@@ -12,7 +12,8 @@ from azote.gamepad import ActionChunk
 
 @dataclass
 class PostConfig:
-    rest_radius: float = 0.2  # frames whose stick reads within this of the origin define the rest centre
+    rest_radius: float = 0.2  # frames whose stick reads within this of the rest define the rest centre
+    rest_search: float = 0.2  # how far from the origin the rest may sit (the densest reading within it)
     dead_zone: float = 0.06  # after centring, smaller deflections are exactly 0 (what "no action" means)
     percentile: float = 99.0
     min_moving: int = 20  # frames with a deflected stick needed before its scale is estimated
@@ -22,15 +23,37 @@ class PostConfig:
 
     def zero_shot(self) -> "PostConfig":
         """The same with room for a travel the parser estimated from the drawing (a known preset gives it)."""
-        return replace(self, scale_range=(min(self.scale_range[0], 0.6), max(self.scale_range[1], 1.6)))
+        return replace(self, scale_range=(min(self.scale_range[0], 0.6), max(self.scale_range[1], 1.6)),
+                       rest_search=max(self.rest_search, 1.5))
+
+
+def densest(v: np.ndarray, bandwidth: float = 0.15, limit: int = 1500) -> tuple[np.ndarray, float]:
+    """The densest point of stick readings [N, 2] (a few mean-shift steps from the best-supported reading) and the
+    share of readings near it: where the knob rests when it rests most often."""
+    v = np.asarray(v, np.float32)
+    if not len(v):
+        return np.zeros(2, np.float32), 0.0
+    probe = v[:: max(1, len(v) // limit)]
+    support = (np.linalg.norm(probe[:, None] - probe[None], axis=-1) < bandwidth).sum(1)
+    x = probe[int(np.argmax(support))]
+    near = np.ones(len(v), bool)
+    for _ in range(5):
+        near = np.linalg.norm(v - x, axis=1) < bandwidth
+        if not near.any():
+            break
+        x = v[near].mean(axis=0)
+    return x, float(near.mean())
 
 
 def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[np.ndarray, dict]:
-    """raw [T, 2] stick readings of one video -> values in [-1, 1]: the rest centre (mean of the readings near the
-    origin) is subtracted; the deflection is divided by its 99th percentile when that is close to full travel
-    (the overlay's travel differs a little from what the parser assumes); small deflections become 0."""
+    """raw [T, 2] stick readings of one video -> values in [-1, 1]: the rest centre (the densest reading within
+    `rest_search` of the origin: a stick rests more often than it holds any one direction) is subtracted; the
+    deflection is divided by its 99th percentile when that is close to full travel (the overlay's travel differs
+    from what the parser assumed); small deflections become 0."""
     raw = np.asarray(raw, np.float32)
-    near = np.linalg.norm(raw, axis=1) < cfg.rest_radius
+    d, share = densest(raw)
+    rest = d if share >= 0.1 and np.hypot(*d) <= cfg.rest_search else np.zeros(2, np.float32)
+    near = np.linalg.norm(raw - rest, axis=1) < cfg.rest_radius
     centre = raw[near].mean(axis=0) if near.sum() >= 5 else np.zeros(2, np.float32)
     v = raw - centre
     scale = np.ones(2, np.float32)
