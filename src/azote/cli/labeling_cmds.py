@@ -94,6 +94,7 @@ def label(
     weights: Optional[Path] = typer.Option(None, help="Parser weights directory (default: the shipped weights)."),
     min_density: float = typer.Option(0.5, min=0.0, max=1.0, help="Drop chunks with fewer non-zero action rows."),
     no_adapt: bool = typer.Option(False, "--no-adapt", help="Read known presets with the shipped parser as it is."),
+    adapt_minutes: float = typer.Option(3.0, min=0.1, help="Fine-tuning time for each known preset (cached)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Recover gamepad actions from videos with a controller overlay; write them as 20-second chunks with the
@@ -115,7 +116,7 @@ def label(
     except (WeightsError, DetectError) as exc:
         fail(str(exc))
     tpl = [p for p, _ in _load_presets(list(templates or []), "--templates")]
-    cfg = LabelConfig(adapt=not no_adapt)
+    cfg = LabelConfig(adapt=not no_adapt, adapt_minutes=adapt_minutes)
     cfg.post.min_density = min_density
     with tqdm(total=len(videos), unit="video", desc="label") as bar:
         def on_result(r: dict) -> None:
@@ -156,11 +157,13 @@ def label_eval(
     seconds: float = typer.Option(20.0, min=1.0, help="Length of each made video."),
     workers: int = typer.Option(2, min=1),
     weights: Optional[Path] = typer.Option(None, help="Parser weights directory (default: the shipped weights)."),
+    adapt_minutes: float = typer.Option(3.0, min=0.1, help="Fine-tuning time for each known preset (cached)."),
     seed: int = typer.Option(1234),
 ) -> None:
     """Accuracy of the labeller on videos made from presets over held-out games: per preset located yes/no, box
     IoU, stick R^2 (x, y), button accuracy, the press-nothing baseline and F1 over pressed buttons."""
     from azote.labeling.evaluate import evaluate_dir, format_table, make_test_set
+    from azote.labeling.label import LabelConfig
     from azote.labeling.synth import HELDOUT_GAMES, BackgroundBank
 
     if presets:
@@ -178,7 +181,8 @@ def label_eval(
     make_test_set(data, chosen, bank, videos_per_preset=videos_per_preset, seconds=seconds, seed=seed,
                   log=lambda m: typer.echo(m, err=True))
     try:
-        result = evaluate_dir(data, workers=workers, weights=weights, templates=tpl)
+        result = evaluate_dir(data, workers=workers, weights=weights, templates=tpl,
+                              config=LabelConfig(adapt_minutes=adapt_minutes))
     except (ValueError, RuntimeError, FileNotFoundError) as exc:
         fail(str(exc))
     name = "eval-templates" if tpl else "eval"

@@ -14,6 +14,7 @@ shoulder buttons, so their presses are invisible and not scored).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -162,12 +163,12 @@ def _pooled(entries: list[tuple[ActionChunk, ActionChunk, list[str], list[str]]]
     return out
 
 
-def score_test_set(data: str | os.PathLike, labels: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Scores the labels in DIR/labels (or `labels`) against DIR/truth: overall, per preset and per video."""
+def score_test_set(data: str | os.PathLike, labels: str | os.PathLike) -> dict[str, Any]:
+    """Scores the labels in `labels` against DIR/truth: overall, per preset and per video."""
     from azote.labeling.label import REPORT_DIR, load_labels
 
     data = Path(data)
-    labels = Path(labels) if labels else data / "labels"
+    labels = Path(labels)
     per_video, by_preset = [], {}
     for meta_path in sorted((data / "truth").glob("*.json")):
         vid = meta_path.stem
@@ -206,17 +207,32 @@ def score_test_set(data: str | os.PathLike, labels: str | os.PathLike | None = N
             "bbox_iou": float(np.mean(ious)) if ious else None, **overall, "presets": presets, "per_video": per_video}
 
 
+def _labeller_key(weights: str | os.PathLike | None, templates: Sequence[str | os.PathLike], config: Any) -> str:
+    """What produced a set of labels (the parser's bytes, the known presets, the settings), so that labels made by
+    other weights are never taken for these."""
+    from azote.labeling.parser import WEIGHTS_DIR
+
+    h = hashlib.sha256()
+    for name in ("parser.safetensors", "detector/detector.safetensors"):
+        f = Path(weights or WEIGHTS_DIR) / name
+        h.update(f.read_bytes() if f.is_file() else b"-")
+    h.update(json.dumps([sorted(str(Path(t).resolve()) for t in templates), config.adapt, config.adapt_minutes,
+                         config.adapt_clips]).encode())
+    return h.hexdigest()[:10]
+
+
 def evaluate_dir(data: str | os.PathLike, workers: int = 2, weights: str | os.PathLike | None = None,
-                 templates: Sequence[str | os.PathLike] = ()) -> dict[str, Any]:
-    """Labels DIR/streams into DIR/labels (resumable; with `templates` into DIR/labels-templates) and scores them."""
-    from azote.labeling.label import label_videos
+                 templates: Sequence[str | os.PathLike] = (), config: Any = None) -> dict[str, Any]:
+    """Labels DIR/streams into DIR/labels/<what labels them> (resumable) and scores them."""
+    from azote.labeling.label import LabelConfig, label_videos
 
     data = Path(data)
+    config = config or LabelConfig()
     streams = sorted((data / "streams").glob("*.mp4"))
     if not streams:
         raise FileNotFoundError(f"{data}/streams: no test videos")
-    labels = data / ("labels-templates" if templates else "labels")
-    summary = label_videos(streams, labels, workers=workers, weights=weights, templates=templates)
+    labels = data / "labels" / _labeller_key(weights, templates, config)
+    summary = label_videos(streams, labels, workers=workers, weights=weights, templates=templates, config=config)
     result = score_test_set(data, labels)
     result["labelling"] = {k: summary[k] for k in ("videos", "labelled", "skipped", "failed", "frames",
                                                    "frames_per_second")}
