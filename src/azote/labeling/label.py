@@ -37,7 +37,7 @@ from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, invert, region_rgb, source_box, warp
 from azote.labeling.locate import Located, LocateError, TemplateBank
-from azote.labeling.postprocess import PostConfig, chunk_density, densest, to_actions
+from azote.labeling.postprocess import PostConfig, chunk_density, rest_reading, to_actions
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
@@ -161,7 +161,7 @@ def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.Overlay
         centre, travel = (float(c[0]), float(c[1])), g[2] / s
         for _ in range(4 if preset is None else 0):  # a rest and travel read off the drawing: refine them
             v = _read_sticks(model, frames, stick_patch(centre, travel))
-            d, share = densest(v)
+            d, share = rest_reading(v)
             moved = False
             if float(np.hypot(*d)) > 0.06 and share >= 0.15:  # the rest is where the knob sits most often
                 centre = (centre[0] + float(d[0]) * travel, centre[1] + float(d[1]) * travel)

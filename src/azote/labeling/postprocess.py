@@ -23,35 +23,44 @@ class PostConfig:
 
     def zero_shot(self) -> "PostConfig":
         """The same with room for a travel the parser estimated from the drawing (a known preset gives it)."""
-        return replace(self, scale_range=(min(self.scale_range[0], 0.6), max(self.scale_range[1], 1.6)),
+        return replace(self, scale_range=(min(self.scale_range[0], 0.4), max(self.scale_range[1], 1.6)),
                        rest_search=max(self.rest_search, 1.5))
 
 
-def densest(v: np.ndarray, bandwidth: float = 0.15, limit: int = 1500) -> tuple[np.ndarray, float]:
-    """The densest point of stick readings [N, 2] (a few mean-shift steps from the best-supported reading) and the
-    share of readings near it: where the knob rests when it rests most often."""
+def rest_reading(v: np.ndarray, bandwidth: float = 0.15, limit: int = 1500) -> tuple[np.ndarray, float]:
+    """Where the knob rests, from stick readings [N, 2], and the share of readings there: the clusters the
+    readings pile up in (mean shift from the best-supported readings), and of those nearly as full as the fullest
+    the one nearest the origin (a stick rests more often than it holds most directions, and the rest reads near
+    the origin unless the drawing misled the parser)."""
     v = np.asarray(v, np.float32)
     if not len(v):
         return np.zeros(2, np.float32), 0.0
     probe = v[:: max(1, len(v) // limit)]
-    support = (np.linalg.norm(probe[:, None] - probe[None], axis=-1) < bandwidth).sum(1)
-    x = probe[int(np.argmax(support))]
-    near = np.ones(len(v), bool)
-    for _ in range(5):
-        near = np.linalg.norm(v - x, axis=1) < bandwidth
-        if not near.any():
+    support = (np.linalg.norm(probe[:, None] - probe[None], axis=-1) < bandwidth).sum(1).astype(float)
+    modes: list[tuple[np.ndarray, float]] = []
+    for _ in range(4):
+        if support.max() <= 0:
             break
-        x = v[near].mean(axis=0)
-    return x, float(near.mean())
+        x = probe[int(np.argmax(support))]
+        near = np.ones(len(v), bool)
+        for _ in range(5):
+            near = np.linalg.norm(v - x, axis=1) < bandwidth
+            if not near.any():
+                break
+            x = v[near].mean(axis=0)
+        modes.append((x, float(near.mean())))
+        support[np.linalg.norm(probe - x, axis=1) < 2 * bandwidth] = 0
+    best = max(share for _, share in modes)
+    return min(((x, sh) for x, sh in modes if sh >= 0.8 * best), key=lambda m: float(np.hypot(*m[0])))
 
 
 def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[np.ndarray, dict]:
     """raw [T, 2] stick readings of one video -> values in [-1, 1]: the rest centre (the densest reading within
-    `rest_search` of the origin: a stick rests more often than it holds any one direction) is subtracted; the
+    `rest_search` of the origin, see `rest_reading`) is subtracted; the
     deflection is divided by its 99th percentile when that is close to full travel (the overlay's travel differs
     from what the parser assumed); small deflections become 0."""
     raw = np.asarray(raw, np.float32)
-    d, share = densest(raw)
+    d, share = rest_reading(raw)
     rest = d if share >= 0.1 and np.hypot(*d) <= cfg.rest_search else np.zeros(2, np.float32)
     near = np.linalg.norm(raw - rest, axis=1) < cfg.rest_radius
     centre = raw[near].mean(axis=0) if near.sum() >= 5 else np.zeros(2, np.float32)
