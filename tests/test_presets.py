@@ -183,3 +183,18 @@ def test_overlay_render_cli_draws_a_preset_and_fails_cleanly(tmp_path):
     assert bad.exit_code != 0 and "a preset is a JSON object" in bad.output and "Traceback" not in bad.output
     bad = CliRunner().invoke(app, ["overlay", "render", "--skin", "nope", "--out", str(out)])
     assert bad.exit_code != 0 and "unknown skin" in bad.output
+
+
+def test_overlay_skins_cli_writes_the_held_out_skins_as_presets(tmp_path):
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+    from azote.labeling.skingen import heldout_presets
+
+    r = CliRunner().invoke(app, ["overlay", "skins", "--heldout", "--save", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    first = heldout_presets()[0]
+    assert first.name in r.output
+    saved = load_preset(tmp_path / first.name)
+    pad = Gamepad.make(["south", "dpad_up"], j_left=(1, 0))
+    assert np.abs(saved.render(pad, 0.25).astype(int) - first.render(pad, 0.25).astype(int)).max() <= 2
