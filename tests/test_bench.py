@@ -110,3 +110,55 @@ def test_the_success_chart_draws_any_number_of_policies(tmp_path):
              "b": {"rate": 1.0, "ci95": [0.5, 1.0], "category": "navigation"}}
     bar_chart({f"policy-{i}": {"tasks": tasks} for i in range(6)}, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").stat().st_size > 1000
+
+
+def test_results_are_keyed_by_policy_suite_version_task_and_seed(tmp_path):
+    # issue 16 item 7: an expert run into a directory holding random episodes used to skip them as done and
+    # report "policy expert" from the random episodes
+    from typer.testing import CliRunner
+
+    from azote.bench.runner import ResultsMismatch, job_keys, results_for
+    from azote.cli.main import app
+
+    short = {**GOOD, "time_limit": 0.2}
+    path = write_suite(tmp_path / "s.yaml", [short])
+    out = tmp_path / "run"
+    run_suite(load_suite(path), "random", 1, out, videos=False)
+    cli = CliRunner().invoke(app, ["bench", "--policy", "expert", "--suite", str(path), "--episodes", "1",
+                                   "--out", str(out), "--workers", "1", "--no-videos"])
+    assert cli.exit_code != 0 and not (out / "report.md").exists()
+    lines = [line for line in cli.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "random" in lines[0] and "--out" in lines[0], cli.output
+    assert "refused" in " ".join(CliRunner().invoke(app, ["bench", "--help"]).output.split())
+    # the same policy resumes; another task definition, suite version or episode count is told apart
+    assert run_suite(load_suite(path), "random", 1, out, videos=False) == []
+    write_suite(path, [{**short, "time_limit": 0.3}])
+    with pytest.raises(ResultsMismatch, match="another definition"):
+        run_suite(load_suite(path), "random", 1, out, videos=False)
+    path.write_text(yaml.safe_dump({"name": "t", "version": 2, "tasks": [short]}))
+    with pytest.raises(ResultsMismatch, match="suite t@1, not t@2"):
+        run_suite(load_suite(path), "random", 1, out, videos=False)
+    write_suite(path, [short])
+    assert len(run_suite(load_suite(path), "random", 2, out, videos=False)) == 1  # episode 1 (seed 1) is new
+    keys = job_keys(load_suite(path), "random", 2)
+    assert [r["key"]["seed"] for r in results_for(out, keys)] == [0, 1]
+    # a report is titled by what ran
+    from azote.bench.report import write_report
+
+    summary = write_report(out, load_suite(path), results_for(out, keys), "random")
+    assert summary["policy_identity"] == "random" and summary["overall"]["episodes"] == 2
+
+
+def test_a_checkpoint_is_identified_by_its_files_not_its_path(tmp_path):
+    from azote.bench.runner import policy_identity
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    for d, weights in ((a, b"w1"), (b, b"w1"), (c, b"w2")):
+        d.mkdir()
+        (d / "config.json").write_text("{}")
+        (d / "model.safetensors").write_bytes(weights)
+        (d / "trainer.pt").write_bytes(d.name.encode())  # training state: not part of how it acts
+    assert policy_identity(str(a)) == policy_identity(str(b)) != policy_identity(str(c))
+    assert policy_identity(str(a)).startswith("checkpoint:")
+    (a / "model.safetensors").write_bytes(b"w3")  # retrained in place: another policy
+    assert policy_identity(str(a)) != policy_identity(str(b))

@@ -70,7 +70,9 @@ def _fmt(entry: dict[str, Any]) -> str:
 
 
 def markdown(summary: dict[str, Any], policy: str) -> str:
-    lines = [f"# Benchmark: suite `{summary['suite']}`, policy `{policy}`", "",
+    identity = summary.get("policy_identity")
+    named = f"`{policy}`" + (f" ({identity})" if identity and identity != policy else "")
+    lines = [f"# Benchmark: suite `{summary['suite']}`, policy {named}", "",
              f"Overall success: {_fmt(summary['overall'])}; mean over tasks: "
              + (f"{summary['task_mean']:.1%}" if summary["task_mean"] is not None else "n/a"), "",
              "Success rate with its 95% Wilson interval and the number of scored episodes.", "",
@@ -126,6 +128,10 @@ def bar_chart(summaries: dict[str, dict[str, Any]], path: Path) -> None:
 def write_report(out: Path, suite: Suite, results: list[dict[str, Any]], policy: str) -> dict[str, Any]:
     summary = summarize(suite, results)
     summary["policy"] = policy
+    # what the episodes were keyed by (azote.bench.runner.job_keys): a checkpoint's hash, the suite version
+    keys = {json.dumps({k: r["key"][k] for k in ("policy", "suite")}) for r in results if isinstance(r.get("key"), dict)}
+    if len(keys) == 1:
+        summary.update({f"{k}_identity": v for k, v in json.loads(keys.pop()).items()})
     for name, text in (("report.json", json.dumps(summary, indent=1)), ("report.md", markdown(summary, policy))):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)

@@ -1,8 +1,10 @@
 """Running benchmark episodes: one (task, episode) per job, in parallel processes, results appended to a JSON-lines
-file as they finish so that a rerun skips what is done."""
+file as they finish so that a rerun skips what is done. Each result carries its key (policy identity, suite
+version, task definition, episode seed); an output directory holding another key is refused, never reused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -147,35 +149,118 @@ def run_job(suite_path: str, task_id: str, episode: int, spec: str, video_dir: s
         env.close()
 
 
-def done_jobs(out: Path) -> set[tuple[str, int]]:
+class ResultsMismatch(ValueError):
+    """OUT/results.jsonl holds episodes of another benchmark (policy, suite version, task definition or seed)."""
+
+
+_IDENTITIES: dict[tuple, str] = {}
+# The files of a checkpoint directory that decide how it acts (the training state beside them does not).
+_CHECKPOINT_FILES = ("config.json", "model.safetensors", "games.json")
+
+
+def policy_identity(spec: str) -> str:
+    """What a policy's results depend on: `random` and `expert` by name, a server by its address (its weights are
+    not visible from here), a checkpoint by the sha256 of its files, not by its path (so a retrained checkpoint
+    in the same place is another policy, and a moved one the same)."""
+    if spec in ("random", "expert") or spec.startswith("tcp://"):
+        return spec
+    path = Path(spec)
+    files = [path / name for name in _CHECKPOINT_FILES if (path / name).is_file()]
+    stamp = (str(path.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if stamp not in _IDENTITIES:  # hashed once per process: the runner and the report both ask
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.name.encode() + b"\0")
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        _IDENTITIES[stamp] = f"checkpoint:{digest.hexdigest()[:16]}"
+    return _IDENTITIES[stamp]
+
+
+def job_keys(suite: Suite, spec: str, episodes: int,
+             tasks: Iterable[str] | None = None) -> dict[tuple[str, int], dict[str, Any]]:
+    """(task id, episode) -> everything that defines that episode's result. Episode e seeds the agent with e
+    (the game's own seed is part of the task)."""
+    chosen = [t for t in suite.tasks if tasks is None or t.id in set(tasks)]
+    policy, version = policy_identity(spec), f"{suite.name}@{suite.version}"
+    return {(t.id, e): {"policy": policy, "suite": version, "task": t.fingerprint(), "seed": e}
+            for t in chosen for e in range(episodes)}
+
+
+def _read_results(out: Path) -> list[dict[str, Any]]:
     path = out / RESULTS
     if not path.exists():
-        return set()
-    done = set()
+        return []
+    rows = []
     for line in path.read_text().splitlines():
         try:
             r = json.loads(line)
-            done.add((r["task"], int(r["episode"])))
-        except (json.JSONDecodeError, KeyError, ValueError):
+            rows.append({**r, "task": str(r["task"]), "episode": int(r["episode"])})
+        except (json.JSONDecodeError, KeyError, ValueError, TypeError):
             continue  # a line cut by a kill: that episode runs again
+    return rows
+
+
+def _named(spec: Any, identity: Any) -> str:
+    return f"{spec!r}" + (f" ({identity})" if identity != spec else "")
+
+
+def check_results(out: Path, keys: dict[tuple[str, int], dict[str, Any]], spec: str | None = None) -> set[tuple[str, int]]:
+    """The jobs of `keys` already done in OUT. One output directory holds one benchmark: any episode of another
+    policy or suite version, or of one of these tasks with another definition or seed, is refused
+    (`ResultsMismatch`, one line) rather than counted, whatever its task."""
+    if not keys:
+        return set()
+    policy, version = next(iter(keys.values()))["policy"], next(iter(keys.values()))["suite"]
+    done = set()
+    for r in _read_results(out):
+        key, job = r.get("key"), (r["task"], r["episode"])
+        theirs = key if isinstance(key, dict) else {}
+        what = None
+        if not theirs:
+            what = f"episodes written before results were keyed (policy {r.get('policy', '?')!r})"
+        elif theirs.get("policy") != policy:
+            what = (f"episodes of policy {_named(r.get('policy'), theirs.get('policy'))}, "
+                    f"not {_named(spec or policy, policy)}")
+        elif theirs.get("suite") != version:
+            what = f"episodes of suite {theirs.get('suite')}, not {version}"
+        elif job in keys and theirs != keys[job]:
+            what = f"task {job[0]} episode {job[1]} run with another definition of the task or another seed"
+        if what is not None:
+            raise ResultsMismatch(f"{out / RESULTS} holds {what}; use another --out, or delete it to start over")
+        if job in keys:
+            done.add(job)
     return done
+
+
+def results_for(out: Path, keys: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
+    """The recorded results of exactly these jobs, one per job, in the order of `keys` (what a report counts)."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in _read_results(out):
+        job = (r["task"], r["episode"])
+        if job in keys and r.get("key") == keys[job]:
+            found.setdefault(job, r)
+    return [found[job] for job in keys if job in found]
 
 
 def run_suite(suite: Suite, spec: str, episodes: int, out: Path, workers: int = 1, videos: bool = True,
               tasks: Iterable[str] | None = None, progress: Any | None = None) -> list[dict[str, Any]]:
-    """Runs every missing (task, episode) and appends each result to OUT/results.jsonl as it finishes."""
+    """Runs every missing (task, episode) and appends each result, with its key (`job_keys`), to
+    OUT/results.jsonl as it finishes. Raises `ResultsMismatch` when OUT holds another benchmark's results."""
+    keys = job_keys(suite, spec, episodes, tasks)
+    done = check_results(out, keys, spec)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = [t for t in suite.tasks if tasks is None or t.id in set(tasks)]
-    done = done_jobs(out)
-    jobs = [(t.id, e) for t in chosen for e in range(episodes) if (t.id, e) not in done]
+    jobs = [job for job in keys if job not in done]
     if progress is not None:
-        progress.total = len(chosen) * episodes
-        progress.update(len(chosen) * episodes - len(jobs))
+        progress.total = len(keys)
+        progress.update(len(keys) - len(jobs))
     video_dir = str(out / "videos") if videos else None
     results: list[dict[str, Any]] = []
 
     def record(result: dict[str, Any]) -> None:
         result["policy"] = spec
+        result["key"] = keys[(result["task"], result["episode"])]
         with open(out / RESULTS, "a") as f:
             f.write(json.dumps(result) + "\n")
             f.flush()
@@ -185,9 +270,9 @@ def run_suite(suite: Suite, spec: str, episodes: int, out: Path, workers: int = 
             progress.update(1)
 
     def video_for(task_id: str, episode: int) -> str | None:
-        if video_dir is None or episode != 0 or (Path(video_dir) / f"{task_id}.mp4").exists():
-            return None
-        return video_dir
+        # Episode 0 runs only when not done, so a video already there is from a killed run: it is redone, never
+        # kept (it might not be of this policy).
+        return video_dir if video_dir is not None and episode == 0 else None
 
     if workers <= 1:
         for task_id, episode in jobs:

@@ -9,6 +9,8 @@ and indexing are allowed, and every name must be a variable of the task's game f
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
 import operator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +173,12 @@ class Task(BaseModel):
         return (Condition(self.success, allowed) if self.success else None,
                 Condition(self.failure, allowed) if self.failure else None)
 
+    def fingerprint(self) -> str:
+        """A hash of what decides this task's episodes (game, start state, limits, conditions); its wording and
+        grouping (description, category, view) are left out, so rewording a task keeps its results."""
+        defining = self.model_dump(mode="json", exclude={"description", "category", "view"})
+        return hashlib.sha256(json.dumps(defining, sort_keys=True).encode()).hexdigest()[:16]
+
     @property
     def fps(self) -> float:
         return game_info(self.game).fps
@@ -190,6 +198,9 @@ class Suite:
     path: Path
     tasks: list[Task]
     heldout: list[str] = field(default_factory=list)  # games kept out of pre-training
+    # Bumped by hand when what the tasks measure changes without their text changing (an adapter's variables),
+    # so that results of the old version are not taken for results of the new one.
+    version: str = "1"
 
     def task(self, task_id: str) -> Task:
         for t in self.tasks:
@@ -238,4 +249,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
             game_info(g)
         except KeyError as exc:
             raise TaskError(f"{path}: heldout: {exc.args[0]}") from None
-    return Suite(str(raw.get("name", path.stem)), path, tasks, heldout)
+    version = raw.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, (int, str)) or not str(version).strip():
+        raise TaskError(f"{path}: version: expected a number or a short text, got {version!r}")
+    return Suite(str(raw.get("name", path.stem)), path, tasks, heldout, str(version).strip())

@@ -20,7 +20,10 @@ def bench(
     policy: str = typer.Option("random", help="random, expert, a checkpoint directory, or tcp://HOST:PORT."),
     suite: str = typer.Option("standard", help="A shipped suite name or a YAML file."),
     episodes: int = typer.Option(10, min=1, help="Episodes per task."),
-    out: Optional[Path] = typer.Option(None, help="Output directory (results.jsonl, report, plot, videos)."),
+    out: Optional[Path] = typer.Option(None, help="Output directory (results.jsonl, report, plot, videos) of one "
+                                       "benchmark: rerun with the same policy it resumes; episodes of another policy, "
+                                       "checkpoint weights, suite version, task definition or seed there are refused "
+                                       "(an error), never counted or mixed."),
     workers: int = typer.Option(2, min=1, help="Episodes run in parallel processes."),
     tasks: Optional[str] = typer.Option(None, help="Comma-separated task ids (default: all)."),
     games: Optional[str] = typer.Option(None, help="Comma-separated games: only their tasks."),
@@ -29,7 +32,8 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="With --list: print JSON."),
 ) -> None:
     """Run every task of a suite N times with a policy; results are resumable; report.md, report.json,
-    success.png and videos/ are written to OUT."""
+    success.png and videos/ are written to OUT. Each result is keyed by the policy (a checkpoint by the hash of
+    its files), the suite version, the task's definition and the episode seed; OUT holding another key is refused."""
     if ctx.invoked_subcommand is not None:
         return
     from azote.bench import TaskError, load_suite
@@ -59,14 +63,16 @@ def bench(
     from tqdm import tqdm
 
     from azote.bench.report import write_report
-    from azote.bench.runner import RESULTS, run_suite
+    from azote.bench.runner import ResultsMismatch, check_results, job_keys, results_for, run_suite
 
-    with tqdm(unit="episode", desc=f"bench {s.name} ({policy})") as bar:
-        run_suite(s, policy, episodes, out, workers=workers, videos=videos, tasks=[t.id for t in chosen],
-                  progress=bar)
-    results = [json.loads(line) for line in (out / RESULTS).read_text().splitlines() if line.strip()]
-    ids = {t.id for t in chosen}
-    summary = write_report(out, s, [r for r in results if r["task"] in ids and r["episode"] < episodes], policy)
+    ids = [t.id for t in chosen]
+    try:
+        check_results(out, job_keys(s, policy, episodes, ids), policy)  # before any progress bar is drawn
+        with tqdm(unit="episode", desc=f"bench {s.name} ({policy})") as bar:
+            run_suite(s, policy, episodes, out, workers=workers, videos=videos, tasks=ids, progress=bar)
+    except ResultsMismatch as exc:
+        fail(str(exc))
+    summary = write_report(out, s, results_for(out, job_keys(s, policy, episodes, ids)), policy)
     overall = summary["overall"]
     typer.echo(f"success {overall['successes']}/{overall['episodes']}; report: {out / 'report.md'}")
 

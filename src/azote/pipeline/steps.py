@@ -24,12 +24,11 @@ def bench_policy(suite: Any, spec: str, tasks: list[str], episodes: int, out: Pa
     from tqdm import tqdm
 
     from azote.bench.report import summarize
-    from azote.bench.runner import RESULTS, run_suite
+    from azote.bench.runner import job_keys, results_for, run_suite
 
     with tqdm(unit="episode", desc=f"bench {out.name}") as bar:
         run_suite(suite, spec, episodes, out, workers=workers, videos=True, tasks=tasks, progress=bar)
-    rows = [json.loads(line) for line in (out / RESULTS).read_text().splitlines() if line.strip()]
-    return summarize(suite, [r for r in rows if r["task"] in set(tasks)])
+    return summarize(suite, results_for(out, job_keys(suite, spec, episodes, tasks)))
 
 
 def fmt_rate(o: dict[str, Any]) -> str:
