@@ -353,6 +353,18 @@ def test_bad_addresses_and_public_binds_fail_clearly(policy: Policy) -> None:
     assert srv.token == TOKEN
 
 
+
+def test_a_bad_token_file_is_one_line_naming_the_file(checkpoint: Path, tmp_path: Path) -> None:
+    # issue 16 item 8: the error raised inside the server's try block was reported a second time as "error: 2"
+    (tmp_path / "empty").write_text("  \n")
+    (tmp_path / "binary").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "huge").write_bytes(b"x" * 100_000)
+    for name, reason in (("empty", "empty"), ("missing", "No such file"), ("binary", "UTF-8"), ("huge", "bytes")):
+        result = runner.invoke(app, ["serve", str(checkpoint), "--port", "0", "--token-file", str(tmp_path / name)])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("error: ") and str(tmp_path / name) in lines[0] and reason in lines[0], lines
+
 # --- real time ----------------------------------------------------------------------------------------------
 def stick_chunk(value: float, n: int = 10, button: str | None = None) -> ActionChunk:
     buttons = np.zeros((n, 17), np.uint8)

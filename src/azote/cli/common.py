@@ -15,7 +15,9 @@ from azote.envs.base import GamepadEnv
 
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    # SystemExit, not typer.Exit: click's Exit is a RuntimeError, so a `fail` inside `try: ... except
+    # RuntimeError` was caught and reported again as "error: 2".
+    raise SystemExit(code)
 
 
 def open_game(game: str, **kwargs: Any) -> GamepadEnv:

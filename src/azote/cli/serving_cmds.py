@@ -13,15 +13,25 @@ import typer
 from azote.cli.common import agent_from_spec, check_agent_spec, fail, open_game
 
 
+_MAX_TOKEN_BYTES = 4096  # a shared secret is a line; a bigger file is not one (and is never read whole)
+
+
 def _token(token_file: Optional[Path]) -> str | None:
     """The shared token: from a file (so it stays out of `ps` and shell history), else AZOTE_SERVE_TOKEN."""
     from azote.serving.client import TOKEN_ENV
 
     if token_file is not None:
         try:
-            token = token_file.read_text().strip()
+            with open(token_file, "rb") as f:
+                raw = f.read(_MAX_TOKEN_BYTES + 1)
         except OSError as exc:
-            fail(f"cannot read the token file {token_file}: {exc}")
+            fail(f"cannot read the token file {token_file}: {exc.strerror or exc}")
+        if len(raw) > _MAX_TOKEN_BYTES:
+            fail(f"the token file {token_file} is over {_MAX_TOKEN_BYTES} bytes: not a token")
+        try:
+            token = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            fail(f"the token file {token_file} is not UTF-8 text")
         if not token:
             fail(f"the token file {token_file} is empty")
         return token
@@ -55,8 +65,9 @@ def serve(
         fail(f"{checkpoint}: not a checkpoint directory (no config.json)")
     _set_threads(threads)
     limits = Limits(max_message_bytes=max_message_mb * 2**20, max_batch=max_batch)
+    token = _token(token_file)
     try:
-        server = load_server(checkpoint, device=device, host=host, port=port, token=_token(token_file), limits=limits,
+        server = load_server(checkpoint, device=device, host=host, port=port, token=token, limits=limits,
                              batch_window_s=batch_window_ms / 1000)
         address = server.bind()
     except (ValueError, OSError, RuntimeError) as exc:
