@@ -136,9 +136,28 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(data, tmp_path):
     b = load_file(str(killed / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     rows = (killed / "metrics.csv").read_text().splitlines()
-    assert [int(float(r.split(",")[0])) for r in rows[1:]] == list(range(2, steps + 1, 2))  # no duplicated rows
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(2, steps + 1, 2))  # integers, none duplicated
     assert (killed / "loss.png").is_file() and list((killed / "tb").iterdir())
 
+
+def test_metrics_kept_on_resume_are_rewritten_unchanged(tmp_path):
+    # issue 16 item 8: after --resume, metrics.csv held the earlier steps as floats ("2.0")
+    from azote.training.trainer import MetricLog
+
+    log = MetricLog(tmp_path, start_step=0)
+    for step in range(1, 7):
+        log.write(step, loss=1 / step, lr=1e-4 * step, grad_norm=0.5, rate=12.5)
+    log.close()
+    before = (tmp_path / "metrics.csv").read_text().splitlines()
+    with open(tmp_path / "metrics.csv", "a") as f:
+        f.write("7,0.14")  # the row a kill cut short
+    resumed = MetricLog(tmp_path, start_step=4)
+    assert [r["step"] for r in resumed.rows] == [1, 2, 3, 4] and all(type(r["step"]) is int for r in resumed.rows)
+    resumed.write(5, loss=0.2, lr=5e-4, grad_norm=0.5, rate=12.5)
+    resumed.close()
+    after = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert after[:5] == before[:5] and after[5].startswith("5,") and len(after) == 6
+    assert not list(tmp_path.glob(".*tmp"))
 
 def test_ddp_two_cpu_processes_with_gloo(data, tmp_path):
     model = micro_config(tmp_path / "micro.json")

@@ -325,13 +325,15 @@ class MetricLog:
             return
         out.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
-            with open(self.path) as f:
-                self.rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)
-                             if float(r["step"]) <= start_step]
-        with open(self.path, "w", newline="") as f:
+            with open(self.path, newline="") as f:
+                self.rows = [row for row in map(self._parse, csv.DictReader(f))
+                             if row is not None and row["step"] <= start_step]
+        tmp = self.path.with_name(f".{self.path.name}.tmp")  # a kill while rewriting keeps the old file
+        with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.FIELDS)
             w.writeheader()
             w.writerows(self.rows)
+        os.replace(tmp, self.path)
         self._file = open(self.path, "a", newline="")
         self._csv = csv.DictWriter(self._file, fieldnames=self.FIELDS)
         try:
@@ -340,6 +342,18 @@ class MetricLog:
             self._tb = SummaryWriter(str(out / "tb"), purge_step=start_step + 1)
         except ImportError:  # tensorboard is optional at run time; the CSV has the same figures
             self._tb = None
+
+    @classmethod
+    def _parse(cls, raw: dict[str, str | None]) -> dict[str, float] | None:
+        """A row as it was written (the step stays an int, so rows kept on resume are rewritten unchanged), or
+        None for a row cut short by a kill."""
+        try:
+            row = {k: float(raw[k]) for k in cls.FIELDS}  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not row["step"].is_integer():
+            return None
+        return {**row, "step": int(row["step"])}  # "12.0" from an earlier resume is mended to 12
 
     def write(self, step: int, loss: float, lr: float, grad_norm: float, rate: float) -> None:
         if not self.enabled:
