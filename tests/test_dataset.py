@@ -206,3 +206,63 @@ def test_killed_recording_leaves_no_partial_chunk_and_rerun_resumes(tmp_path):
     assert not ds.problems and len({c.video_id for c in ds.chunks}) == 3
     assert (first / "atari-Pong_random_seed0_chunk_0000" / "metadata.json").stat().st_mtime == mtime  # not redone
     assert not list(out.rglob("*.partial")) and not list(out.rglob(".*staging"))
+
+
+def _encode(path: Path, frames: list, codec: str, container: str, fps: int = 30) -> Path:
+    import av
+
+    with av.open(str(path), "w", format=container) as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height = frames[0].shape[1], frames[0].shape[0]
+        s.pix_fmt = "yuv420p"
+        s.options = {"deadline": "realtime", "cpu-used": "8", "crf": "10", "b:v": "8M"} if codec == "libvpx" else {}
+        for f in frames:
+            for packet in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    return path
+
+
+def test_a_stored_video_is_named_by_its_real_container(tmp_path):
+    # issue 16 item 8: a WebM input was kept as videos/<id>.mp4
+    from azote.dataset.format import video_relpath
+    from azote.dataset.video import VideoWriter, container_extension
+
+    frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(4)]
+    webm = _encode(tmp_path / "a.webm", frames, "libvpx", "webm")
+    mkv = _encode(tmp_path / "b.mkv", frames, "libvpx", "matroska")
+    with VideoWriter(tmp_path / "c.mp4", 30) as w:
+        for f in frames:
+            w.write(f)
+    misnamed = tmp_path / "d.mp4"
+    shutil.copyfile(webm, misnamed)
+    found = {p.name: container_extension(p) for p in (webm, mkv, tmp_path / "c.mp4", misnamed)}
+    assert found == {"a.webm": ".webm", "b.mkv": ".mkv", "c.mp4": ".mp4", "d.mp4": ".webm"}
+    assert video_relpath("v", ".webm") == "videos/v.webm" and video_relpath("v") == "videos/v.mp4"
+
+
+@pytest.mark.slow
+def test_a_labelled_webm_is_kept_as_webm_and_read_from_there(tmp_path):
+    from azote.labeling.compose import Placement, overlay_frame, stream_frame
+    from azote.labeling.label import LabelConfig, label_videos
+    from azote.labeling.skingen import shipped_presets
+    from azote.labeling.synth import random_actions
+
+    preset = shipped_presets()["switch-pro-translucent"]
+    yy, xx = np.mgrid[0:210, 0:160]
+    game = np.stack([xx * 255 // 160, yy * 255 // 210, np.full_like(xx, 90)], -1).astype(np.uint8)
+    place = Placement(24, 400, 330 / preset.size[0], 0.9)
+    pads = random_actions(np.random.default_rng(0), 16)
+    _encode(tmp_path / "clip.webm", [overlay_frame(stream_frame(game), preset, p, place) for p in pads],
+            "libvpx", "webm")
+    cfg = LabelConfig(chunk_seconds=0.5)
+    cfg.post.min_density = 0.0
+    summary = label_videos([tmp_path / "clip.webm"], tmp_path / "out", config=cfg)
+    assert summary["labelled"] == 1, summary["failed"]
+    out = tmp_path / "out"
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["clip.webm"]
+    ds = Dataset.open(out, check_video=True)
+    assert not ds.problems and ds.chunks
+    assert {c.metadata.original_video.url for c in ds.chunks} == {"videos/clip.webm"}
+    assert all(c.video_path == out / "videos" / "clip.webm" for c in ds.chunks)

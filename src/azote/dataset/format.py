@@ -2,7 +2,8 @@
 
     ROOT/actions/SHARD_XXXX/<video_id>/<video_id>_chunk_NNNN/actions_raw.parquet
     ROOT/actions/SHARD_XXXX/<video_id>/<video_id>_chunk_NNNN/metadata.json
-    ROOT/videos/<video_id>.mp4          (ours; `original_video.url` holds this path relative to ROOT)
+    ROOT/videos/<video_id>.mp4          (ours; `original_video.url` holds this path relative to ROOT; a labelled
+                                         source keeps its container's extension, e.g. .webm)
 
 `actions_raw.parquet`: the 17 button columns (int32 0/1, in `azote.gamepad.BUTTONS` order), then `j_left` and
 `j_right`, each a list [x, y] in [-1, 1] (y negative is up). Row i is frame i of the chunk.
@@ -93,8 +94,10 @@ def chunk_dir(root: str | os.PathLike, video_id: str, index: int, shard: int = 0
     return Path(root) / "actions" / f"SHARD_{shard:04d}" / video_id / chunk_name(video_id, index)
 
 
-def video_relpath(video_id: str) -> str:
-    return f"videos/{video_id}.mp4"
+def video_relpath(video_id: str, extension: str = ".mp4") -> str:
+    """Where a dataset keeps a video, relative to its root. `extension` names the video's real container: our
+    recordings are H.264 mp4; a labelled source keeps its own (`azote.dataset.video.container_extension`)."""
+    return f"videos/{video_id}{extension}"
 
 
 # --- writing ---------------------------------------------------------------------------------------------

@@ -133,3 +133,26 @@ def read_frames(path: str | os.PathLike, start: int = 0, count: int | None = Non
         raise VideoError(f"{path}: decoding failed ({exc})") from None
     finally:
         container.close()
+
+# ffmpeg's demuxer families and the extensions that name them; the first is the one a misnamed file gets
+_CONTAINER_EXTENSIONS = {"matroska": (".mkv", ".webm"), "mov": (".mp4", ".mov", ".m4v"), "avi": (".avi",)}
+
+
+def container_extension(path: str | os.PathLike) -> str:
+    """The extension naming a video's real container, for the copy a dataset keeps: the file's own when it names
+    that container (a WebM stays `.webm`, a MOV `.mov`), else the container's (a WebM called `.mp4` is `.webm`)."""
+    try:
+        with av.open(str(path)) as c:
+            demuxers = c.format.name.split(",")
+    except (av.error.FFmpegError, OSError) as exc:
+        raise VideoError(f"{path}: cannot open video ({exc})") from None
+    own = Path(path).suffix.lower()
+    for family, extensions in _CONTAINER_EXTENSIONS.items():
+        if family in demuxers:
+            if own in extensions:
+                return own
+            if family == "matroska":  # WebM is Matroska with DocType "webm" in the EBML header
+                with open(path, "rb") as f:
+                    return ".webm" if b"\x42\x82\x84webm" in f.read(64) else ".mkv"
+            return extensions[0]
+    return f".{demuxers[0]}"

@@ -6,7 +6,7 @@ otherwise, or when no template fits, the zero-shot detector (`azote.labeling.det
 the parser reads the layout off the video itself.
 
 Output (a dataset root, `azote.dataset` layout):
-    OUT/videos/<id>.mp4                       the source video (hard link, else copy)
+    OUT/videos/<id>.<ext>                     the source video (hard link, else copy), its container's extension
     OUT/actions/SHARD_0000/<id>/<id>_chunk_NNNN/{actions_raw.parquet, metadata.json}   kept chunks only
     OUT/labeling/<id>.json                    the report; written last, so it marks the video as done
     OUT/labeling/<id>.npz                     every frame's labels and parser outputs (dropped chunks too)
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from azote.dataset.format import CHUNK_SECONDS, ChunkMetadata, OriginalVideo, chunk_name, video_relpath, write_chunk
-from azote.dataset.video import VideoError, probe
+from azote.dataset.video import VideoError, container_extension, probe
 from azote.dataset.writer import video_labels_dir
 from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
@@ -342,6 +342,7 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     bbox = [float(v) for v in loc.bbox()]
     family = loc.family
 
+    stored = video_relpath(vid, container_extension(path))  # a WebM kept as .webm, never as .mp4
     final = video_labels_dir(out, vid)
     staging = final.with_name(f".{vid}.staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -356,7 +357,7 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
         end = start + len(part)
         meta = ChunkMetadata(
             uuid=f"{chunk_name(vid, index)}_actions", chunk_id=f"{index:04d}", chunk_size=len(part),
-            original_video=OriginalVideo(video_id=vid, source=cfg.source, url=video_relpath(vid),
+            original_video=OriginalVideo(video_id=vid, source=cfg.source, url=stored,
                                          resolution=[int(info["height"]), int(info["width"])],
                                          start_time=start / fps, end_time=end / fps, duration=len(part) / fps,
                                          start_frame=start, end_frame=end),
@@ -365,7 +366,7 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
                                "action_density": round(density, 4)}})
         write_chunk(staging / chunk_name(vid, index), part, meta)
         kept.append(index)
-    _keep_video(path, out / video_relpath(vid), cfg.keep_video)
+    _keep_video(path, out / stored, cfg.keep_video)
     if final.exists():
         shutil.rmtree(final)
     if kept:
