@@ -208,6 +208,136 @@ def test_killed_recording_leaves_no_partial_chunk_and_rerun_resumes(tmp_path):
     assert not list(out.rglob("*.partial")) and not list(out.rglob(".*staging"))
 
 
+# --- hostile files (issue 16): one validation, used by every reader ---------------------------------------------
+@pytest.fixture(scope="module")
+def two_videos(recorded, tmp_path_factory):
+    """breakout_a (chunks of 60, 60, 30 rows) and breakout_b (60, 10), both 210x160 at 60 fps."""
+    root = tmp_path_factory.mktemp("two") / "ds"
+    shutil.copytree(recorded[0], root)
+    record(root, "breakout_b", 70, seed=3)
+    return root
+
+
+def edit_metadata(chunk: Path, **changes) -> Path:
+    p = chunk / "metadata.json"
+    meta = json.loads(p.read_text())
+    for key, value in changes.items():
+        if key in meta["original_video"]:
+            meta["original_video"][key] = value
+        else:
+            meta[key] = value
+    p.write_text(json.dumps(meta))
+    return p
+
+
+def write_video(path: Path, frames: int, size: tuple[int, int] = (210, 160), fps: float = 60) -> None:
+    from azote.dataset import VideoWriter
+
+    path.unlink(missing_ok=True)
+    with VideoWriter(path, fps) as w:
+        for i in range(frames):
+            w.write(np.full((*size, 3), (i * 7) % 256, np.uint8))
+
+
+def test_chunk_id_that_is_not_a_number_is_named_not_a_crash(two_videos, tmp_path):
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+
+    root = tmp_path / "ds"
+    shutil.copytree(two_videos, root)
+    bad = edit_metadata(chunk_dirs(root, "breakout_b")[1], chunk_id="zz")
+    ds = Dataset.open(root)
+    assert [(p.path, p.field) for p in ds.problems] == [(str(bad), "chunk_id")]
+    assert len(ds.chunks) == 4 and all(isinstance(c.index, int) for c in ds.chunks)
+    result = CliRunner().invoke(app, ["data", "validate", str(root)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # a clean exit, no ValueError
+    assert f"BAD {bad}: chunk_id: " in result.output and "Traceback" not in result.output
+
+
+METADATA_FAULTS = {  # fault -> (changes to breakout_b chunk 0, the field named)
+    "nan_start_time": (dict(start_time=float("nan")), "original_video.start_time"),
+    "negative_start_time": (dict(start_time=-1.0), "original_video.start_time"),
+    "zero_duration": (dict(duration=0.0), "original_video.duration"),
+    "negative_duration": (dict(duration=-1.0), "original_video.duration"),
+    "negative_bbox_width": (dict(bbox_controller_overlay=[10.0, 10.0, -5.0, 5.0]), "bbox_controller_overlay"),
+    "inverted_game_area": (dict(bbox_game_area={"xtl": 0.8, "ytl": 0.0, "xbr": 0.2, "ybr": 1.0}),
+                           "bbox_game_area.xbr"),
+    "url_dot_dot": (dict(url="../outside.mp4"), "original_video.url"),
+    "url_absolute": (dict(url="ABSOLUTE"), "original_video.url"),
+    "url_etc_hostname": (dict(url="/etc/hostname"), "original_video.url"),
+    "video_id_with_path": (dict(video_id="../breakout_b"), "original_video.video_id"),
+}
+
+
+@pytest.mark.parametrize("fault", [*METADATA_FAULTS, "deep_json"])
+def test_impossible_metadata_is_refused_by_every_reader(two_videos, tmp_path, fault):
+    root = tmp_path / "ds"
+    shutil.copytree(two_videos, root)
+    outside = tmp_path / "outside.mp4"  # a real video of the same shape, outside the dataset root
+    shutil.copyfile(root / "videos" / "breakout_b.mp4", outside)
+    target = chunk_dirs(root, "breakout_b")[0]
+    if fault == "deep_json":
+        bad, field = target / "metadata.json", "json"
+        bad.write_text("[" * 100_000)
+    else:
+        changes, field = METADATA_FAULTS[fault]
+        if changes.get("url") == "ABSOLUTE":
+            changes = dict(url=str(outside))
+        bad = edit_metadata(target, **changes)
+    for check_video in (True, False):
+        ds = Dataset.open(root, check_video=check_video)
+        assert [(p.path, p.field) for p in ds.problems] == [(str(bad), field)], ds.problems
+        assert len(ds.chunks) == 4 and len(str(ds.problems[0]).splitlines()) == 1
+
+
+@pytest.mark.parametrize("fault", ["other_resolution", "other_frame_rate", "start_frame"])
+def test_a_foreign_video_long_enough_is_refused(two_videos, tmp_path, fault):
+    root = tmp_path / "ds"
+    shutil.copytree(two_videos, root)
+    video = root / "videos" / "breakout_b.mp4"
+    if fault == "other_resolution":
+        write_video(video, 200, size=(96, 128))
+        expected = ["resolution", "resolution"]
+    elif fault == "other_frame_rate":
+        write_video(video, 200, fps=30)
+        expected = ["fps", "fps"]
+    else:  # the labels claim another part of the video than their start_time says
+        edit_metadata(chunk_dirs(root, "breakout_b")[1], start_frame=5)
+        expected = ["start_frame"]
+    ds = Dataset.open(root)
+    assert [p.field for p in ds.problems] == expected and all(p.path == str(video) for p in ds.problems)
+    assert all("breakout_b_chunk_000" in str(p) for p in ds.problems)  # each line names its chunk
+    assert len(ds.chunks) == 5 - len(expected)
+
+
+@pytest.mark.parametrize("fault", ["empty_video", "garbage_video", "short_video", "start_past_end", "url_not_video"])
+def test_bad_videos_are_named_whoever_opens_the_dataset(two_videos, tmp_path, fault):
+    root = tmp_path / "ds"
+    shutil.copytree(two_videos, root)
+    video = root / "videos" / "breakout_b.mp4"
+    first = chunk_dirs(root, "breakout_b")[0]
+    if fault == "empty_video":
+        video.write_bytes(b"")
+        bad, field, lost = video, "video", 2
+    elif fault == "garbage_video":
+        video.write_bytes(np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+        bad, field, lost = video, "video", 2
+    elif fault == "short_video":
+        write_video(video, 30)
+        bad, field, lost = video, "frames", 2
+    elif fault == "start_past_end":
+        edit_metadata(first, start_time=1000.0, end_time=1001.0)
+        bad, field, lost = video, "frames", 1
+    else:
+        (root / "notes.txt").write_text("not a video\n" * 100)
+        edit_metadata(first, url="notes.txt")
+        bad, field, lost = root / "notes.txt", "video", 1
+    ds = Dataset.open(root)  # the default every reader gets: videos are checked too
+    assert {(p.path, p.field) for p in ds.problems} == {(str(bad), field)} and len(ds.problems) == lost
+    assert len(ds.chunks) == 5 - lost
+
+
 def _encode(path: Path, frames: list, codec: str, container: str, fps: int = 30) -> Path:
     import av
 

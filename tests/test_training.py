@@ -175,3 +175,109 @@ def test_ddp_two_cpu_processes_with_gloo(data, tmp_path):
     assert len(rows) == 7  # header + 6 steps, written once (by rank 0)
     state = torch.load(out / "checkpoints" / "step_0000006" / "trainer.pt", weights_only=True)
     assert len(state["rng"]) == 2  # one RNG state per rank
+
+
+# --- hostile files (issue 16): a bad chunk is skipped and named, never the end of a run ----------------------------
+def synthetic_video(root: Path, video_id: str, shade: int, frames: int = 40, fps: float = 20.0) -> Path:
+    """`frames` uniform 32x32 frames of one shade with random presses, in 1-second chunks (20 rows each)."""
+    from azote.gamepad import ActionChunk
+
+    rng = np.random.default_rng(shade)
+    actions = ActionChunk.from_arrays(rng.random((frames, 17)) < 0.3, rng.uniform(-1, 1, (frames, 2)),
+                                      rng.uniform(-1, 1, (frames, 2)))
+    with EpisodeWriter(root, video_id, "synthetic", fps, chunk_seconds=1.0) as w:
+        w.add_chunk([np.full((32, 32, 3), shade, np.uint8)] * frames, actions)
+    return root / "actions" / "SHARD_0000" / video_id
+
+
+def hostile_dataset(root: Path) -> tuple[list[str], list[str]]:
+    """Two good videos and one video per fault of issue 16; returns (good chunk names, bad chunk names)."""
+    from azote.dataset import VideoWriter
+
+    def chunks(d: Path) -> list[Path]:
+        return sorted(d.iterdir())
+
+    def edit(chunk: Path, **changes) -> None:
+        meta = json.loads((chunk / "metadata.json").read_text())
+        for k, v in changes.items():
+            (meta["original_video"] if k in meta["original_video"] else meta)[k] = v
+        (chunk / "metadata.json").write_text(json.dumps(meta))
+
+    good = [c.name for v in ("good0", "good1") for c in chunks(synthetic_video(root, v, 60 + 10 * len(v)))]
+    bad = []
+    for vid in ("empty", "garbage", "short", "late", "notvideo", "zz"):
+        cs = chunks(synthetic_video(root, vid, 200))
+        video = root / "videos" / f"{vid}.mp4"
+        if vid == "empty":  # 0-byte mp4
+            video.write_bytes(b"")
+        elif vid == "garbage":
+            video.write_bytes(np.random.default_rng(1).integers(0, 256, 20_000, dtype=np.uint8).tobytes())
+        elif vid == "short":  # a video shorter than its labels
+            video.unlink()
+            with VideoWriter(video, 20.0) as w:
+                for _ in range(10):
+                    w.write(np.full((32, 32, 3), 200, np.uint8))
+        elif vid == "late":  # start_time past the end of the video
+            edit(cs[0], start_time=500.0, end_time=501.0)
+        elif vid == "notvideo":  # a url pointing at a file that is not a video
+            (root / "notes.txt").write_text("not a video\n" * 50)
+            edit(cs[0], url="notes.txt")
+        else:
+            edit(cs[1], chunk_id="zz")
+        lost = cs if vid in ("empty", "garbage", "short") else [cs[1] if vid == "zz" else cs[0]]
+        bad += [c.name for c in lost]
+        good += [c.name for c in cs if c not in lost]
+    return good, bad
+
+
+def test_train_skips_each_bad_chunk_names_it_and_trains_on_the_rest(tmp_path):
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+
+    data = tmp_path / "data"
+    good, bad = hostile_dataset(data)
+    model = micro_config(tmp_path / "micro.json")
+    out = tmp_path / "run"
+    # `azote train` in this process (the command's own code, without a second interpreter's start-up)
+    result = CliRunner().invoke(app, train_cmd(data, out, model, 4, 4)[3:] + ["--num-workers", "0"])
+    text = result.output
+    assert result.exit_code == 0 and result.exception is None, text[-3000:]
+    skipped = [line for line in text.splitlines() if line.startswith("skipping")]
+    for name in bad:  # one line per skipped chunk, naming it (and the file at fault)
+        assert sum(name in line for line in skipped) == 1, (name, skipped)
+    assert not any(name in line for line in skipped for name in good)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 4 and (out / "final" / "model.safetensors").is_file()
+    assert summary["samples"]["chunks"] == len(good) and summary["samples"]["skipped_bad"] == len(bad)
+
+
+def test_a_video_that_stops_decoding_after_validation_is_skipped(tmp_path):
+    synthetic_video(tmp_path, "dark", 40)
+    synthetic_video(tmp_path, "bright", 220)
+    ds = Dataset.open(tmp_path)
+    assert len(ds.chunks) == 4 and not ds.problems
+    (tmp_path / "videos" / "bright.mp4").write_bytes(b"\0" * 5000)  # changed after the dataset was opened
+    cfg = SampleConfig(horizon=6, image_size=32, batch_size=4, min_action_density=0.0, seed=1)
+    said: list[str] = []
+    a = TrainingSamples([ds], cfg, log=said.append)
+    batches = [a.batch(i) for i in range(8)]
+    assert len(said) == 2 and all("bright_chunk_000" in s and "bright.mp4" in s for s in said)  # once per chunk
+    for b in batches:  # every sample now comes from the dark video
+        assert b["pixel_values"].float().mean(dim=(1, 2, 3, 4)).max() < 100
+    b = TrainingSamples([ds], cfg, log=None)  # the same stream in another process or after a resume
+    assert all(torch.equal(x[k], y[k]) for x, y in zip(batches, (b.batch(i) for i in range(8))) for k in x)
+
+
+def test_train_with_nothing_usable_fails_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+
+    synthetic_video(tmp_path / "data", "only", 100)
+    (tmp_path / "data" / "videos" / "only.mp4").write_bytes(b"")
+    model = micro_config(tmp_path / "micro.json")
+    result = CliRunner().invoke(app, train_cmd(tmp_path / "data", tmp_path / "run", model, 2, 2)[3:])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no usable chunks" in errors[0] and "2 bad" in errors[0]

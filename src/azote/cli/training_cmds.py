@@ -13,6 +13,21 @@ from azote.cli.common import fail, write_json
 _GROUPS = "vision_tower, vl_stack, dit, action_encoder, action_decoder"
 
 
+def _data_errors() -> tuple[type[Exception], ...]:
+    """What bad or missing data raises: the whole command fails with one line (bad chunks alone are skipped)."""
+    from azote.dataset import DatasetError, VideoError
+    from azote.dataset.samples import SampleError
+
+    return DatasetError, SampleError, VideoError, FileNotFoundError
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "Original Traceback" in text:  # re-raised from a data-loader worker: its last line is the error itself
+        text = text.splitlines()[-1]
+    return " ".join(text.split())
+
+
 def _run(source: str, values: dict[str, Any], config: Optional[Path], resume: bool) -> None:
     from azote.training import TrainConfig, TrainConfigError, Trainer
 
@@ -21,7 +36,10 @@ def _run(source: str, values: dict[str, Any], config: Optional[Path], resume: bo
         cfg = TrainConfig.load(config, **values) if config else TrainConfig.build(source, **values)
     except TrainConfigError as exc:
         fail(str(exc))
-    final = Trainer(cfg, resume=resume).run()
+    try:
+        final = Trainer(cfg, resume=resume).run()
+    except _data_errors() as exc:
+        fail(_one_line(exc), code=1)
     typer.echo(f"final model (EMA weights): {final}")
 
 
@@ -102,8 +120,11 @@ def eval_offline(
     """Action error of a checkpoint on held-out chunks: button accuracy, per-button F1, stick R^2."""
     from azote.training.evaluate import evaluate_offline
 
-    result = evaluate_offline(str(checkpoint), [str(d) for d in data], batches=batches, batch_size=batch_size,
-                              seed=seed, video_dir=str(video_dir) if video_dir else None)
+    try:
+        result = evaluate_offline(str(checkpoint), [str(d) for d in data], batches=batches, batch_size=batch_size,
+                                  seed=seed, video_dir=str(video_dir) if video_dir else None)
+    except _data_errors() as exc:
+        fail(_one_line(exc), code=1)
     if out:
         write_json(out, result)
     if as_json:

@@ -11,12 +11,12 @@ from azote.dataset.format import (
     read_metadata,
     write_chunk,
 )
-from azote.dataset.reader import Chunk, Dataset
+from azote.dataset.reader import Chunk, Dataset, open_chunk
 from azote.dataset.video import VideoError, VideoWriter, probe, read_frames
 from azote.dataset.writer import EpisodeWriter, is_complete
 
 __all__ = [
     "CHUNK_SECONDS", "Chunk", "ChunkMetadata", "Dataset", "DatasetError", "EpisodeWriter", "GameArea",
     "OriginalVideo", "VideoError", "VideoWriter", "is_complete", "probe", "read_actions", "read_frames",
-    "read_metadata", "write_chunk",
+    "open_chunk", "read_metadata", "write_chunk",
 ]

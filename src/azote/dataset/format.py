@@ -12,15 +12,17 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from azote.gamepad import BUTTONS, STICKS, ActionChunk, GamepadError
 
@@ -33,21 +35,108 @@ class DatasetError(ValueError):
     """A bad file in a dataset: names the file and the field at fault."""
 
     def __init__(self, path: str | os.PathLike, field: str, message: str) -> None:
+        # one line whatever the file holds: decoder and parser messages may span lines
+        message = " ".join(str(message).split())
         self.path, self.field, self.message = str(path), field, message
-        super().__init__(f"{path}: {field}: {message}")
+        shown = self.path.replace("\n", "\\n").replace("\r", "\\r")
+        super().__init__(f"{shown}: {field}: {message}")
+
+
+def is_remote(url: str) -> bool:
+    """A url the dataset does not hold (the released labels' YouTube links): never opened from disk."""
+    return "://" in url
+
+
+def _finite(v: float) -> float:
+    if not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
 
 
 class OriginalVideo(BaseModel):
+    """Where a chunk's rows lie in its video. Field validators see the fields declared before them, which is how
+    the cross-field checks (end after start, duration = end - start) name the field at fault."""
+
     model_config = ConfigDict(extra="allow", strict=True)
     video_id: str
     source: str | None = None
-    url: str | None = None
+    url: str | None = None  # ours: a path relative to the dataset root; released labels: a web link
     resolution: list[int] | None = Field(default=None, min_length=2, max_length=2)  # [H, W]
     start_time: float
     end_time: float
     duration: float
-    start_frame: int | None = None
-    end_frame: int | None = None
+    start_frame: int | None = Field(default=None, ge=0)
+    end_frame: int | None = Field(default=None, ge=0)
+
+    @field_validator("video_id")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # the id names files (`video_dir/<video_id>.mp4`): a path in it would reach outside that folder
+        if not v or v.startswith(".") or any(c in v for c in "/\\\0"):
+            raise ValueError("must be a plain name (no path separator, not starting with '.')")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _inside_root(cls, v: str | None) -> str | None:
+        if v and not is_remote(v):
+            problem = local_url_problem(v)
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @field_validator("resolution")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and min(v) < 1:
+            raise ValueError("height and width must be >= 1")
+        return v
+
+    @field_validator("start_time")
+    @classmethod
+    def _start(cls, v: float) -> float:
+        if _finite(v) < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("end_time")
+    @classmethod
+    def _end(cls, v: float, info: ValidationInfo) -> float:
+        start = info.data.get("start_time")
+        if start is not None and _finite(v) < start:
+            raise ValueError(f"{v} is before start_time {start}")
+        return _finite(v)
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, v: float, info: ValidationInfo) -> float:
+        if _finite(v) <= 0:
+            raise ValueError("must be > 0")
+        start, end = info.data.get("start_time"), info.data.get("end_time")
+        # loose: the released files round their times; a real disagreement is a whole frame or more
+        if start is not None and end is not None and abs((end - start) - v) > 0.05 + 1e-3 * v:
+            raise ValueError(f"{v} disagrees with end_time - start_time = {end - start:.6g}")
+        return v
+
+    @field_validator("end_frame")
+    @classmethod
+    def _end_frame(cls, v: int | None, info: ValidationInfo) -> int | None:
+        start = info.data.get("start_frame")
+        if v is not None and start is not None and v < start:
+            raise ValueError(f"{v} is before start_frame {start}")
+        return v
+
+
+def local_url_problem(url: str) -> str | None:
+    """Why a dataset-relative video path could reach outside the dataset root, or None when it cannot."""
+    if "\0" in url or "\\" in url:
+        return "must be a plain relative path (no NUL or backslash)"
+    p = PurePosixPath(url)
+    if p.is_absolute():
+        return "must be a path relative to the dataset root, not an absolute path"
+    if ".." in p.parts:
+        return "must stay inside the dataset root (no '..')"
+    return None
 
 
 class GameArea(BaseModel):
@@ -59,9 +148,12 @@ class GameArea(BaseModel):
 
     @field_validator("xtl", "ytl", "xbr", "ybr")
     @classmethod
-    def _unit(cls, v: float) -> float:
+    def _unit(cls, v: float, info: ValidationInfo) -> float:
         if not 0.0 <= v <= 1.0:
             raise ValueError("must lie in [0, 1]")
+        low = {"xbr": "xtl", "ybr": "ytl"}.get(info.field_name or "")
+        if low and low in info.data and v < info.data[low]:
+            raise ValueError(f"{v} is less than {low} {info.data[low]}")
         return v
 
 
@@ -78,6 +170,23 @@ class ChunkMetadata(BaseModel):
     bbox_controller_overlay: list[float] | None = Field(default=None, min_length=4, max_length=4)  # x, y, w, h
     bbox_game_area: GameArea | None = None
     bbox_others: Any = None
+
+    @field_validator("chunk_id")
+    @classmethod
+    def _number(cls, v: str) -> str:
+        if not re.fullmatch(r"[0-9]{1,9}", v):
+            raise ValueError('must be the chunk number in digits (e.g. "0003")')
+        return v
+
+    @field_validator("bbox_controller_overlay")
+    @classmethod
+    def _box(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None:
+            for x in v:
+                _finite(x)
+            if v[2] < 0 or v[3] < 0:
+                raise ValueError("width and height must not be negative")
+        return v
 
     @property
     def fps(self) -> float:
@@ -143,6 +252,10 @@ def read_metadata(path: str | os.PathLike) -> ChunkMetadata:
         raise DatasetError(path, "file", "missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(path, "json", f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise DatasetError(path, "json", "nested too deeply") from None
+    except OSError as exc:  # a directory, a device, an unreadable file
+        raise DatasetError(path, "file", f"unreadable ({exc.strerror or exc})") from None
     if not isinstance(raw, dict):
         raise DatasetError(path, "json", "top level must be an object")
     try:
@@ -152,7 +265,7 @@ def read_metadata(path: str | os.PathLike) -> ChunkMetadata:
         where = ".".join(str(p) for p in err["loc"]) or "metadata"
         got = err.get("input")
         got_s = f" (got {type(got).__name__} {got!r:.60})" if "input" in err and not isinstance(got, dict) else ""
-        raise DatasetError(path, where, f"{err['msg']}{got_s}") from None
+        raise DatasetError(path, where, f"{err['msg'].removeprefix('Value error, ')}{got_s}") from None
 
 
 def read_actions(path: str | os.PathLike) -> ActionChunk:

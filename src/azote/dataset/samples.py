@@ -13,16 +13,26 @@ blacked out when the chunk has one; the released chunks' `bbox_game_area` is cro
 from __future__ import annotations
 
 import math
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from azote.dataset.frames import resize_frame
 from azote.dataset.reader import Chunk, Dataset
+from azote.dataset.video import VideoError
 from azote.gamepad import MODEL_ACTION_DIM, ActionChunk
+
+
+class SampleError(ValueError):
+    """The datasets cannot make training samples (nothing usable, games outside the vocabulary)."""
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -77,6 +87,7 @@ class SampleStats:
     rows: int = 0
     skipped_low_action: int = 0
     skipped_no_video: int = 0
+    skipped_bad: int = 0  # chunks the validation refused (each named in its dataset's `problems`)
     games: dict[str, int] = field(default_factory=dict)
 
 
@@ -90,16 +101,23 @@ class TrainingSamples(torch.utils.data.IterableDataset):
     `start` and the DDP `rank`/`world_size` choose which micro-batches this copy yields: index
     `start + (k * world_size + rank)` for k = 0, 1, ... With DataLoader workers, worker w of n yields every n-th
     of those, which the DataLoader's in-order round robin puts back in order.
+
+    A chunk whose video fails to decode although it passed validation (changed since, or broken past its
+    header) is skipped, said once through `log`, and its samples come from the next chunk that decodes: a
+    function of the files, so the stream stays the same on every worker and after a resume (files unchanged).
     """
 
     def __init__(self, datasets: Sequence[Dataset], config: SampleConfig, games: Sequence[str] | None = None,
-                 start: int = 0, rank: int = 0, world_size: int = 1) -> None:
+                 start: int = 0, rank: int = 0, world_size: int = 1,
+                 log: Callable[[str], None] | None = _to_stderr) -> None:
         super().__init__()
         self.config = config
         self.stats = SampleStats()
+        self.log = log
         usable: list[Chunk] = []
         for ds in datasets:
             self.stats.skipped_no_video += len(ds.missing_video)
+            self.stats.skipped_bad += len(ds.problems)
             for chunk in ds.chunks:
                 if chunk.video_path is None:
                     self.stats.skipped_no_video += 1
@@ -110,9 +128,10 @@ class TrainingSamples(torch.utils.data.IterableDataset):
                     continue
                 usable.append(chunk)
         if not usable:
-            raise ValueError(
+            raise SampleError(
                 f"no usable chunks: {self.stats.skipped_low_action} below the action density "
-                f"{config.min_action_density}, {self.stats.skipped_no_video} without video"
+                f"{config.min_action_density}, {self.stats.skipped_no_video} without video, "
+                f"{self.stats.skipped_bad} bad"
             )
         self.chunks = usable
         self.stats.chunks = len(usable)
@@ -122,7 +141,7 @@ class TrainingSamples(torch.utils.data.IterableDataset):
         self.games = list(games) if games is not None else sorted(self.stats.games)
         unknown = set(self.stats.games) - set(self.games)
         if unknown:
-            raise ValueError(f"games {sorted(unknown)} are in the data but not in the game list {self.games}")
+            raise SampleError(f"games {sorted(unknown)} are in the data but not in the game list {self.games}")
         self._game_index = {g: i + 1 for i, g in enumerate(self.games)}
         # chunk weight: the game's weight shared by its chunks, each in proportion to its length
         rows_per_game: dict[str, int] = {}
@@ -131,10 +150,11 @@ class TrainingSamples(torch.utils.data.IterableDataset):
         weights = np.array([config.game_weights.get(c.game or "?", 1.0) * len(c) / rows_per_game[c.game or "?"]
                             for c in usable])
         if (weights < 0).any() or weights.sum() <= 0:
-            raise ValueError("game_weights must be non-negative and give some game a positive weight")
+            raise SampleError("game_weights must be non-negative and give some game a positive weight")
         self._p = weights / weights.sum()
         self.start, self.rank, self.world_size = start, rank, world_size
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._broken: set[int] = set()  # chunks whose video failed to decode in this process
 
     # --- the deterministic schedule -----------------------------------------------------------------------
     def window_chunks(self, window: int) -> np.ndarray:
@@ -152,17 +172,39 @@ class TrainingSamples(torch.utils.data.IterableDataset):
         return [(int(ch), int(rng.integers(0, len(self.chunks[ch]) - c.shift))) for ch in picks]
 
     # --- decoding ----------------------------------------------------------------------------------------
-    def _frames(self, chunk_index: int) -> np.ndarray:
+    def _frames(self, chunk_index: int) -> np.ndarray | None:
+        """The chunk's frames at the model's size, or None when its video does not decode."""
         if chunk_index in self._cache:
             self._cache.move_to_end(chunk_index)
             return self._cache[chunk_index]
+        if chunk_index in self._broken:
+            return None
         chunk = self.chunks[chunk_index]
         size = self.config.image_size
-        frames = np.stack([prepare_frame(f, chunk, size) for f in chunk.frames()])
+        try:
+            frames = np.stack([prepare_frame(f, chunk, size) for f in chunk.frames()])
+        except VideoError as exc:
+            self._broken.add(chunk_index)
+            if self.log is not None:
+                self.log(f"skipping chunk {chunk.directory}: {' '.join(str(exc).split())}")
+            return None
         self._cache[chunk_index] = frames
         while len(self._cache) > self.config.cache_chunks:
             self._cache.popitem(last=False)
         return frames
+
+    def _decoded(self, chunk_index: int, row: int) -> tuple[int, int, np.ndarray]:
+        """(chunk, row, frames) for a planned sample: the planned chunk, else the next one (in chunk order,
+        weighted above 0) whose video decodes, at the same row wrapped into its length."""
+        n = len(self.chunks)
+        for k in range(n):
+            ch = (chunk_index + k) % n
+            if k and self._p[ch] <= 0:
+                continue
+            frames = self._frames(ch)
+            if frames is not None:
+                return ch, (row if k == 0 else row % (len(self.chunks[ch]) - self.config.shift)), frames
+        raise VideoError(f"no chunk's video decodes ({n} tried)")
 
     def _targets(self, chunk: Chunk, row: int) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
@@ -178,9 +220,10 @@ class TrainingSamples(torch.utils.data.IterableDataset):
     def batch(self, index: int) -> dict[str, Any]:
         plan = self.batch_plan(index)
         pixels, actions, masks, games = [], [], [], []
-        for chunk_index, row in plan:
+        for planned, planned_row in plan:
+            chunk_index, row, frames = self._decoded(planned, planned_row)
             chunk = self.chunks[chunk_index]
-            pixels.append(self._frames(chunk_index)[row])
+            pixels.append(frames[row])
             a, m = self._targets(chunk, row)
             actions.append(a)
             masks.append(m)

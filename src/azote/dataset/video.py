@@ -89,13 +89,44 @@ class VideoWriter:
             self.abort()
 
 
-def probe(path: str | os.PathLike) -> dict:
-    """Frame count, rate, size and duration of a video (the frame count is decoded when the header lacks it)."""
+# The containers a dataset's video may be in, told by their first bytes. Left to itself, ffmpeg's probing takes
+# a text file for a "tty" video, and a playlist or concat list for a list of further files (or urls) to open.
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot")
+
+
+def container_format(path: str | os.PathLike) -> str:
+    """The demuxer for a dataset video (mp4/mov, Matroska/WebM, AVI) from its first bytes; `VideoError` otherwise."""
     try:
-        with av.open(str(path)) as c:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError as exc:
+        raise VideoError(f"{path}: cannot read video ({exc.strerror or exc})") from None
+    if head[4:8] in _MP4_BOXES:
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    what = "an empty file" if not head else f"a file starting {head[:8]!r}"
+    raise VideoError(f"{path}: not an mp4, Matroska/WebM or AVI video ({what})")
+
+
+def _open(path: str | os.PathLike, strict: bool) -> av.container.InputContainer:
+    return av.open(str(path), format=container_format(path) if strict else None)
+
+
+def probe(path: str | os.PathLike, count_frames: bool = True, strict: bool = False) -> dict:
+    """Frame count, rate, size and duration of a video. When the header lacks the frame count, it is decoded
+    (`count_frames`) or estimated from the stream's duration (a quick check of a long source video). `strict`
+    opens only the containers of `container_format` (a dataset's videos), whatever ffmpeg would guess."""
+    try:
+        with _open(path, strict) as c:
             s = c.streams.video[0]
             rate = float(s.average_rate or s.guessed_rate or 0)
             frames = s.frames
+            if not frames and not count_frames and rate:
+                seconds = float(s.duration * s.time_base) if s.duration and s.time_base else (c.duration or 0) / 1e6
+                frames = int(round(seconds * rate))
             if not frames:
                 frames = sum(1 for _ in c.decode(video=0))
             return {"frames": int(frames), "fps": rate, "height": s.height, "width": s.width,
@@ -104,13 +135,15 @@ def probe(path: str | os.PathLike) -> dict:
         raise VideoError(f"{path}: cannot read video ({exc})") from None
 
 
-def read_frames(path: str | os.PathLike, start: int = 0, count: int | None = None) -> Iterator[np.ndarray]:
+def read_frames(path: str | os.PathLike, start: int = 0, count: int | None = None,
+                strict: bool = False) -> Iterator[np.ndarray]:
     """Decodes frames start .. start+count-1 (RGB uint8) in order, seeking to the keyframe before `start`.
+    `strict` as in `probe`.
 
     Frames are numbered by presentation time at the stream's average rate, which is how our writer and
     ordinary constant-rate videos number them."""
     try:
-        container = av.open(str(path))
+        container = _open(path, strict)
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"{path}: cannot open video ({exc})") from None
     try:
@@ -133,6 +166,7 @@ def read_frames(path: str | os.PathLike, start: int = 0, count: int | None = Non
         raise VideoError(f"{path}: decoding failed ({exc})") from None
     finally:
         container.close()
+
 
 # ffmpeg's demuxer families and the extensions that name them; the first is the one a misnamed file gets
 _CONTAINER_EXTENSIONS = {"matroska": (".mkv", ".webm"), "mov": (".mp4", ".mov", ".m4v"), "avi": (".avi",)}

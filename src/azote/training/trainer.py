@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -55,6 +56,10 @@ def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+
+
+def _to_stderr(message: str) -> None:  # a module function: data-loader workers may be spawned, not forked
+    print(message, file=sys.stderr, flush=True)
 
 
 def latest_checkpoint(out: str | Path) -> Path | None:
@@ -180,16 +185,18 @@ class Trainer:
             horizon=raw.config.action_horizon, shift=c.shift, image_size=raw.config.vision.image_size,
             batch_size=c.batch_size, min_action_density=c.min_action_density, game_weights=c.game_weights,
             chunks_per_window=c.chunks_per_window, batches_per_window=c.batches_per_window, seed=c.seed)
+        # one rank tells of a chunk whose video stops decoding (every rank skips it alike)
         samples = TrainingSamples(datasets, sample_cfg, games=games, start=step * c.grad_accum * self.world,
-                                  rank=self.rank, world_size=self.world)
+                                  rank=self.rank, world_size=self.world,
+                                  log=None if self.quiet or not self.main else _to_stderr)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(c.model_dump_json(indent=1))
             (self.out / GAMES_FILE).write_text(json.dumps(games))
             st = samples.stats
             self._log(f"data: {st.chunks} chunks ({st.rows} rows) from {len(games)} games; skipped "
-                      f"{st.skipped_low_action} chunks below {c.min_action_density:.0%} action density and "
-                      f"{st.skipped_no_video} without video")
+                      f"{st.skipped_low_action} chunks below {c.min_action_density:.0%} action density, "
+                      f"{st.skipped_no_video} without video and {st.skipped_bad} bad")
         loader = torch.utils.data.DataLoader(
             samples, batch_size=None, num_workers=c.num_workers, persistent_workers=c.num_workers > 0,
             prefetch_factor=4 if c.num_workers > 0 else None, pin_memory=self.device.type == "cuda")
