@@ -63,10 +63,11 @@ def _acting_threads() -> None:
 
 def _game_id(checkpoint: Path, game: str, policy: Any) -> int | None:
     """The game token a checkpoint trained with game ids knows this game by (its games.json), else none."""
-    games_file = checkpoint / "games.json"
-    if not policy.config.num_games or not games_file.is_file():
+    from azote.policy.checkpoint import GAMES_NAME, read_games
+
+    if not policy.config.num_games or not (checkpoint / GAMES_NAME).is_file():
         return None
-    games = json.loads(games_file.read_text())
+    games = read_games(checkpoint)
     return games.index(game) + 1 if game in games else 0  # 0: the "no game" token learned by game dropout
 
 

@@ -39,6 +39,12 @@ def agent_from_spec(spec: str, env: GamepadEnv, seed: int | None = None) -> Agen
         return make_agent(spec, env, seed)
     except (AgentSpecError, ValueError) as exc:
         fail(str(exc))
+    except RuntimeError as exc:  # CheckpointError: a checkpoint that cannot be loaded
+        from azote.policy import CheckpointError
+
+        if not isinstance(exc, CheckpointError):
+            raise
+        fail(str(exc))
 
 
 def check_agent_spec(spec: str) -> None:
@@ -47,6 +53,19 @@ def check_agent_spec(spec: str) -> None:
         return
     if not (Path(spec).is_dir() and (Path(spec) / "config.json").is_file()):
         fail(f"unknown policy {spec!r}: use random, expert, a checkpoint directory (with config.json) or tcp://HOST:PORT")
+    check_checkpoint_dir(spec)
+
+
+def check_checkpoint_dir(path: str | os.PathLike) -> None:
+    """Fails in one line unless a checkpoint directory's config validates and its weights' header fits it (no
+    weights are read): before any game, data or socket is opened."""
+    from azote.policy import CheckpointError, ConfigError
+    from azote.policy.checkpoint import check_checkpoint
+
+    try:
+        check_checkpoint(path)
+    except (CheckpointError, ConfigError, FileNotFoundError) as exc:
+        fail(str(exc))
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from azote.cli.common import agent_from_spec, check_agent_spec, fail, open_game
+from azote.cli.common import agent_from_spec, check_agent_spec, check_checkpoint_dir, fail, open_game
 
 
 _MAX_TOKEN_BYTES = 4096  # a shared secret is a line; a bigger file is not one (and is never read whole)
@@ -63,6 +63,7 @@ def serve(
 
     if not (checkpoint / "config.json").is_file():
         fail(f"{checkpoint}: not a checkpoint directory (no config.json)")
+    check_checkpoint_dir(checkpoint)
     _set_threads(threads)
     limits = Limits(max_message_bytes=max_message_mb * 2**20, max_batch=max_batch)
     token = _token(token_file)

@@ -32,15 +32,31 @@ def _run(source: str, values: dict[str, Any], config: Optional[Path], resume: bo
     from azote.training import TrainConfig, TrainConfigError, Trainer
 
     values = {k: v for k, v in values.items() if v is not None}
+    from azote.policy import CheckpointError, ConfigError
+
     try:
         cfg = TrainConfig.load(config, **values) if config else TrainConfig.build(source, **values)
     except TrainConfigError as exc:
         fail(str(exc))
     try:
+        _check_model(cfg)  # a bad checkpoint or policy config fails now, not after the data is opened
         final = Trainer(cfg, resume=resume).run()
     except _data_errors() as exc:
         fail(_one_line(exc), code=1)
+    except (CheckpointError, ConfigError) as exc:
+        fail(_one_line(exc), code=1)
     typer.echo(f"final model (EMA weights): {final}")
+
+
+def _check_model(cfg: Any) -> None:
+    """The starting checkpoint (config and weights' header) or the policy config file, validated before training."""
+    from azote.policy import PolicyConfig
+    from azote.policy.checkpoint import check_checkpoint
+
+    if cfg.init_from:
+        check_checkpoint(cfg.init_from)
+    elif cfg.model.endswith(".json"):
+        PolicyConfig.load(cfg.model)
 
 
 def _split(groups: Optional[str]) -> Optional[list[str]]:

@@ -14,8 +14,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from azote.policy.config import CONFIG_NAME, PRESETS, WEIGHTS_NAME, PolicyConfig
-from azote.policy.model import NitroGenModel, build_model
+from azote.policy.config import CONFIG_NAME, MAX_GAMES, PRESETS, WEIGHTS_NAME, ConfigError, PolicyConfig, read_json
+from azote.policy.model import NitroGenModel, build_model, check_memory
+
+# Weights are floating point; the names are safetensors' header names and torch's.
+_FLOAT_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+_HEADER_DTYPE_NAMES = {**_FLOAT_DTYPES, "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+                       "BOOL": "bool"}
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+_MAX_HEADER_BYTES = 16 << 20  # the released model's header is ~60 kB
 
 
 class CheckpointError(RuntimeError):
@@ -97,6 +104,22 @@ def check_state_dict(
         raise CheckpointError(f"{source}: weights do not fit the configuration: " + "; ".join(problems))
 
 
+def check_dtypes(dtypes: Mapping[str, torch.dtype | str], source: str) -> None:
+    """Raises `CheckpointError` naming the first tensors that are not floating point (weights never are)."""
+    bad = []
+    for name, dtype in dtypes.items():
+        if isinstance(dtype, torch.dtype):
+            if not dtype.is_floating_point:
+                bad.append(f"{name} is {str(dtype).removeprefix('torch.')}")
+        elif dtype not in _FLOAT_DTYPES:
+            bad.append(f"{name} is {_HEADER_DTYPE_NAMES.get(dtype, dtype)}")
+    if bad:
+        more = f" (and {len(bad) - 4} more)" if len(bad) > 4 else ""
+        raise CheckpointError(
+            f"{source}: weights must be floating point (float32, float16, bfloat16): {', '.join(bad[:4])}{more}"
+        )
+
+
 def expected_shapes(config: PolicyConfig) -> dict[str, list[int]]:
     """Names and shapes of the state dict of a model with this config (built on the meta device: no memory)."""
     return {k: list(v.shape) for k, v in build_model(config, device="meta").state_dict().items()}
@@ -124,13 +147,41 @@ def read_config(path: str | Path) -> PolicyConfig:
     return PolicyConfig.load(ckpt / CONFIG_NAME)
 
 
+def weight_header(path: str | Path) -> dict[str, tuple[list[int], str]]:
+    """Tensor names -> (shape, safetensors dtype such as "F32") of a safetensors file, from its header only."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        declared = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < declared <= min(_MAX_HEADER_BYTES, Path(path).stat().st_size - 8):
+            raise CheckpointError(f"{path}: not a readable safetensors file (its header would be {declared} bytes)")
+        with safe_open(str(path), "pt") as f:
+            return {k: (list(f.get_slice(k).get_shape()), str(f.get_slice(k).get_dtype())) for k in f.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({' '.join(str(exc).split())})") from None
+
+
 def weight_shapes(path: str | Path) -> dict[str, list[int]]:
     """Tensor names and shapes of a safetensors file, read from its header only."""
-    try:
-        with safe_open(str(path), "pt") as f:
-            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    return {k: shape for k, (shape, _) in weight_header(path).items()}
+
+
+def check_checkpoint(path: str | Path) -> PolicyConfig:
+    """The configuration of a checkpoint directory, validated (bounds included), with its weights' header checked
+    against it (every name, shape and dtype) without reading any weights: what every loader checks first."""
+    config = read_config(path)
+    _check_weights(Path(path) / WEIGHTS_NAME, expected_shapes(config))
+    return config
+
+
+def _check_weights(weights: Path, expected: Mapping[str, Sequence[int]]) -> int:
+    """Checks a weights file's header against the expected names and shapes, and its dtypes; returns its bytes."""
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: missing (a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME})")
+    header = weight_header(weights)
+    check_state_dict(expected, {k: shape for k, (shape, _) in header.items()}, str(weights))
+    check_dtypes({k: dtype for k, (_, dtype) in header.items()}, str(weights))
+    return sum(_DTYPE_BYTES[dtype] * _numel(shape) for shape, dtype in header.values())
 
 
 def from_pretrained(
@@ -140,10 +191,9 @@ def from_pretrained(
     ckpt = Path(path)
     config = read_config(ckpt)
     weights = ckpt / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{weights}: missing (a checkpoint directory holds {CONFIG_NAME} and {WEIGHTS_NAME})")
     model = build_model(config, device="meta")
-    check_state_dict({k: list(v.shape) for k, v in model.state_dict().items()}, weight_shapes(weights), str(weights))
+    nbytes = _check_weights(weights, {k: list(v.shape) for k, v in model.state_dict().items()})
+    check_memory(nbytes, device, str(weights))  # before a byte of the weights is read
     state = load_file(str(weights), device=str(device))
     model.load_state_dict(state, strict=True, assign=True)
     _materialize_buffers(model, device)
@@ -162,13 +212,31 @@ def config_summary(path_or_preset: str | Path) -> dict[str, object]:
         shapes = expected_shapes(config)
     else:
         config = read_config(key)
-        weights = Path(key) / WEIGHTS_NAME
-        shapes = weight_shapes(weights) if weights.is_file() else expected_shapes(config)
-    params = 0
-    for shape in shapes.values():
-        n = 1
-        for d in shape:
-            n *= d
-        params += n
+        # weights present must fit the config; without weights, the config alone is described
+        if (Path(key) / WEIGHTS_NAME).is_file():
+            check_checkpoint(key)
+        shapes = expected_shapes(config)
+    params = sum(_numel(shape) for shape in shapes.values())
     return {"parameters": params, "tensors": shapes, "config": json.loads(config.to_json())}
+
+
+GAMES_NAME = "games.json"
+
+
+def read_games(path: str | Path) -> list[str]:
+    """The game vocabulary of a checkpoint directory (`games.json`: game ids, token i + 1 for entry i), or []."""
+    games_file = Path(path) / GAMES_NAME
+    if not games_file.is_file():
+        return []
+    games = read_json(games_file, str(games_file))
+    if not isinstance(games, list) or len(games) > MAX_GAMES or not all(isinstance(g, str) for g in games):
+        raise ConfigError(f"{games_file}: expected a JSON list of at most {MAX_GAMES:,} game ids")
+    return games
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 

@@ -11,6 +11,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
+# Upper bounds of every configuration, checked before anything is built: a config.json of a few bytes must not
+# make a loader build 10^7 layers or a sampler take 10^9 steps. Each is far above any model this project trains
+# (the released one: width 1024, 24 + 4 + 8 layers, 256 image tokens, 16 steps, 0.49e9 parameters).
+MAX_WIDTH = 16_384
+MAX_LAYERS = 256
+MAX_HEADS = 1_024
+MAX_IMAGE_SIZE = 2_048
+MAX_IMAGE_TOKENS = 16_384  # attention over the image tokens is quadratic in them
+MAX_SEQ_LEN = 65_536
+MAX_ACTION_DIM = 4_096
+MAX_FRAMES = 64
+MAX_TIMESTEP_BUCKETS = 1_000_000
+MAX_INFERENCE_STEPS = 1_000
+MAX_GAMES = 100_000
+MAX_PARAMETERS = 8_000_000_000  # 32 GB of float32 weights
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few kB
+
 
 class ConfigError(ValueError):
     """A policy configuration that does not validate (the message names the field and, when known, the file)."""
@@ -21,15 +38,15 @@ class VisionConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    hidden_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    image_size: int = Field(gt=0)
-    patch_size: int = Field(gt=0)
-    num_channels: int = Field(default=3, gt=0)
+    hidden_size: int = Field(gt=0, le=MAX_WIDTH)
+    intermediate_size: int = Field(gt=0, le=4 * MAX_WIDTH)
+    num_hidden_layers: int = Field(gt=0, le=MAX_LAYERS)
+    num_attention_heads: int = Field(gt=0, le=MAX_HEADS)
+    image_size: int = Field(gt=0, le=MAX_IMAGE_SIZE)
+    patch_size: int = Field(gt=0, le=MAX_IMAGE_SIZE)
+    num_channels: int = Field(default=3, gt=0, le=16)
     layer_norm_eps: float = Field(default=1e-6, gt=0)
-    hidden_act: str = "gelu_pytorch_tanh"
+    hidden_act: str = Field(default="gelu_pytorch_tanh", max_length=64)
     attention_dropout: float = Field(default=0.0, ge=0, lt=1)
     # The attention-pooling head is never used by the policy; the released checkpoint has it, small presets do not.
     use_head: bool = True
@@ -89,28 +106,29 @@ class PolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["azote-policy/1"] = "azote-policy/1"
-    name: str = "custom"
+    name: str = Field(default="custom", max_length=200)
     vision: VisionConfig
-    hidden_size: int = Field(gt=0, description="width of the DiT and the action encoder/decoder")
-    dit_layers: int = Field(gt=0)
-    dit_heads: int = Field(gt=0)
-    vl_layers: int = Field(ge=0, description="VL self-attention blocks over the image tokens")
-    vl_heads: int = Field(gt=0)
+    hidden_size: int = Field(gt=0, le=MAX_WIDTH, description="width of the DiT and the action encoder/decoder")
+    dit_layers: int = Field(gt=0, le=MAX_LAYERS)
+    dit_heads: int = Field(gt=0, le=MAX_HEADS)
+    vl_layers: int = Field(ge=0, le=MAX_LAYERS, description="VL self-attention blocks over the image tokens")
+    vl_heads: int = Field(gt=0, le=MAX_HEADS)
     dropout: float = Field(default=0.2, ge=0, lt=1)
     norm_eps: float = Field(default=1e-5, gt=0)
     interleave_self_attention: bool = Field(default=True, description="odd DiT blocks attend to the action tokens")
     add_pos_embed: bool = True
-    max_seq_len: int = Field(default=1024, gt=0)
-    action_horizon: int = Field(default=18, gt=0)
-    action_dim: int = Field(default=25, gt=0)
-    num_frames: int = Field(default=1, gt=0, description="context frames per observation")
-    action_shift: int = Field(default=3, ge=0, description="frames between the context frame and the first action")
+    max_seq_len: int = Field(default=1024, gt=0, le=MAX_SEQ_LEN)
+    action_horizon: int = Field(default=18, gt=0, le=MAX_SEQ_LEN)
+    action_dim: int = Field(default=25, gt=0, le=MAX_ACTION_DIM)
+    num_frames: int = Field(default=1, gt=0, le=MAX_FRAMES, description="context frames per observation")
+    action_shift: int = Field(default=3, ge=0, le=MAX_SEQ_LEN,
+                              description="frames between the context frame and the first action")
     noise_beta_alpha: float = Field(default=1.6, gt=0)
     noise_beta_beta: float = Field(default=0.8, gt=0)
     noise_s: float = Field(default=0.999, gt=0, le=1)
-    num_timestep_buckets: int = Field(default=1000, gt=0)
-    num_inference_timesteps: int = Field(default=16, gt=0)
-    num_games: int = Field(default=0, ge=0, description="game-ID vocabulary; 0 = no game token")
+    num_timestep_buckets: int = Field(default=1000, gt=0, le=MAX_TIMESTEP_BUCKETS)
+    num_inference_timesteps: int = Field(default=16, gt=0, le=MAX_INFERENCE_STEPS)
+    num_games: int = Field(default=0, ge=0, le=MAX_GAMES, description="game-ID vocabulary; 0 = no game token")
     game_dropout: float = Field(default=0.1, ge=0, le=1, description="chance of training without the game ID (CFG)")
 
     @model_validator(mode="after")
@@ -123,6 +141,17 @@ class PolicyConfig(BaseModel):
             raise ValueError(f"vision.hidden_size {self.vision.hidden_size} is not divisible by vl_heads {self.vl_heads}")
         if self.add_pos_embed and self.action_horizon > self.max_seq_len:
             raise ValueError(f"action_horizon {self.action_horizon} exceeds max_seq_len {self.max_seq_len}")
+        if self.num_image_tokens > MAX_IMAGE_TOKENS:
+            raise ValueError(
+                f"num_frames {self.num_frames} x {self.vision.num_patches} patches = {self.num_image_tokens} image "
+                f"tokens, more than {MAX_IMAGE_TOKENS}"
+            )
+        params = estimate_parameters(self)
+        if params > MAX_PARAMETERS:
+            raise ValueError(
+                f"the model would have {params:,} parameters ({params * 4 / 1e9:,.0f} GB in float32), more than "
+                f"{MAX_PARAMETERS:,}"
+            )
         return self
 
     @property
@@ -148,13 +177,61 @@ class PolicyConfig(BaseModel):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such config file")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json(path, str(path))
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
         return _validate(PolicyConfig, data, str(path))
+
+
+def estimate_parameters(config: PolicyConfig) -> int:
+    """The parameter count of a model with this config, by arithmetic (no module is built); equal to
+    `build_model(config).num_parameters()`."""
+
+    def linear(n_in: int, n_out: int) -> int:
+        return n_in * n_out + n_out
+
+    v, c = config.vision, config
+    d, i = v.hidden_size, v.intermediate_size
+    siglip_layer = 2 * 2 * d + 4 * linear(d, d) + linear(d, i) + linear(i, d)
+    vision = v.num_channels * d * v.patch_size**2 + d + v.num_patches * d + v.num_hidden_layers * siglip_layer + 2 * d
+    if v.use_head:  # probe, nn.MultiheadAttention (in_proj 3d x d, out_proj), LayerNorm, MLP
+        vision += d + 3 * d * d + 3 * d + linear(d, d) + 2 * d + linear(d, i) + linear(i, d)
+    vl = c.vl_layers * (2 * 2 * d + 4 * linear(d, d) + linear(d, 4 * d) + linear(4 * d, d))
+    h = c.hidden_size
+    dit = linear(256, h) + linear(h, h) + linear(h, 2 * h) + linear(h, h)
+    for layer in range(c.dit_layers):
+        context = d if (layer % 2 == 0 or not c.interleave_self_attention) else h
+        dit += linear(h, 2 * h) + 2 * linear(h, h) + 2 * linear(context, h) + linear(h, 4 * h) + linear(4 * h, h)
+    actions = linear(c.action_dim, h) + linear(2 * h, h) + linear(h, h) + linear(h, h) + linear(h, c.action_dim)
+    positions = c.max_seq_len * h if c.add_pos_embed else 0
+    games = (c.num_games + 1) * d if c.num_games else 0
+    return vision + vl + dit + actions + positions + games
+
+
+def read_json(source: str | Path, label: str, inline: bool = False, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
+    """JSON from a file (or inline text), refused with one line naming `label` when it is too big, not UTF-8,
+    not JSON, or nested too deep for the parser."""
+    if inline:
+        raw = str(source).encode()
+    else:
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise ConfigError(f"{label}: {size:,} bytes, more than the {max_bytes:,} a configuration may have")
+            raw = path.read_bytes()[: max_bytes + 1]
+        except OSError as exc:
+            raise ConfigError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise ConfigError(f"{label}: more than the {max_bytes:,} bytes a configuration may have")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers past Python's digit limit
+        raise ConfigError(f"{label}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None
 
 
 def _validate(cls: type[BaseModel], data: Mapping[str, Any], source: str) -> Any:

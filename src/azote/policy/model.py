@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from azote.policy.config import PolicyConfig, VisionConfig
+from azote.policy.config import ConfigError, PolicyConfig, VisionConfig
 from azote.policy.modules import KV, DiT, ActionDecoder, ActionEncoder, VLSelfAttention
 
 # Parameter groups by name prefix, for freezing parts of the model during training.
@@ -286,10 +286,44 @@ class NitroGenModel(nn.Module):
         )
 
 
+def available_memory(device: torch.device | str) -> int | None:
+    """Bytes that can still be allocated on a device (CPU: the kernel's MemAvailable), or None when unknown."""
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            return None
+        return None
+    if dev.type == "cuda" and torch.cuda.is_available():
+        try:
+            return int(torch.cuda.mem_get_info(dev)[0])
+        except (RuntimeError, ValueError, AssertionError):
+            return None
+    return None
+
+
+def check_memory(nbytes: int, device: torch.device | str, source: str) -> None:
+    """Raises `ConfigError` before weights of `nbytes` are allocated on a device that cannot hold them."""
+    free = available_memory(device)
+    if free is not None and nbytes > free:
+        raise ConfigError(
+            f"{source}: the weights need {nbytes / 1e9:,.2f} GB and {torch.device(device)} has {free / 1e9:,.2f} GB "
+            "available"
+        )
+
+
 def build_model(config: PolicyConfig | str, device: torch.device | str = "cpu") -> NitroGenModel:
-    """A freshly initialised model from a config or a preset name. `device="meta"` builds it without memory."""
-    from azote.policy.config import get_preset
+    """A freshly initialised model from a config or a preset name. `device="meta"` builds it without memory.
+    (Every `PolicyConfig` has bounded sizes and parameter count; on a real device the float32 weights must also
+    fit in the memory available, checked before anything is allocated.)"""
+    from azote.policy.config import estimate_parameters, get_preset
 
     cfg = get_preset(config) if isinstance(config, str) else config
+    if torch.device(device).type != "meta":
+        check_memory(4 * estimate_parameters(cfg), device, f"policy config {cfg.name!r}")
     with torch.device(device):
         return NitroGenModel(cfg)

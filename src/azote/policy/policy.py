@@ -11,7 +11,7 @@ import torch
 from azote.gamepad import ActionChunk
 from azote.policy.model import NitroGenModel
 from azote.policy.preprocess import preprocess_frames
-from azote.policy.sampling import sample_actions
+from azote.policy.sampling import check_num_steps, sample_actions
 
 
 class Policy:
@@ -37,13 +37,15 @@ class Policy:
         if dtype is None:
             dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.model = model.to(device=self.device, dtype=dtype).eval()
-        self.num_steps = num_steps
+        self.num_steps = None if num_steps is None else check_num_steps(num_steps)
         self.guidance_scale = guidance_scale
         self.cached = cached
         self._generator = torch.Generator().manual_seed(seed)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu", **kwargs: Any) -> "Policy":
+        if kwargs.get("num_steps") is not None:
+            check_num_steps(kwargs["num_steps"])  # before the weights are read
         return cls(NitroGenModel.from_pretrained(path, device=device), device=device, **kwargs)
 
     @property

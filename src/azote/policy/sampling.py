@@ -15,16 +15,23 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
+from azote.policy.config import MAX_INFERENCE_STEPS
 from azote.policy.model import ShapeError
 
 if TYPE_CHECKING:
     from azote.policy.model import NitroGenModel
 
 
+def check_num_steps(num_steps: int) -> int:
+    """`num_steps` if it is a whole number of Euler steps within the bound every config has, else ValueError."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= MAX_INFERENCE_STEPS:
+        raise ValueError(f"num_steps must be an integer in [1, {MAX_INFERENCE_STEPS}], got {num_steps!r:.40}")
+    return num_steps
+
+
 def euler_buckets(num_steps: int, num_buckets: int = 1000) -> list[int]:
     """Timestep bucket of each Euler step: `int(k / num_steps * num_buckets)` for k = 0..num_steps-1."""
-    if num_steps <= 0:
-        raise ValueError(f"num_steps must be positive, got {num_steps}")
+    check_num_steps(num_steps)
     return [int(k / num_steps * num_buckets) for k in range(num_steps)]
 
 
@@ -53,7 +60,7 @@ def sample_actions(
     classifier-free guided: `v_none + guidance_scale * (v_game - v_none)`.
     """
     c = model.config
-    steps = num_steps or c.num_inference_timesteps
+    steps = check_num_steps(num_steps or c.num_inference_timesteps)
     batch = pixel_values.shape[0]
     x = initial_noise(model, batch, generator) if noise is None else noise
     if tuple(x.shape) != (batch, c.action_horizon, c.action_dim):

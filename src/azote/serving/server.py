@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import logging
 import threading
 import time
@@ -458,13 +457,9 @@ def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
 
 def load_games(checkpoint: str | Path) -> list[str]:
     """The checkpoint's game vocabulary (`games.json`: a list of game ids, token i + 1 for entry i), or []."""
-    path = Path(checkpoint) / "games.json"
-    if not path.is_file():
-        return []
-    games = json.loads(path.read_text())
-    if not isinstance(games, list) or not all(isinstance(g, str) for g in games):
-        raise ValueError(f"{path}: expected a JSON list of game ids")
-    return games
+    from azote.policy.checkpoint import read_games
+
+    return read_games(checkpoint)
 
 
 def load_server(checkpoint: str | Path, *, device: str = "cpu", **kwargs: Any) -> PolicyServer:

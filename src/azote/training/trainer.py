@@ -34,6 +34,7 @@ import torch.distributed as dist
 from azote.dataset import Dataset
 from azote.dataset.samples import SampleConfig, TrainingSamples
 from azote.policy import NitroGenModel, PolicyConfig, build_model, get_preset
+from azote.policy.safeload import safe_load
 from azote.training.augment import AugmentConfig, augment
 from azote.training.config import TrainConfig
 from azote.training.schedule import EMA, wsd_factor
@@ -170,7 +171,8 @@ class Trainer:
         if self.resume:
             ckpt = latest_checkpoint(self.out)
             if ckpt is not None:
-                state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+                # the one safe reader of torch files: bounded, nothing executed (a planted file is refused)
+                state = safe_load(ckpt / STATE_FILE)
                 raw.load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
                 schedule.load_state_dict(state["schedule"])
