@@ -155,8 +155,8 @@ def _zip(path: Path, members: list[tuple[str, bytes, int, int, int]]) -> Path:
 
 def torch_zip(path: Path, pkl: bytes, storages: dict[str, bytes] | None = None,
               extra: list[tuple[str, bytes, int, int, int]] | None = None) -> Path:
-    members = [("archive/data.pkl", pkl, 0, zlib.crc32(pkl), len(pkl)), ("archive/byteorder", b"little", 0,
-               zlib.crc32(b"little"), 6)]
+    members = [("archive/data.pkl", pkl, 0, zlib.crc32(pkl), len(pkl))]
+    members += [(f"archive/{k}", v, 0, zlib.crc32(v), len(v)) for k, v in (("byteorder", b"little"), ("version", b"3\n"))]
     members += [(f"archive/data/{k}", v, 0, zlib.crc32(v), len(v)) for k, v in (storages or {}).items()]
     return _zip(path, members + (extra or []))
 
@@ -450,3 +450,37 @@ def test_the_parameter_estimate_is_the_built_count():
 
 if sys.platform != "linux":  # the containment reads /proc and forks
     pytestmark = pytest.mark.skip("Linux only")
+
+
+# --- the trainer's resume state ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def coinrun_data(tmp_path_factory) -> Path:
+    """One procgen episode of 60 steps in 2-second chunks: enough for `train` to open its data."""
+    import azote.envs as envs
+    from azote.agents import RandomAgent
+    from azote.dataset import EpisodeWriter
+    from azote.envs.rollout import play_episode
+
+    root = tmp_path_factory.mktemp("coinrun")
+    env = envs.make("procgen/coinrun")
+    with EpisodeWriter(root, "procgen-coinrun", "procgen/coinrun", env.game.fps, chunk_seconds=2.0) as w:
+        for step in play_episode(env, RandomAgent(seed=1, press_p=0.3), 60, seed=1):
+            w.add(step.frame, step.action)
+    env.close()
+    return root
+
+
+@pytest.mark.parametrize("planted", ["forbidden-global", "billion-laughs-lists"])
+def test_train_resume_refuses_a_planted_trainer_state(coinrun_data, tmp_path, monkeypatch, planted):
+    """`train --resume` reads OUT/checkpoints/step_*/trainer.pt with the same safe reader as ng.pt."""
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv(MARKER_ENV, str(marker))
+    state = tmp_path / "run" / "checkpoints" / "step_0000001" / "trainer.pt"
+    state.parent.mkdir(parents=True)
+    torch_zip(state, HOSTILE_NG[planted][0])
+    model = tmp_path / "micro.json"
+    model.write_text(MICRO.replace(action_horizon=6).to_json())
+    args = ["train", "--data", str(coinrun_data), "--out", str(tmp_path / "run"), "--model", str(model), "--steps", "2",
+            "--batch-size", "2", "--num-workers", "0", "--min-action-density", "0", "--device", "cpu", "--resume"]
+    assert_refused(contained(cli(args)), str(state), *HOSTILE_NG[planted][3])
+    assert not marker.exists()

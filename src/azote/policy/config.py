@@ -36,7 +36,7 @@ class ConfigError(ValueError):
 class VisionConfig(BaseModel):
     """The SigLIP vision tower (the fields of transformers' `SiglipVisionConfig` that change the architecture)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     hidden_size: int = Field(gt=0, le=MAX_WIDTH)
     intermediate_size: int = Field(gt=0, le=4 * MAX_WIDTH)
@@ -103,7 +103,7 @@ class VisionConfig(BaseModel):
 class PolicyConfig(BaseModel):
     """The whole policy: vision tower, VL self-attention stack, DiT, action encoder/decoder, flow matching."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     format: Literal["azote-policy/1"] = "azote-policy/1"
     name: str = Field(default="custom", max_length=200)

@@ -46,7 +46,7 @@ class LoadLimits:
     what the released 500M checkpoint and a trainer's resume state need (about 10^4 opcodes and nodes, depth 6)."""
 
     max_pickle_bytes: int = 64 << 20
-    max_opcodes: int = 2_000_000
+    max_opcodes: int = 1_000_000
     max_memo: int = 1_000_000
     max_nodes: int = 1_000_000  # objects in the result, a shared one counted every time it is reached
     max_depth: int = 64
@@ -482,6 +482,7 @@ class _Pickle:
             "X": lambda: self.push(text_str(self.take(self.uint(4)), "utf-8")),
             "\x8c": lambda: self.push(text_str(self.take(self.uint(1)), "utf-8")),
             "\x8d": lambda: self.push(text_str(self.take(self.uint(8)), "utf-8")),
+            "V": lambda: self.push(text_str(self.line(1 << 20), "raw-unicode-escape")),
             "T": lambda: self.push(text_str(self.take(int.from_bytes(self.take(4), "little", signed=True)), "ascii")),
             "U": lambda: self.push(text_str(self.take(self.uint(1)), "ascii")),
             "B": lambda: self.push(self.take(self.uint(4))),
@@ -601,8 +602,9 @@ def _read_member(
     archive: zipfile.ZipFile, file_bytes: int, name: str, limits: LoadLimits, what: str, *, size: int = -1,
     max_size: int = -1,
 ) -> bytes:
-    """Member `name`, refused before reading unless it declares exactly `size` bytes (or at most `max_size`) at a
-    plausible compression ratio, and no more compressed bytes than the file has; never read past that."""
+    """Member `name`, read only if it declares no more compressed bytes than the file holds and either exactly
+    `size` bytes at a plausible compression ratio (a storage: its size is the tensors') or at most `max_size`
+    (data.pkl, byteorder); never read past its declared size."""
     try:
         info = archive.getinfo(name)
     except KeyError:
@@ -613,7 +615,8 @@ def _read_member(
         raise _Refused(f"{what} declares {info.file_size} bytes (at most {max_size} expected)")
     if info.compress_size > file_bytes:
         raise _Refused(f"{what} declares {info.compress_size} stored bytes in a file of {file_bytes}")
-    if info.compress_type != zipfile.ZIP_STORED and info.file_size > max(4096, info.compress_size * limits.max_compression_ratio):
+    ratio_bound = max(4096, info.compress_size * limits.max_compression_ratio)
+    if max_size < 0 and info.compress_type != zipfile.ZIP_STORED and info.file_size > ratio_bound:
         raise _Refused(
             f"{what} would inflate {info.compress_size} bytes to {info.file_size} (more than "
             f"{limits.max_compression_ratio}x: a zip bomb)"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from azote.policy import PARAMETER_GROUPS
+from azote.policy.config import ConfigError, read_json
 
 
 class TrainConfigError(ValueError):
@@ -73,12 +73,12 @@ class TrainConfig(BaseModel):
     def load(path: str | Path, **overrides: Any) -> "TrainConfig":
         """A JSON config file, with command-line values (not None) on top."""
         p = Path(path)
+        if not p.is_file():
+            raise TrainConfigError(f"{p}: no such config file")
         try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise TrainConfigError(f"{p}: no such config file") from None
-        except json.JSONDecodeError as exc:
-            raise TrainConfigError(f"{p}: not valid JSON ({exc})") from None
+            data = read_json(p, str(p))  # bounded in size and nesting, like every config file
+        except ConfigError as exc:
+            raise TrainConfigError(str(exc)) from None
         if not isinstance(data, dict):
             raise TrainConfigError(f"{p}: expected a JSON object")
         data.update({k: v for k, v in overrides.items() if v is not None})
