@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 from azote.cli.main import app
 from azote.policy import CheckpointError, ConfigError, PolicyConfig, VisionConfig, build_model, save_pretrained
 from azote.policy.config import MAX_PARAMETERS, estimate_parameters
-from azote.policy.safeload import safe_load
+from azote.safeload import safe_load
 
 SECONDS = 5.0
 MEMORY = 500 << 20

@@ -19,7 +19,7 @@ Checkpoints
     `model.safetensors`, atomic writes, strict loading), `CheckpointError`.
     `convert_ng_checkpoint(ng_pt, out_dir, vision=None)`: the released `ng.pt` -> our directory, read without
     executing anything from the file (`UnsafeCheckpointError` when the pickle asks for more than data).
-    `azote.policy.safeload.safe_load(path)` is the one reader of torch files (ng.pt, the trainer's resume state):
+    `azote.safeload.safe_load(path)` is the one reader of torch files (ng.pt, the trainer's resume state):
     bounded in time and memory before anything is allocated, every refusal one line naming the file.
     Every configuration is bounded (`azote.policy.config.MAX_*`, parameters by arithmetic before building), and
     `azote.policy.checkpoint.check_checkpoint(dir)` checks a directory's config and weights' header (names,

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from azote.policy.config import CONFIG_NAME, MAX_GAMES, PRESETS, WEIGHTS_NAME, ConfigError, PolicyConfig, read_json
 from azote.policy.model import NitroGenModel, build_model, check_memory
+from azote.safeload import CheckpointError
 
 # Weights are floating point; the names are safetensors' header names and torch's.
 _FLOAT_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
@@ -23,10 +24,6 @@ _HEADER_DTYPE_NAMES = {**_FLOAT_DTYPES, "I64": "int64", "I32": "int32", "I16": "
                        "BOOL": "bool"}
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 _MAX_HEADER_BYTES = 16 << 20  # the released model's header is ~60 kB
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be loaded: a missing file, unreadable weights, or names/shapes that do not fit."""
 
 
 def _umask() -> int:

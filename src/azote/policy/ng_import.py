@@ -1,6 +1,6 @@
 """Import of the released NitroGen checkpoint (`ng.pt`) without executing anything from the file.
 
-`ng.pt` is a torch zip checkpoint, read by `azote.policy.safeload.safe_load` (the one reader of torch files in
+`ng.pt` is a torch zip checkpoint, read by `azote.safeload.safe_load` (the one reader of torch files in
 Azote: a bounded pickle interpreter that resolves only tensor rebuilding, `OrderedDict` and `set`, and turns the
 released code's configuration classes, modules under `nitrogen.`, into inert records of their data). Its
 configuration becomes our `PolicyConfig` (validated with the same bounds as every `config.json`) and its weights
@@ -18,7 +18,7 @@ from torch import Tensor
 
 from azote.policy.checkpoint import CheckpointError, check_dtypes, check_state_dict, expected_shapes, save_checkpoint
 from azote.policy.config import KNOWN_VISION_TOWERS, MAX_WIDTH, ConfigError, PolicyConfig, VisionConfig, read_json
-from azote.policy.safeload import DATA_MODULES, ForeignObject, UnsafeCheckpointError, safe_load
+from azote.safeload import DATA_MODULES, ForeignObject, UnsafeCheckpointError, safe_load
 
 __all__ = [
     "DATA_MODULES", "ForeignObject", "NGCheckpoint", "UnsafeCheckpointError", "config_from_ng", "convert_ng_checkpoint",

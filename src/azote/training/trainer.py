@@ -34,7 +34,7 @@ import torch.distributed as dist
 from azote.dataset import Dataset
 from azote.dataset.samples import SampleConfig, TrainingSamples
 from azote.policy import NitroGenModel, PolicyConfig, build_model, get_preset
-from azote.policy.safeload import safe_load
+from azote.safeload import safe_load
 from azote.training.augment import AugmentConfig, augment
 from azote.training.config import TrainConfig
 from azote.training.schedule import EMA, wsd_factor

@@ -1,5 +1,6 @@
-"""The one reader of torch checkpoint files (`torch.save` zip archives) in Azote: the released `ng.pt` and the
-trainer's resume state both go through `safe_load`. Nothing in the file is trusted.
+"""The one reader of torch checkpoint files (`torch.save` zip archives) in Azote: the released `ng.pt`, the
+trainer's resume state and any other `.pt` a stage reads go through `safe_load`. Nothing in the file is trusted.
+Imports nothing of Azote, so that every package may use it.
 
 - The pickle (`<root>/data.pkl`) runs on a small interpreter of our own, never on `pickle.Unpickler`: it knows only
   the opcodes that build data, resolves globals from a fixed table (tensor rebuilding, `OrderedDict`, `set`) or
@@ -31,9 +32,11 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from azote.policy.checkpoint import CheckpointError
+__all__ = ["DEFAULT_LIMITS", "CheckpointError", "ForeignObject", "LoadLimits", "UnsafeCheckpointError", "safe_load"]
 
-__all__ = ["DEFAULT_LIMITS", "ForeignObject", "LoadLimits", "UnsafeCheckpointError", "safe_load"]
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded: a missing file, unreadable weights, or names/shapes that do not fit."""
 
 
 class UnsafeCheckpointError(CheckpointError):
