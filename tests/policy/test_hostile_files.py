@@ -395,6 +395,15 @@ def test_from_pretrained_refuses_a_config_of_1e7_layers(micro_checkpoint, tmp_pa
     assert_raises_in_bounds(outcome, "ConfigError", str(ckpt / "config.json"), "dit_layers")
 
 
+def test_load_vision_tower_checks_the_towers_config_before_building_it(tmp_path):
+    tower = tmp_path / "siglip"
+    tower.mkdir()
+    (tower / "config.json").write_text(json.dumps({"model_type": "siglip_vision_model", "num_hidden_layers": 10**7}))
+    model = build_model(MICRO)
+    outcome = contained(lambda: model.load_vision_tower(tower))
+    assert_raises_in_bounds(outcome, "ValueError", str(tower), "num_hidden_layers 10000000")
+
+
 def _int64_weights(src: Path, dst: Path, name: str) -> Path:
     shutil.copytree(src, dst)
     weights = load_file(str(dst / "model.safetensors"))

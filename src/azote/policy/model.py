@@ -101,12 +101,26 @@ class NitroGenModel(nn.Module):
         """Loads SigLIP weights from a local transformers directory (SiglipModel or SiglipVisionModel)."""
         from transformers import SiglipVisionModel
 
+        from azote.policy.config import read_json
+
         path = Path(pretrained_dir)
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such vision tower directory")
-        loaded = SiglipVisionModel.from_pretrained(str(path), local_files_only=True)
-        found = VisionConfig.from_transformers_dict(loaded.config.to_dict(), str(path / "config.json"))
         ours = self.config.vision
+        # sizes the directory's config.json gives must be ours before transformers builds anything from it
+        raw = read_json(path / "config.json", str(path / "config.json"))
+        raw = raw.get("vision_config", raw) if isinstance(raw, dict) else raw
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path / 'config.json'}: expected a JSON object")
+        sizes = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+                 "patch_size", "num_channels")
+        differ = [f"{k} {raw[k]!r:.20} (the policy's: {getattr(ours, k)})"
+                  for k in sizes if k in raw and raw[k] != getattr(ours, k)]
+        if differ:
+            raise ValueError(f"{path}: vision tower does not match the policy's vision config: {', '.join(differ)}")
+        # safetensors only: a pytorch_model.bin would be unpickled by torch.load
+        loaded = SiglipVisionModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+        found = VisionConfig.from_transformers_dict(loaded.config.to_dict(), str(path / "config.json"))
         if found.model_copy(update={"use_head": ours.use_head}) != ours:
             raise ValueError(f"{path}: vision tower {found} does not match the policy's vision config {ours}")
         state = {k: v for k, v in loaded.state_dict().items() if ours.use_head or not k.startswith("head.")}
