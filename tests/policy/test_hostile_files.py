@@ -275,6 +275,17 @@ def test_int64_weights_in_ng_pt_are_refused_naming_the_tensor(reference, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("vision, words", [
+    ('{"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "image_size": 64, "patch_size": 16, '
+     '"num_hidden_layers": 10000000}', ["num_hidden_layers", "less than or equal to"]),
+    ("{" + '"a": [' * 100_000, ["--vision-config", "JSON"]),
+])
+def test_convert_checkpoint_refuses_a_hostile_vision_config(reference, tmp_path, vision, words):
+    args = ["convert-checkpoint", str(reference("tiny_ng_dictconfig.pt")), str(tmp_path / "out"), "--vision-config", vision]
+    assert_refused(contained(cli(args)), *words)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_shared_tensor_and_state_dict_metadata_still_load(tmp_path):
     """Shared references are data, not laughs: the same tensor twice, and a module state dict's `_metadata`."""
     layer = torch.nn.LayerNorm(4)
@@ -355,10 +366,10 @@ def _with_config(src: Path, dst: Path, change: Callable[[dict[str, Any]], Any]) 
 
 
 HOSTILE_CONFIGS: dict[str, tuple[Callable[[dict[str, Any]], Any], list[str]]] = {
-    "dit-layers-1e7": (lambda d: d.update(dit_layers=10**7), ["dit_layers", "less than or equal to 256"]),
+    "dit-layers-1e7": (lambda d: d.update(dit_layers=10**7), ["dit_layers", "less than or equal to 128"]),
     "vision-layers-1e7": (lambda d: d["vision"].update(num_hidden_layers=10**7), ["vision.num_hidden_layers"]),
     "inference-steps-1e9": (lambda d: d.update(num_inference_timesteps=10**9), ["num_inference_timesteps"]),
-    "parameters-past-the-limit": (lambda d: d.update(hidden_size=16384, dit_heads=128, dit_layers=256),
+    "parameters-past-the-limit": (lambda d: d.update(hidden_size=16384, dit_heads=128, dit_layers=128),
                                   ["parameters", "more than"]),
     "image-tokens-past-the-limit": (lambda d: d["vision"].update(image_size=2048, patch_size=8),
                                     ["image tokens"]),
@@ -454,7 +465,7 @@ def test_the_parameter_estimate_is_the_built_count():
         assert estimate_parameters(config) == build_model(config, device="meta").num_parameters(), config.name
     assert estimate_parameters(PRESETS["nitrogen-500m"]) == 493_631_513 < MAX_PARAMETERS
     with pytest.raises(ConfigError, match="parameters"):
-        MICRO.replace(hidden_size=16384, dit_heads=128, dit_layers=256)
+        MICRO.replace(hidden_size=16384, dit_heads=128, dit_layers=128)
 
 
 if sys.platform != "linux":  # the containment reads /proc and forks

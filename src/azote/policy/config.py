@@ -15,7 +15,7 @@ WEIGHTS_NAME = "model.safetensors"
 # make a loader build 10^7 layers or a sampler take 10^9 steps. Each is far above any model this project trains
 # (the released one: width 1024, 24 + 4 + 8 layers, 256 image tokens, 16 steps, 0.49e9 parameters).
 MAX_WIDTH = 16_384
-MAX_LAYERS = 256
+MAX_LAYERS = 128
 MAX_HEADS = 1_024
 MAX_IMAGE_SIZE = 2_048
 MAX_IMAGE_TOKENS = 16_384  # attention over the image tokens is quadratic in them
