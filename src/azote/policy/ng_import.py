@@ -191,8 +191,9 @@ def config_from_ng(
 
 
 def _json_number(value: Any) -> str:
-    """`step` / `epoch` for the weights' metadata: a number (or null); anything else is not kept."""
-    return json.dumps(value if isinstance(value, (int, float)) and not isinstance(value, bool) else None)
+    """`step` / `epoch` for the weights' metadata: a number or a short string as JSON; anything else as null."""
+    plain = isinstance(value, (int, float, bool)) or isinstance(value, str) and len(value) <= 200
+    return json.dumps(value if plain else None)
 
 
 def convert_ng_checkpoint(
