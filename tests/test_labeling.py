@@ -61,13 +61,17 @@ def _make_video(path: Path, preset, frames: int = 96, seed: int = 0, placement: 
     return actions
 
 
-def test_a_project_preset_round_trips_through_locate_and_parse(tmp_path):
-    """An input-overlay preset written to disk by the project is found by its template and read back."""
+def test_a_project_preset_round_trips_through_locate_and_parse(tmp_path, monkeypatch):
+    """An input-overlay preset written to disk by the project is found by its template and read back by the
+    parser adapted to it (the known-preset path; a few dozen steps here, minutes in use)."""
     import torch
 
     from azote.labeling import parser as P
+    from azote.labeling.adapt import adapted_parser
     from azote.labeling.label import make_reader
     from azote.labeling.locate import TemplateBank
+
+    monkeypatch.setenv("AZOTE_CACHE", str(tmp_path / "cache"))
 
     preset = load_preset(shipped_presets()["xbox-one-lineart"].save_input_overlay(tmp_path / "pad"))
     place = Placement(812.3, 40.6, 360 / preset.size[0], 0.9)
@@ -78,7 +82,8 @@ def test_a_project_preset_round_trips_through_locate_and_parse(tmp_path):
     truth = [place.x + x0 * place.scale, place.y + y0 * place.scale, (x1 - x0) * place.scale, (y1 - y0) * place.scale]
     assert loc.method == "template" and loc.preset == preset.name
     assert np.abs(np.array(loc.box) - np.array(truth)).max() < 1.5, (loc.box, truth)
-    reader = make_reader(loc, frames, P.load_parser(), preset)
+    model, _ = adapted_parser(preset, loc, frames, P.load_parser(), minutes=3.0, clips=12, steps=60)
+    reader = make_reader(loc, frames, model, preset)
     wrong, errs = 0, []
     with torch.inference_mode():
         for i, (f, pad) in enumerate(zip(frames, pads)):
@@ -92,7 +97,7 @@ def test_a_project_preset_round_trips_through_locate_and_parse(tmp_path):
                 x = np.concatenate([sr.ref, patches[s], patches[s]], -1)[None]
                 v = reader.model.decode_sticks(reader.model.forward_sticks(torch.from_numpy(x)))[0].numpy()
                 errs.append(np.abs(v - (pad.j_left if s == 0 else pad.j_right)).max())
-    assert wrong <= 3, f"{wrong} button readings wrong of {len(pads) * int(reader.layout.present.sum())}"
+    assert wrong <= 8, f"{wrong} button readings wrong of {len(pads) * int(reader.layout.present.sum())}"
     assert np.median(errs) < 0.15, errs
 
 
@@ -104,7 +109,7 @@ def test_known_preset_path_adapts_caches_and_labels(tmp_path, monkeypatch):
     preset = shipped_presets()["playstation-dualsense-filled-light"]
     path = preset.save_input_overlay(tmp_path / "pad")
     truths = [_make_video(tmp_path / f"v{i}.mp4", preset, frames=90, seed=i) for i in range(2)]
-    cfg = LabelConfig(chunk_seconds=1.0, adapt_minutes=0.25, adapt_clips=12)
+    cfg = LabelConfig(chunk_seconds=1.0, adapt_minutes=3.0, adapt_clips=12, adapt_steps=60)
     cfg.post.min_density = 0.0
     summary = label_videos([tmp_path / "v0.mp4", tmp_path / "v1.mp4"], tmp_path / "out", templates=[path], config=cfg)
     assert summary["labelled"] == 2 and not summary["failed"], summary
@@ -245,3 +250,24 @@ def test_resume_after_kill_leaves_no_half_written_chunk(tmp_path):
     ds = Dataset.open(out, check_video=True)
     assert not ds.problems and {c.video_id for c in ds.chunks} == {"v0", "v1", "v2"}
     assert len(ds.chunks) == 3 * 4
+
+
+class _Planted:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_training_checkpoint_is_refused_and_never_run(tmp_path):
+    import torch
+
+    from azote.labeling.train import TrainConfig, train
+
+    marker = tmp_path / "ran"
+    (tmp_path / "run").mkdir()
+    torch.save({"model": _Planted(marker), "step": 1}, tmp_path / "run" / "ckpt.pt")
+    with pytest.raises(RuntimeError, match="ckpt.pt"):  # read before any data is touched
+        train(None, tmp_path / "run", TrainConfig(steps=1))
+    assert not marker.exists()

@@ -37,9 +37,10 @@ def weights_fingerprint(model: P.OverlayParser) -> str:
     return h.hexdigest()[:12]
 
 
-def cache_key(preset: Preset, scale: float, base: P.OverlayParser) -> str:
+def cache_key(preset: Preset, scale: float, base: P.OverlayParser, budget: tuple = ()) -> str:
     bucket = round(math.log2(max(scale, 1e-6)) * 4)  # a quarter octave: sizes within ~9% share weights
-    return f"{preset.digest}-s{bucket}-{weights_fingerprint(base)}-a{P.ARCH}.{ADAPT_VERSION}"
+    spent = "-b" + hashlib.sha256(repr(budget).encode()).hexdigest()[:6] if budget else ""
+    return f"{preset.digest}-s{bucket}-{weights_fingerprint(base)}-a{P.ARCH}.{ADAPT_VERSION}{spent}"
 
 
 def backgrounds_without_overlay(frames: Sequence[np.ndarray], box: Sequence[float]) -> np.ndarray:
@@ -71,8 +72,9 @@ def backgrounds_without_overlay(frames: Sequence[np.ndarray], box: Sequence[floa
 
 def adapted_parser(preset: Preset, located: Located, frames: Sequence[np.ndarray], base: P.OverlayParser,
                    minutes: float = 3.0, clips: int = CLIPS, log: Callable[[str], None] | None = None,
-                   seed: int = 0) -> tuple[P.OverlayParser, str]:
-    """The parser fine-tuned on `preset` at the located place and size (cached); returns it and its cache key."""
+                   seed: int = 0, steps: int = 600) -> tuple[P.OverlayParser, str]:
+    """The parser fine-tuned on `preset` at the located place and size (cached) for `steps` batches or `minutes`
+    in all, whichever ends first; returns it and its cache key."""
     from filelock import FileLock
 
     from azote.labeling.synth import BackgroundBank, ClipSpec, make_clip
@@ -81,7 +83,7 @@ def adapted_parser(preset: Preset, located: Located, frames: Sequence[np.ndarray
     if located.affine is None:
         raise ValueError("adaptation needs a template fit")
     scale = float(located.affine[0, 0])
-    key = cache_key(preset, scale, base)
+    key = cache_key(preset, scale, base, (minutes, clips, steps, seed))
     final = _cache_dir() / key
     if (final / "parser.json").is_file():
         try:
@@ -102,9 +104,9 @@ def adapted_parser(preset: Preset, located: Located, frames: Sequence[np.ndarray
         if log:
             log(f"adapting the parser to {preset.name}: {clips} clips in {time.time() - t0:.0f} s")
         model = P.load_parser_copy(base)
-        left = max(0.5, minutes - (time.time() - t0) / 60)
+        left = max(0.25 * minutes, minutes - (time.time() - t0) / 60)  # making the clips took the rest
         with tempfile.TemporaryDirectory(prefix="azote-adapt-") as tmp:
-            train(ShardData(clips=made), tmp, TrainConfig(steps=600, batch_size=32, lr=6e-4, warmup=20,
+            train(ShardData(clips=made), tmp, TrainConfig(steps=steps, batch_size=32, lr=6e-4, warmup=20,
                                                           minutes=left, checkpoint_every=10**9,
                                                           eval_every=10**9, seed=seed),
                   model=model, log=log or (lambda m: None))

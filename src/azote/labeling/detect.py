@@ -404,12 +404,14 @@ def train_detector(data: DetectorData, out: str | os.PathLike, steps: int = 6000
     step, before = 0, 0.0
     ckpt = out / "ckpt.pt"
     if ckpt.is_file():
+        from azote.labeling.train import _load_checkpoint
+
+        state = _load_checkpoint(ckpt)
         try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])
             step, before = int(state["step"]), float(state["elapsed"])
-            rng.bit_generator.state = json.loads(state["rng"])
+            rng.bit_generator.state = state["rng"]
         except Exception as exc:
             raise RuntimeError(f"{ckpt}: not a checkpoint of this training loop ({exc}); delete it to start over") from None
         log(f"detector: resumed at step {step}")

@@ -217,7 +217,7 @@ def _labeller_key(weights: str | os.PathLike | None, templates: Sequence[str | o
         f = Path(weights or WEIGHTS_DIR) / name
         h.update(f.read_bytes() if f.is_file() else b"-")
     h.update(json.dumps([sorted(str(Path(t).resolve()) for t in templates), config.adapt, config.adapt_minutes,
-                         config.adapt_clips]).encode())
+                         config.adapt_clips, config.adapt_steps]).encode())
     return h.hexdigest()[:10]
 
 

@@ -58,6 +58,7 @@ class LabelConfig:
     adapt: bool = True  # adapt the parser to a matched known preset
     adapt_minutes: float = 3.0
     adapt_clips: int = 160
+    adapt_steps: int = 600  # at most; adapt_minutes usually ends it first
 
 
 def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[np.ndarray]:
@@ -329,7 +330,7 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
         from azote.labeling.adapt import adapted_parser
 
         model, adapted = adapted_parser(preset, loc, frames, base, minutes=cfg.adapt_minutes, clips=cfg.adapt_clips,
-                                        log=log)
+                                        steps=cfg.adapt_steps, log=log)
     reader = make_reader(loc, frames, model, preset)
     reader.adapted = adapted
     t_adapt = time.perf_counter() - t0 - t_locate

@@ -155,12 +155,13 @@ def _save_checkpoint(path: Path, model: OverlayParser, opt: torch.optim.Optimize
 
 
 def _load_checkpoint(path: Path) -> dict:
-    """A checkpoint this loop wrote, read with torch's weights-only unpickler (tensors and plain data only: a
-    planted file cannot run code)."""
+    """A checkpoint a training loop of this package wrote, read with the project's one safe loader (tensors and
+    plain data only, bounded: a planted file can neither run code nor fill memory)."""
+    from azote.safeload import safe_load
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return {**state, "rng": json.loads(state["rng"]), "history": json.loads(state["history"]),
-                "config": json.loads(state["config"])}
+        state = safe_load(path)
+        return {**state, **{k: json.loads(state[k]) for k in ("rng", "history", "config") if k in state}}
     except Exception as exc:  # a damaged or foreign file: say which, never execute it
         raise RuntimeError(f"{path}: not a checkpoint of this training loop ({type(exc).__name__}: {exc}); "
                            "delete it to start over") from None
