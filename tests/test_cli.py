@@ -60,3 +60,15 @@ def test_play_writes_clean_and_debug_videos(tmp_path):
     assert (clean["height"], clean["width"]) == (210, 160) and debug["width"] > clean["width"]
     lines = (tmp_path / "actions.jsonl").read_text().splitlines()
     assert len(lines) == 50 and "j_left" in json.loads(lines[0])
+
+
+def test_preset_list_options_take_several_values(tmp_path):
+    from azote.cli.main import spread_preset_lists
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b, video = str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "v.mp4")
+    assert spread_preset_lists(["label-eval", "--templates", a, b, "--json"]) == \
+        ["label-eval", "--templates", a, "--templates", b, "--json"]
+    assert spread_preset_lists(["label", "--templates", a, "x.json", video, "--out", "o"]) == \
+        ["label", "--templates", a, "--templates", "x.json", video, "--out", "o"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 import typer
 
@@ -29,8 +31,30 @@ for _name in _COMMAND_MODULES:
     _module.register(app)
 
 
+# Options that take several presets: `--templates A B` is read as `--templates A --templates B`.
+_PRESET_LISTS = ("--templates", "--presets")
+
+
+def spread_preset_lists(argv: list[str]) -> list[str]:
+    """The command line with each run of presets after a preset-list option given one option each. Only values
+    that name a preset (a directory or a .json file) are taken, so videos after `--templates DIR` stay videos."""
+    out, i = [], 0
+    while i < len(argv):
+        out.append(argv[i])
+        i += 1
+        if out[-1] in _PRESET_LISTS and i < len(argv):
+            option = out[-1]
+            out.append(argv[i])
+            i += 1
+            while i < len(argv) and not argv[i].startswith("-") and (
+                    argv[i].endswith(".json") or Path(argv[i]).is_dir()):
+                out += [option, argv[i]]
+                i += 1
+    return out
+
+
 def main() -> None:
-    app()
+    app(args=spread_preset_lists(sys.argv[1:]), prog_name="azote")
 
 
 if __name__ == "__main__":
