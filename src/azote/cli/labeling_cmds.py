@@ -180,11 +180,19 @@ def label_eval(
     bank = BackgroundBank.load(_bank(data / "backgrounds.npz", list(HELDOUT_GAMES), 600, seed))
     make_test_set(data, chosen, bank, videos_per_preset=videos_per_preset, seconds=seconds, seed=seed,
                   log=lambda m: typer.echo(m, err=True))
-    try:
-        result = evaluate_dir(data, workers=workers, weights=weights, templates=tpl,
-                              config=LabelConfig(adapt_minutes=adapt_minutes))
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        fail(str(exc))
+    from tqdm import tqdm
+
+    with tqdm(total=len(list((data / "streams").glob("*.mp4"))), unit="video", desc="label-eval") as bar:
+        def on_result(r: dict) -> None:
+            bar.update(1)
+            if r.get("status") != "ok":
+                tqdm.write(f"failed: {r['error']}", file=sys.stderr)
+
+        try:
+            result = evaluate_dir(data, workers=workers, weights=weights, templates=tpl,
+                                  config=LabelConfig(adapt_minutes=adapt_minutes), on_result=on_result)
+        except (ValueError, RuntimeError, FileNotFoundError) as exc:
+            fail(str(exc))
     name = "eval-templates" if tpl else "eval"
     write_json(data / f"{name}.json", result)
     (data / f"{name}.md").write_text(format_table(result))

@@ -222,8 +222,10 @@ def _labeller_key(weights: str | os.PathLike | None, templates: Sequence[str | o
 
 
 def evaluate_dir(data: str | os.PathLike, workers: int = 2, weights: str | os.PathLike | None = None,
-                 templates: Sequence[str | os.PathLike] = (), config: Any = None) -> dict[str, Any]:
-    """Labels DIR/streams into DIR/labels/<what labels them> (resumable) and scores them."""
+                 templates: Sequence[str | os.PathLike] = (), config: Any = None,
+                 on_result: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Labels DIR/streams into DIR/labels/<what labels them> (resumable) and scores them; `on_result` gets each
+    video's result as it is done."""
     from azote.labeling.label import LabelConfig, label_videos
 
     data = Path(data)
@@ -232,7 +234,8 @@ def evaluate_dir(data: str | os.PathLike, workers: int = 2, weights: str | os.Pa
     if not streams:
         raise FileNotFoundError(f"{data}/streams: no test videos")
     labels = data / "labels" / _labeller_key(weights, templates, config)
-    summary = label_videos(streams, labels, workers=workers, weights=weights, templates=templates, config=config)
+    summary = label_videos(streams, labels, workers=workers, weights=weights, templates=templates, config=config,
+                           on_result=on_result)
     result = score_test_set(data, labels)
     result["labelling"] = {k: summary[k] for k in ("videos", "labelled", "skipped", "failed", "frames",
                                                    "frames_per_second")}
