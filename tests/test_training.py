@@ -19,7 +19,6 @@ from azote.dataset import Dataset, EpisodeWriter
 from azote.dataset.samples import SampleConfig, TrainingSamples
 from azote.envs.rollout import play_episode
 from azote.policy import PolicyConfig, build_model, get_preset
-from azote.training import TrainConfig, Trainer
 from azote.training.augment import AugmentConfig, augment
 from azote.training.schedule import wsd_factor
 

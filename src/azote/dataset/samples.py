@@ -24,7 +24,7 @@ import torch
 from azote.dataset.frames import resize_frame
 from azote.dataset.reader import Chunk, Dataset
 from azote.dataset.video import VideoError
-from azote.gamepad import MODEL_ACTION_DIM, ActionChunk
+from azote.gamepad import MODEL_ACTION_DIM
 
 
 class SampleError(ValueError):
