@@ -6,7 +6,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
@@ -82,6 +82,20 @@ def _preset_or_skin(preset: Optional[Path], skin: Optional[str]) -> Any:
     return skins[skin]
 
 
+def _video_done(bar: Any) -> Callable[[dict], None]:
+    """Per labelled video: the bar moves on, a failure is printed with its reason at once."""
+    from tqdm import tqdm
+
+    def done(r: dict) -> None:
+        bar.update(1)
+        if r.get("status") != "ok":
+            tqdm.write(f"failed: {r['error']}", file=sys.stderr)
+        elif not r.get("skipped"):
+            bar.set_postfix(fps=r.get("frames_per_second"), chunks=r.get("chunks_written"))
+
+    return done
+
+
 def label(
     videos: list[Path] = typer.Argument(..., help="Videos with a controller overlay."),
     out: Path = typer.Option(..., "--out", help="Dataset root to write (videos/ + actions/ + labeling/ reports)."),
@@ -119,16 +133,9 @@ def label(
     cfg = LabelConfig(adapt=not no_adapt, adapt_minutes=adapt_minutes)
     cfg.post.min_density = min_density
     with tqdm(total=len(videos), unit="video", desc="label") as bar:
-        def on_result(r: dict) -> None:
-            bar.update(1)
-            if r.get("status") != "ok":
-                tqdm.write(f"failed: {r['error']}", file=sys.stderr)
-            elif not r.get("skipped"):
-                bar.set_postfix(fps=r.get("frames_per_second"), chunks=r.get("chunks_written"))
-
         try:
             summary = label_videos(videos, out, game=game, workers=workers, weights=weights, templates=tpl,
-                                   config=cfg, backend=backend, on_result=on_result)
+                                   config=cfg, backend=backend, on_result=_video_done(bar))
         except (ValueError, RuntimeError) as exc:
             fail(str(exc))
     if as_json:
@@ -183,14 +190,9 @@ def label_eval(
     from tqdm import tqdm
 
     with tqdm(total=len(list((data / "streams").glob("*.mp4"))), unit="video", desc="label-eval") as bar:
-        def on_result(r: dict) -> None:
-            bar.update(1)
-            if r.get("status") != "ok":
-                tqdm.write(f"failed: {r['error']}", file=sys.stderr)
-
         try:
             result = evaluate_dir(data, workers=workers, weights=weights, templates=tpl,
-                                  config=LabelConfig(adapt_minutes=adapt_minutes), on_result=on_result)
+                                  config=LabelConfig(adapt_minutes=adapt_minutes), on_result=_video_done(bar))
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             fail(str(exc))
     name = "eval-templates" if tpl else "eval"

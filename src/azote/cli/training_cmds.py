@@ -31,9 +31,9 @@ def _one_line(exc: Exception) -> str:
 def _run(source: str, values: dict[str, Any], config: Optional[Path], resume: bool) -> None:
     from azote.training import TrainConfig, TrainConfigError, Trainer
 
-    values = {k: v for k, v in values.items() if v is not None}
     from azote.policy import CheckpointError, ConfigError
 
+    values = {k: v for k, v in values.items() if v is not None}
     try:
         cfg = TrainConfig.load(config, **values) if config else TrainConfig.build(source, **values)
     except TrainConfigError as exc:
@@ -41,9 +41,7 @@ def _run(source: str, values: dict[str, Any], config: Optional[Path], resume: bo
     try:
         _check_model(cfg)  # a bad checkpoint or policy config fails now, not after the data is opened
         final = Trainer(cfg, resume=resume).run()
-    except _data_errors() as exc:
-        fail(_one_line(exc), code=1)
-    except (CheckpointError, ConfigError) as exc:
+    except (*_data_errors(), CheckpointError, ConfigError) as exc:
         fail(_one_line(exc), code=1)
     typer.echo(f"final model (EMA weights): {final}")
 

@@ -176,17 +176,20 @@ def container_extension(path: str | os.PathLike) -> str:
     """The extension naming a video's real container, for the copy a dataset keeps: the file's own when it names
     that container (a WebM stays `.webm`, a MOV `.mov`), else the container's (a WebM called `.mp4` is `.webm`)."""
     try:
-        with av.open(str(path)) as c:
-            demuxers = c.format.name.split(",")
-    except (av.error.FFmpegError, OSError) as exc:
-        raise VideoError(f"{path}: cannot open video ({exc})") from None
+        family = container_format(path)
+    except VideoError:  # not one a dataset reads by its first bytes: what ffmpeg makes of it
+        try:
+            with av.open(str(path)) as c:
+                demuxers = c.format.name.split(",")
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoError(f"{path}: cannot open video ({exc})") from None
+        family = next((f for f in _CONTAINER_EXTENSIONS if f in demuxers), None)
+        if family is None:
+            return f".{demuxers[0]}"
     own = Path(path).suffix.lower()
-    for family, extensions in _CONTAINER_EXTENSIONS.items():
-        if family in demuxers:
-            if own in extensions:
-                return own
-            if family == "matroska":  # WebM is Matroska with DocType "webm" in the EBML header
-                with open(path, "rb") as f:
-                    return ".webm" if b"\x42\x82\x84webm" in f.read(64) else ".mkv"
-            return extensions[0]
-    return f".{demuxers[0]}"
+    if own in _CONTAINER_EXTENSIONS[family]:
+        return own
+    if family == "matroska":  # WebM is Matroska with DocType "webm" in the EBML header
+        with open(path, "rb") as f:
+            return ".webm" if b"\x42\x82\x84webm" in f.read(64) else ".mkv"
+    return _CONTAINER_EXTENSIONS[family][0]

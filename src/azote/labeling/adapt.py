@@ -37,10 +37,10 @@ def weights_fingerprint(model: P.OverlayParser) -> str:
     return h.hexdigest()[:12]
 
 
-def cache_key(preset: Preset, scale: float, base: P.OverlayParser, budget: tuple = ()) -> str:
+def cache_key(preset: Preset, scale: float, base: P.OverlayParser, budget: tuple) -> str:
     bucket = round(math.log2(max(scale, 1e-6)) * 4)  # a quarter octave: sizes within ~9% share weights
-    spent = "-b" + hashlib.sha256(repr(budget).encode()).hexdigest()[:6] if budget else ""
-    return f"{preset.digest}-s{bucket}-{weights_fingerprint(base)}-a{P.ARCH}.{ADAPT_VERSION}{spent}"
+    spent = hashlib.sha256(repr(budget).encode()).hexdigest()[:6]  # another budget is another adaptation
+    return f"{preset.digest}-s{bucket}-{weights_fingerprint(base)}-a{P.ARCH}.{ADAPT_VERSION}-b{spent}"
 
 
 def backgrounds_without_overlay(frames: Sequence[np.ndarray], box: Sequence[float]) -> np.ndarray:

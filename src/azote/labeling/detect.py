@@ -404,9 +404,9 @@ def train_detector(data: DetectorData, out: str | os.PathLike, steps: int = 6000
     step, before = 0, 0.0
     ckpt = out / "ckpt.pt"
     if ckpt.is_file():
-        from azote.labeling.train import _load_checkpoint
+        from azote.labeling.train import load_checkpoint
 
-        state = _load_checkpoint(ckpt)
+        state = load_checkpoint(ckpt)
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])

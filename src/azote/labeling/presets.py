@@ -132,21 +132,22 @@ class Preset:
         out: dict[str, list[tuple[float, float, float, float]]] = {}
         changed: dict[str, np.ndarray] = {}
 
-        def region(button: str, fallback: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        def changes(button: str, window: tuple[float, float, float, float]) -> tuple[float, ...] | None:
+            """The box inside `window` (grown by 2 px) where pressing `button` alone changes the drawing."""
             if button not in changed:
                 changed[button] = np.abs(self.render(Gamepad.make([button]), k).astype(np.int16) - rest).max(-1) > 2
-            x0, y0, x1, y1 = fallback
+            x0, y0, x1, y1 = window
             ix0, iy0 = max(0, int(np.floor(x0 * k)) - 2), max(0, int(np.floor(y0 * k)) - 2)
             ix1, iy1 = min(W, int(np.ceil(x1 * k)) + 2), min(H, int(np.ceil(y1 * k)) + 2)
             ys, xs = np.nonzero(changed[button][iy0:iy1, ix0:ix1])
             if not len(xs):
-                return fallback
+                return None
             return ((ix0 + xs.min()) / k, (iy0 + ys.min()) / k, (ix0 + xs.max() + 1) / k, (iy0 + ys.max() + 1) / k)
 
         for e in self.elements:
             x0, y0, x1, y1 = e.box()
             if e.kind in ("button", "trigger", "guide") and e.button:
-                out.setdefault(e.button, []).append(region(e.button, (x0, y0, x1, y1)))
+                out.setdefault(e.button, []).append(changes(e.button, (x0, y0, x1, y1)) or (x0, y0, x1, y1))
             elif e.kind == "dpad":  # where a direction's picture differs, else the band of the element on that side
                 w, h = x1 - x0, y1 - y0
                 arms = {"dpad_up": (x0 + 0.3 * w, y0, x1 - 0.3 * w, y0 + 0.42 * h),
@@ -154,8 +155,7 @@ class Preset:
                         "dpad_left": (x0, y0 + 0.3 * h, x0 + 0.42 * w, y1 - 0.3 * h),
                         "dpad_right": (x1 - 0.42 * w, y0 + 0.3 * h, x1, y1 - 0.3 * h)}
                 for b, band in arms.items():
-                    r = region(b, (x0, y0, x1, y1))
-                    out.setdefault(b, []).append(band if r == (x0, y0, x1, y1) else r)
+                    out.setdefault(b, []).append(changes(b, (x0, y0, x1, y1)) or band)
             elif e.kind == "stick" and e.stick and "pressed" in e.pictures:
                 r = e.radius
                 out.setdefault("left_thumb" if e.stick == "j_left" else "right_thumb", []).append(

@@ -154,7 +154,7 @@ def _save_checkpoint(path: Path, model: OverlayParser, opt: torch.optim.Optimize
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: Path) -> dict:
+def load_checkpoint(path: Path) -> dict:
     """A checkpoint a training loop of this package wrote, read with the project's one safe loader (tensors and
     plain data only, bounded: a planted file can neither run code nor fill memory)."""
     from azote.safeload import safe_load
@@ -183,7 +183,7 @@ def train(data: ShardData, out: str | os.PathLike, cfg: TrainConfig = TrainConfi
     step, history, before = 0, [], 0.0
     ckpt = out / "ckpt.pt"
     if ckpt.is_file():
-        state = _load_checkpoint(ckpt)
+        state = load_checkpoint(ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step, history, before = int(state["step"]), state["history"], float(state.get("elapsed", 0.0))
