@@ -29,6 +29,9 @@ MAX_PARAMETERS = 8_000_000_000  # 32 GB of float32 weights
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few kB
 
 
+Activation = Literal["gelu-approximate", "gelu"]  # tanh-approximated or exact GELU (diffusers' names)
+
+
 class ConfigError(ValueError):
     """A policy configuration that does not validate (the message names the field and, when known, the file)."""
 
@@ -114,7 +117,31 @@ class PolicyConfig(BaseModel):
     vl_layers: int = Field(ge=0, le=MAX_LAYERS, description="VL self-attention blocks over the image tokens")
     vl_heads: int = Field(gt=0, le=MAX_HEADS)
     dropout: float = Field(default=0.2, ge=0, lt=1)
-    norm_eps: float = Field(default=1e-5, gt=0)
+    norm_eps: float = Field(
+        default=1e-5, gt=0, lt=1,
+        description="epsilon of the DiT blocks' feed-forward LayerNorm, the one norm the released code gives its "
+                    "norm_eps to (the adaptive norms and the VL stack's norms use 1e-5, the output norm 1e-6)",
+    )
+    dit_activation: Activation = Field(default="gelu-approximate", description="the DiT feed-forward's GELU")
+    vl_activation: Activation = Field(default="gelu-approximate", description="the VL stack feed-forward's GELU")
+    dit_sinusoidal_positions: int = Field(
+        default=0, ge=0, le=MAX_SEQ_LEN,
+        description="rows of the fixed sinusoidal table added to every DiT block's normalised input (the released "
+                    "positional_embeddings='sinusoidal' with max_num_positional_embeddings rows); 0 = none",
+    )
+    vl_sinusoidal_positions: int = Field(default=0, ge=0, le=MAX_SEQ_LEN,
+                                         description="the same for the VL self-attention blocks; 0 = none")
+    vl_sequence_length: int | None = Field(
+        default=None, gt=0, le=MAX_IMAGE_TOKENS + 1,
+        description="VL tokens per observation: the game token and the image tokens are left-padded with zero "
+                    "vectors to this length, unmasked, as the released tokenizer pads to its max_sequence_length; "
+                    "None = no padding",
+    )
+    action_layout: Literal["buttons_first", "sticks_first"] = Field(
+        default="buttons_first",
+        description="the model's action vector: buttons then left and right stick (the released default), or "
+                    "sticks first (the released old_layout=True); sampled chunks are always returned buttons first",
+    )
     interleave_self_attention: bool = Field(default=True, description="odd DiT blocks attend to the action tokens")
     add_pos_embed: bool = True
     max_seq_len: int = Field(default=1024, gt=0, le=MAX_SEQ_LEN)
@@ -141,6 +168,20 @@ class PolicyConfig(BaseModel):
             raise ValueError(f"vision.hidden_size {self.vision.hidden_size} is not divisible by vl_heads {self.vl_heads}")
         if self.add_pos_embed and self.action_horizon > self.max_seq_len:
             raise ValueError(f"action_horizon {self.action_horizon} exceeds max_seq_len {self.max_seq_len}")
+        if self.vl_sequence_length is not None and self.vl_sequence_length < self.vl_content_length:
+            raise ValueError(
+                f"vl_sequence_length {self.vl_sequence_length} is shorter than the {self.vl_content_length} VL tokens "
+                f"of an observation ({self.num_image_tokens} image tokens"
+                f"{' and the game token' if self.num_games else ''})"
+            )
+        if self.vl_sinusoidal_positions and self.vl_sinusoidal_positions < self.vl_length:
+            raise ValueError(f"vl_sinusoidal_positions {self.vl_sinusoidal_positions} is fewer than the {self.vl_length} "
+                             "VL tokens it would be added to")
+        if self.dit_sinusoidal_positions and self.dit_sinusoidal_positions < self.action_horizon:
+            raise ValueError(f"dit_sinusoidal_positions {self.dit_sinusoidal_positions} is fewer than action_horizon "
+                             f"{self.action_horizon}")
+        if self.action_layout == "sticks_first" and self.action_dim < 4:
+            raise ValueError(f"action_layout 'sticks_first' needs action_dim >= 4 (two sticks), got {self.action_dim}")
         if self.num_image_tokens > MAX_IMAGE_TOKENS:
             raise ValueError(
                 f"num_frames {self.num_frames} x {self.vision.num_patches} patches = {self.num_image_tokens} image "
@@ -152,11 +193,27 @@ class PolicyConfig(BaseModel):
                 f"the model would have {params:,} parameters ({params * 4 / 1e9:,.0f} GB in float32), more than "
                 f"{MAX_PARAMETERS:,}"
             )
+        buffers = estimate_buffers(self)
+        if params + buffers > MAX_PARAMETERS:
+            raise ValueError(
+                f"the sinusoidal tables would hold {buffers:,} numbers (with {params:,} parameters, more than "
+                f"{MAX_PARAMETERS:,})"
+            )
         return self
 
     @property
     def num_image_tokens(self) -> int:
         return self.num_frames * self.vision.num_patches
+
+    @property
+    def vl_content_length(self) -> int:
+        """The game token (when the model has one) and the image tokens of every context frame."""
+        return self.num_image_tokens + (1 if self.num_games else 0)
+
+    @property
+    def vl_length(self) -> int:
+        """Tokens of the VL sequence the DiT attends to: `vl_sequence_length`, or the content when not padded."""
+        return self.vl_sequence_length if self.vl_sequence_length is not None else self.vl_content_length
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
@@ -206,6 +263,12 @@ def estimate_parameters(config: PolicyConfig) -> int:
     positions = c.max_seq_len * h if c.add_pos_embed else 0
     games = (c.num_games + 1) * d if c.num_games else 0
     return vision + vl + dit + actions + positions + games
+
+
+def estimate_buffers(config: PolicyConfig) -> int:
+    """Numbers in the persistent sinusoidal position tables (`pos_embed.pe` of each block that has one)."""
+    return (config.dit_layers * config.dit_sinusoidal_positions * config.hidden_size
+            + config.vl_layers * config.vl_sinusoidal_positions * config.vision.hidden_size)
 
 
 def read_json(source: str | Path, label: str, inline: bool = False, max_bytes: int = MAX_CONFIG_BYTES) -> Any:

@@ -55,8 +55,10 @@ class NitroGenModel(nn.Module):
         width = c.vision.hidden_size
         # Registration order follows the released state dict.
         self.vision_encoder = _build_vision_tower(c.vision)
-        self.model = DiT(c.hidden_size, c.dit_heads, c.dit_layers, width, c.interleave_self_attention, c.dropout, c.norm_eps)
-        self.vl_self_attention_model = VLSelfAttention(width, c.vl_heads, c.vl_layers, c.dropout, c.norm_eps)
+        self.model = DiT(c.hidden_size, c.dit_heads, c.dit_layers, width, c.interleave_self_attention, c.dropout,
+                         c.norm_eps, c.dit_activation, c.dit_sinusoidal_positions)
+        self.vl_self_attention_model = VLSelfAttention(width, c.vl_heads, c.vl_layers, c.dropout, c.vl_activation,
+                                                       c.vl_sinusoidal_positions)
         self.action_encoder = ActionEncoder(c.action_dim, c.hidden_size)
         self.action_decoder = ActionDecoder(c.hidden_size, c.action_dim)
         self.position_embedding = nn.Embedding(c.max_seq_len, c.hidden_size) if c.add_pos_embed else None
@@ -183,20 +185,83 @@ class NitroGenModel(nn.Module):
         hidden = tower.post_layernorm(hidden)
         return hidden.reshape(batch, -1, hidden.shape[-1])
 
-    def vl_tokens(self, image_tokens: Tensor, game_ids: Tensor | None = None) -> Tensor:
-        """VL self-attention over the image tokens (and the game token when given): the DiT's context."""
-        game_ids = self._game_ids(game_ids, image_tokens.shape[0])
-        if game_ids is not None and self.game_embedding is not None:
-            image_tokens = torch.cat([image_tokens, self.game_embedding(game_ids)[:, None]], dim=1)
-        return self.vl_self_attention_model(image_tokens)
+    def _frames_present(self, frames_present: Tensor | None, batch: int) -> Tensor | None:
+        if frames_present is None:
+            return None
+        f = self.config.num_frames
+        present = torch.as_tensor(frames_present, device=self.device).bool()
+        if present.ndim == 1:
+            present = present[None].expand(batch, -1)
+        if tuple(present.shape) != (batch, f):
+            raise ShapeError(f"frames_present: expected [{batch}, {f}] (or [{f}]) booleans, got {tuple(present.shape)}")
+        return None if bool(present.all()) else present
+
+    def vl_sequence(
+        self, image_tokens: Tensor, game_ids: Tensor | None = None, frames_present: Tensor | None = None,
+        empty_game_token: bool = False,
+    ) -> Tensor:
+        """The VL stack's input [B, vl_length, width], laid out as the released tokenizer does: zero vectors (left
+        padding up to `vl_sequence_length`, not masked), then the game token (a model with a game vocabulary
+        only), then the image tokens of the frames present, frame after frame. A frame that is not present
+        (`frames_present[b, f]` False: a context frame not seen yet, or left out for frame-history guidance)
+        gives no tokens, so the padding grows. `empty_game_token`: the game token is a zero vector, as the
+        released guided sampler leaves it."""
+        c = self.config
+        batch, _, width = image_tokens.shape
+        parts: list[Tensor] = []
+        if self.game_embedding is not None:
+            if empty_game_token:
+                parts.append(image_tokens.new_zeros(batch, 1, width))
+            else:
+                ids = self._game_ids(game_ids, batch)
+                assert ids is not None
+                parts.append(self.game_embedding(ids)[:, None].to(image_tokens.dtype))
+        elif game_ids is not None:
+            self._game_ids(game_ids, batch)  # raises: this model has no game token
+        present = self._frames_present(frames_present, batch)
+        length = c.vl_length
+        if present is None:
+            content = torch.cat([*parts, image_tokens], dim=1) if parts else image_tokens
+            pad = length - content.shape[1]
+            if pad < 0:
+                raise ShapeError(f"{content.shape[1]} VL tokens do not fit vl_sequence_length {length}")
+            return torch.cat([content.new_zeros(batch, pad, width), content], dim=1) if pad else content
+        frames = image_tokens.reshape(batch, c.num_frames, -1, width)
+        out = image_tokens.new_zeros(batch, length, width)
+        for b in range(batch):
+            row = torch.cat([*(p[b] for p in parts), frames[b][present[b]].reshape(-1, width)])
+            out[b, length - row.shape[0]:] = row
+        return out
+
+    def vl_tokens(
+        self, image_tokens: Tensor, game_ids: Tensor | None = None, frames_present: Tensor | None = None,
+        empty_game_token: bool = False,
+    ) -> Tensor:
+        """VL self-attention over the VL sequence (`vl_sequence`): the DiT's context."""
+        return self.vl_self_attention_model(self.vl_sequence(image_tokens, game_ids, frames_present, empty_game_token))
+
+    # ---------------------------------------------------------------------------------------------------------
+    def to_model_layout(self, actions: Tensor) -> Tensor:
+        """Action vectors [..., A] in the standard layout (buttons, left stick, right stick) -> this model's."""
+        if self.config.action_layout == "sticks_first":
+            return torch.cat([actions[..., -4:], actions[..., :-4]], dim=-1)
+        return actions
+
+    def to_standard_layout(self, actions: Tensor) -> Tensor:
+        """This model's action vectors [..., A] -> the standard layout (buttons, left stick, right stick)."""
+        if self.config.action_layout == "sticks_first":
+            return torch.cat([actions[..., 4:], actions[..., :4]], dim=-1)
+        return actions
 
     def observation_cache(self, vl_tokens: Tensor) -> ObservationCache:
         """VL tokens with every cross-attention block's keys and values, computed once."""
         return ObservationCache(vl_tokens, self.model.context_kv(vl_tokens))
 
-    def encode_observation(self, pixel_values: Tensor, game_ids: Tensor | None = None) -> ObservationCache:
+    def encode_observation(
+        self, pixel_values: Tensor, game_ids: Tensor | None = None, frames_present: Tensor | None = None
+    ) -> ObservationCache:
         """Everything the denoising steps need from an observation, computed once."""
-        return self.observation_cache(self.vl_tokens(self.image_tokens(pixel_values), game_ids))
+        return self.observation_cache(self.vl_tokens(self.image_tokens(pixel_values), game_ids, frames_present))
 
     def _check_actions(self, x: Tensor, buckets: Tensor) -> None:
         c = self.config
@@ -221,9 +286,14 @@ class NitroGenModel(nn.Module):
             h = self.model(h, buckets, context=vl_tokens, modulation=modulation)
         return self.action_decoder(h)
 
-    def forward(self, pixel_values: Tensor, x_t: Tensor, buckets: Tensor, game_ids: Tensor | None = None) -> Tensor:
-        """The straightforward velocity: vision tower, VL stack and DiT, nothing reused."""
-        return self.velocity(x_t, buckets, vl_tokens=self.vl_tokens(self.image_tokens(pixel_values), game_ids))
+    def forward(
+        self, pixel_values: Tensor, x_t: Tensor, buckets: Tensor, game_ids: Tensor | None = None,
+        frames_present: Tensor | None = None,
+    ) -> Tensor:
+        """The straightforward velocity (in the model's action layout): vision tower, VL stack and DiT, nothing
+        reused."""
+        vl = self.vl_tokens(self.image_tokens(pixel_values), game_ids, frames_present)
+        return self.velocity(x_t, buckets, vl_tokens=vl)
 
     # ---------------------------------------------------------------------------------------------------------
     def sample_time(self, batch: int) -> Tensor:
@@ -236,9 +306,10 @@ class NitroGenModel(nn.Module):
         """Flow-matching loss of a training batch (a scalar).
 
         Keys: `pixel_values` [B, F, 3, S, S] (float in [-1, 1], or uint8 0..255 which is normalised here);
-        `actions` [B, H, A] in the model's action space; optional `action_mask` [B, H, A] or [B, H] (1 = valid);
-        optional `game_ids` [B] (0 = no game; dropped to 0 with probability `game_dropout` while training);
-        optional `noise` [B, H, A] and `t` [B] to fix the random draws.
+        `actions` [B, H, A] in the model's action space, standard layout (buttons first; reordered here for a
+        `sticks_first` model, with `noise` and `action_mask`); optional `action_mask` [B, H, A] or [B, H]
+        (1 = valid); optional `game_ids` [B] (0 = no game; dropped to 0 with probability `game_dropout` while
+        training); optional `frames_present` [B, F]; optional `noise` [B, H, A] and `t` [B] to fix the draws.
         Noisy actions `x_t = (1 - t) * noise + t * actions`, target `actions - noise`, bucket `floor(t * buckets)`
         in float32, loss = masked mean squared error.
         """
@@ -262,10 +333,11 @@ class NitroGenModel(nn.Module):
             keep = torch.rand(b, device=self.device) >= c.game_dropout
             game_ids = torch.where(keep, game_ids, torch.zeros_like(game_ids))
 
+        actions, noise = self.to_model_layout(actions), self.to_model_layout(noise)
         tt = t[:, None, None]
         x_t = (1 - tt) * noise + tt * actions
         buckets = torch.floor(t * c.num_timestep_buckets).long()
-        pred = self(pixels, x_t.to(self.dtype), buckets, game_ids).float()
+        pred = self(pixels, x_t.to(self.dtype), buckets, game_ids, batch.get("frames_present")).float()
         err = (pred - (actions - noise)) ** 2
 
         mask = batch.get("action_mask")
@@ -274,6 +346,8 @@ class NitroGenModel(nn.Module):
         mask = torch.as_tensor(mask, device=self.device).float()
         if mask.shape == actions.shape[:2]:
             mask = mask[..., None].expand_as(err)
+        elif mask.shape == err.shape:
+            mask = self.to_model_layout(mask)
         if mask.shape != err.shape:
             raise ShapeError(f"action_mask: expected {tuple(actions.shape)} or {tuple(actions.shape[:2])}, got {tuple(mask.shape)}")
         return (err * mask).sum() / mask.sum().clamp_min(1.0)
@@ -288,14 +362,18 @@ class NitroGenModel(nn.Module):
         generator: torch.Generator | None = None,
         num_steps: int | None = None,
         game_ids: Tensor | None = None,
-        guidance_scale: float = 1.0,
+        game_guidance: float = 0.0,
+        history_guidance: float = 1.0,
+        frames_present: Tensor | None = None,
+        guidance_scale: float | None = None,
         cached: bool = True,
     ) -> Tensor:
-        """Euler-samples action chunks [B, H, A] (model space, float32). See `azote.policy.sampling`."""
+        """Euler-samples action chunks [B, H, A] (float32, standard layout). See `azote.policy.sampling`."""
         from azote.policy.sampling import sample_actions
 
         return sample_actions(
             self, pixel_values, noise=noise, generator=generator, num_steps=num_steps, game_ids=game_ids,
+            game_guidance=game_guidance, history_guidance=history_guidance, frames_present=frames_present,
             guidance_scale=guidance_scale, cached=cached,
         )
 

@@ -63,21 +63,55 @@ class Attention(nn.Module):
         return self.to_out[1](self.to_out[0](out))
 
 
-class GELUProj(nn.Module):
-    def __init__(self, dim_in: int, dim_out: int):
+# The epsilon of every LayerNorm that the released configuration does not reach (its blocks build their adaptive
+# norm and the VL stack's norms with the default 1e-5; the DiT's output norm has 1e-6).
+DEFAULT_NORM_EPS = 1e-5
+OUTPUT_NORM_EPS = 1e-6
+GELU_APPROXIMATION = {"gelu-approximate": "tanh", "gelu": "none"}
+
+
+def sinusoidal_table(rows: int, dim: int) -> Tensor:
+    """[1, rows, dim]: position p, channel 2i holds sin(p * w_i) and channel 2i + 1 cos(p * w_i), with
+    w_i = exp(-ln(10000) * 2i / dim) (the fixed table the released blocks add when positional_embeddings is
+    'sinusoidal')."""
+    position = torch.arange(rows, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(1, rows, dim)
+    table[0, :, 0::2] = torch.sin(position * freq)
+    table[0, :, 1::2] = torch.cos(position * freq)
+    return table
+
+
+class SinusoidalPositions(nn.Module):
+    """Adds the first N rows of a fixed table to a sequence [B, N, D]. The table is a persistent buffer (`pe`), as
+    in the released checkpoint layout, so a loaded checkpoint's table is the one used."""
+
+    def __init__(self, rows: int, dim: int):
         super().__init__()
-        self.proj = nn.Linear(dim_in, dim_out)
+        self.register_buffer("pe", sinusoidal_table(rows, dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.gelu(self.proj(x), approximate="tanh")
+        return x + self.pe[:, : x.shape[1]]
+
+
+class GELUProj(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int, activation: str = "gelu-approximate"):
+        super().__init__()
+        self.proj = nn.Linear(dim_in, dim_out)
+        self.approximate = GELU_APPROXIMATION[activation]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(self.proj(x), approximate=self.approximate)
 
 
 class FeedForward(nn.Module):
-    """`net.0.proj` D->4D, tanh GELU, dropout, `net.2` 4D->D, dropout."""
+    """`net.0.proj` D->4D, GELU (tanh-approximated or exact), dropout, `net.2` 4D->D, dropout."""
 
-    def __init__(self, dim: int, dropout: float, mult: int = 4):
+    def __init__(self, dim: int, dropout: float, mult: int = 4, activation: str = "gelu-approximate"):
         super().__init__()
-        self.net = nn.ModuleList([GELUProj(dim, dim * mult), nn.Dropout(dropout), nn.Linear(dim * mult, dim), nn.Dropout(dropout)])
+        self.net = nn.ModuleList([
+            GELUProj(dim, dim * mult, activation), nn.Dropout(dropout), nn.Linear(dim * mult, dim), nn.Dropout(dropout),
+        ])
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.net:
@@ -86,24 +120,32 @@ class FeedForward(nn.Module):
 
 
 class VLBlock(nn.Module):
-    """Pre-norm self-attention block over the image tokens (affine LayerNorms `norm1`, `norm3`)."""
+    """Pre-norm self-attention block over the VL tokens (affine LayerNorms `norm1`, `norm3`, eps 1e-5), with the
+    sinusoidal table added to the normalised input when `positions` rows are given."""
 
-    def __init__(self, dim: int, heads: int, dropout: float, eps: float):
+    def __init__(self, dim: int, heads: int, dropout: float, activation: str = "gelu-approximate", positions: int = 0):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.pos_embed = SinusoidalPositions(positions, dim) if positions else None
+        self.norm1 = nn.LayerNorm(dim, eps=DEFAULT_NORM_EPS)
         self.attn1 = Attention(dim, heads, dim // heads, dropout=dropout)
-        self.norm3 = nn.LayerNorm(dim, eps=eps)
-        self.ff = FeedForward(dim, dropout)
+        self.norm3 = nn.LayerNorm(dim, eps=DEFAULT_NORM_EPS)
+        self.ff = FeedForward(dim, dropout, activation=activation)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn1(self.norm1(x))
+        h = self.norm1(x)
+        if self.pos_embed is not None:
+            h = self.pos_embed(h)
+        x = x + self.attn1(h)
         return x + self.ff(self.norm3(x))
 
 
 class VLSelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, layers: int, dropout: float, eps: float):
+    def __init__(self, dim: int, heads: int, layers: int, dropout: float, activation: str = "gelu-approximate",
+                 positions: int = 0):
         super().__init__()
-        self.transformer_blocks = nn.ModuleList([VLBlock(dim, heads, dropout, eps) for _ in range(layers)])
+        self.transformer_blocks = nn.ModuleList(
+            [VLBlock(dim, heads, dropout, activation, positions) for _ in range(layers)]
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         for block in self.transformer_blocks:
@@ -129,18 +171,24 @@ class AdaLayerNorm(nn.Module):
 
 
 class DiTBlock(nn.Module):
-    """Adaptive-LayerNorm attention block (no gates); cross-attention to the VL tokens when `cross`."""
+    """Adaptive-LayerNorm attention block (no gates); cross-attention to the VL tokens when `cross`. The adaptive
+    norm has eps 1e-5 and the feed-forward's norm `ff_eps` (the released norm_eps); with `positions` rows the
+    sinusoidal table is added to the normalised input (the queries of a cross-attention block)."""
 
-    def __init__(self, dim: int, heads: int, context_dim: int, cross: bool, dropout: float, eps: float):
+    def __init__(self, dim: int, heads: int, context_dim: int, cross: bool, dropout: float, ff_eps: float,
+                 activation: str = "gelu-approximate", positions: int = 0):
         super().__init__()
         self.cross = cross
-        self.eps = eps
-        self.norm1 = AdaLayerNorm(dim, eps)
+        self.eps = ff_eps
+        self.pos_embed = SinusoidalPositions(positions, dim) if positions else None
+        self.norm1 = AdaLayerNorm(dim, DEFAULT_NORM_EPS)
         self.attn1 = Attention(dim, heads, dim // heads, context_dim=context_dim if cross else None, dropout=dropout)
-        self.ff = FeedForward(dim, dropout)
+        self.ff = FeedForward(dim, dropout, activation=activation)
 
     def forward(self, x: Tensor, modulation: Tensor, context: Tensor | None = None, kv: KV | None = None) -> Tensor:
         h = self.norm1(x, modulation)
+        if self.pos_embed is not None:
+            h = self.pos_embed(h)
         if self.cross:
             if context is None and kv is None:
                 raise ValueError("a cross-attention DiT block needs the VL tokens or their cached keys/values")
@@ -175,12 +223,14 @@ class TimestepEncoder(nn.Module):
 class DiT(nn.Module):
     """The flow-matching transformer over the H action tokens, conditioned on the VL tokens and the timestep."""
 
-    def __init__(self, dim: int, heads: int, layers: int, context_dim: int, interleave: bool, dropout: float, eps: float):
+    def __init__(self, dim: int, heads: int, layers: int, context_dim: int, interleave: bool, dropout: float,
+                 ff_eps: float, activation: str = "gelu-approximate", positions: int = 0):
         super().__init__()
         self.timestep_encoder = TimestepEncoder(dim)
-        self.transformer_blocks = nn.ModuleList(
-            [DiTBlock(dim, heads, context_dim, (i % 2 == 0) or not interleave, dropout, eps) for i in range(layers)]
-        )
+        self.transformer_blocks = nn.ModuleList([
+            DiTBlock(dim, heads, context_dim, (i % 2 == 0) or not interleave, dropout, ff_eps, activation, positions)
+            for i in range(layers)
+        ])
         self.proj_out_1 = nn.Linear(dim, 2 * dim)
         self.proj_out_2 = nn.Linear(dim, dim)
 
@@ -202,7 +252,7 @@ class DiT(nn.Module):
         for i, block in enumerate(self.transformer_blocks):
             x = block(x, mods[i], context=context, kv=None if kv is None else kv[i])
         shift, scale = mods[-1].chunk(2, dim=-1)
-        x = F.layer_norm(x, x.shape[-1:], eps=1e-6) * (1 + scale[:, None]) + shift[:, None]
+        x = F.layer_norm(x, x.shape[-1:], eps=OUTPUT_NORM_EPS) * (1 + scale[:, None]) + shift[:, None]
         return self.proj_out_2(x)
 
 

@@ -41,6 +41,14 @@ def initial_noise(model: "NitroGenModel", batch: int, generator: torch.Generator
     return torch.randn((batch, c.action_horizon, c.action_dim), generator=generator, dtype=torch.float32)
 
 
+def last_frame_only(batch: int, num_frames: int, device: torch.device | str = "cpu") -> Tensor:
+    """[B, F] frames-present mask with only the last (current) frame: the unconditional side of frame-history
+    guidance, as the released inference session builds it."""
+    present = torch.zeros(batch, num_frames, dtype=torch.bool, device=device)
+    present[:, -1] = True
+    return present
+
+
 @torch.no_grad()
 def sample_actions(
     model: "NitroGenModel",
@@ -50,14 +58,27 @@ def sample_actions(
     generator: torch.Generator | None = None,
     num_steps: int | None = None,
     game_ids: Tensor | None = None,
-    guidance_scale: float = 1.0,
+    game_guidance: float = 0.0,
+    history_guidance: float = 1.0,
+    frames_present: Tensor | None = None,
+    guidance_scale: float | None = None,
     cached: bool = True,
 ) -> Tensor:
-    """Action chunks [B, H, A] in the model's action space (before clamping and thresholding), float32.
+    """Action chunks [B, H, A], float32, before clamping and thresholding, in the standard layout (buttons, left
+    stick, right stick; a `sticks_first` model's output is reordered at the end).
 
-    `noise` fixes the starting point (else drawn from `generator` on the CPU); `num_steps` defaults to the
-    config's `num_inference_timesteps`; with `game_ids` and `guidance_scale != 1` the velocity is
-    classifier-free guided: `v_none + guidance_scale * (v_game - v_none)`.
+    `noise` fixes the starting point, in the model's own layout (else drawn from `generator` on the CPU);
+    `num_steps` defaults to the config's `num_inference_timesteps`. `frames_present` [B, F] (or [F]) marks the
+    context frames an observation has (False: not seen yet; its tokens are left out, as released).
+
+    Guidance, both in the released code's convention `v = v_cond + s * (v_cond - v_uncond)`:
+    - `history_guidance` (the released `cfg_scale` of `get_action_with_cfg`): conditional = the frames present,
+      unconditional = the last frame only. As released, 1.0 means no guidance (the released session then calls
+      the plain sampler) and a guided run leaves the game token empty (a zero vector) in both passes.
+    - `game_guidance`: conditional = `game_ids`, unconditional = game id 0 ("no game"); 0.0 means no guidance.
+      (Classic classifier-free weight w, `v_uncond + w (v_cond - v_uncond)`, is s = w - 1; `guidance_scale` is
+      that w, the older name of this option.)
+    The two cannot be combined.
     """
     c = model.config
     steps = check_num_steps(num_steps or c.num_inference_timesteps)
@@ -65,20 +86,48 @@ def sample_actions(
     x = initial_noise(model, batch, generator) if noise is None else noise
     if tuple(x.shape) != (batch, c.action_horizon, c.action_dim):
         raise ShapeError(f"noise: expected {(batch, c.action_horizon, c.action_dim)}, got {tuple(x.shape)}")
+    if guidance_scale is not None:
+        game_guidance = float(guidance_scale) - 1.0
+    game_guided = game_ids is not None and game_guidance != 0.0
+    history_guided = history_guidance != 1.0
+    if game_guided and history_guided:
+        raise ValueError("game_guidance and history_guidance cannot be combined: choose one")
     x = x.to(device=model.device, dtype=torch.float32)
     pixel_values = pixel_values.to(model.device)
 
     tokens = model.image_tokens(pixel_values)
-    guided = game_ids is not None and guidance_scale != 1.0
-    if guided:
+    present = model._frames_present(frames_present, batch)
+    empty_game = False
+    scale = 0.0
+    if game_guided:
         game_ids = torch.as_tensor(game_ids, device=model.device).long().reshape(-1)
         tokens = torch.cat([tokens, tokens])
         game_ids = torch.cat([game_ids, torch.zeros_like(game_ids)])
+        if present is not None:
+            present = torch.cat([present, present])
+        scale = float(game_guidance)
+    elif history_guided:
+        cond = present if present is not None else torch.ones(batch, c.num_frames, dtype=torch.bool,
+                                                               device=model.device)
+        uncond = last_frame_only(batch, c.num_frames, model.device)
+        empty_game = True
+        game_ids = None
+        if torch.equal(cond, uncond):  # one context frame: both passes see the same tokens, v = v_cond exactly
+            history_guided = False
+            present = cond
+        else:
+            tokens = torch.cat([tokens, tokens])
+            present = torch.cat([cond, uncond])
+            scale = float(history_guidance)
+    guided = game_guided or history_guided
+
+    def context() -> Tensor:
+        return model.vl_tokens(tokens, game_ids, present, empty_game_token=empty_game)
 
     schedule = euler_buckets(steps, c.num_timestep_buckets)
     velocity: Callable[[Tensor, Tensor, int], Tensor]
     if cached:
-        cache = model.observation_cache(model.vl_tokens(tokens, game_ids))
+        cache = model.observation_cache(context())
         # the timestep conditioning of every step at once: one pass over those weights instead of one per step
         step_mods = model.model.timestep_modulation(torch.tensor(schedule, dtype=torch.long, device=model.device))
 
@@ -89,7 +138,7 @@ def sample_actions(
     else:
 
         def velocity(xt: Tensor, buckets: Tensor, k: int) -> Tensor:
-            return model.velocity(xt, buckets, vl_tokens=model.vl_tokens(tokens, game_ids))
+            return model.velocity(xt, buckets, vl_tokens=context())
 
     dt = 1.0 / steps
     for k, bucket in enumerate(schedule):
@@ -97,7 +146,7 @@ def sample_actions(
         buckets = torch.full((xin.shape[0],), bucket, dtype=torch.long, device=model.device)
         v = velocity(xin.to(model.dtype), buckets, k).float()
         if guided:
-            v_game, v_none = v.chunk(2)
-            v = v_none + guidance_scale * (v_game - v_none)
+            v_cond, v_uncond = v.chunk(2)
+            v = v_cond + scale * (v_cond - v_uncond)
         x = x + dt * v
-    return x
+    return model.to_standard_layout(x)
