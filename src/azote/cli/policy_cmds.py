@@ -52,17 +52,26 @@ def convert_checkpoint(
         None, "--vision-config", metavar="JSON",
         help="vision tower configuration (a JSON file or inline JSON) when it is not the tower the checkpoint names",
     ),
+    game_mapping: Optional[Path] = typer.Option(
+        None, "--game-mapping", metavar="JSON",
+        help="names of a game-conditioned checkpoint's games: the game_mapping.json the released tokenizer writes "
+             "(game -> token) or a list; written as games.json",
+    ),
 ) -> None:
     """Converts the released NitroGen ng.pt to config.json + model.safetensors, executing nothing from the file."""
     from azote.policy.checkpoint import config_summary
     from azote.policy.ng_import import convert_ng_checkpoint
 
     try:
-        out = convert_ng_checkpoint(ng_pt, out_dir, vision_config)
+        out = convert_ng_checkpoint(ng_pt, out_dir, vision_config, game_mapping)
         info = config_summary(out)
     except _EXPECTED_ERRORS as exc:
         _fail(exc)
     typer.echo(f"wrote {out} ({info['parameters']:,} parameters, {len(info['tensors'])} tensors)")  # type: ignore[arg-type]
+    games = info["config"]["num_games"]  # type: ignore[index]
+    if games and game_mapping is None:
+        typer.echo(f"the checkpoint has a game token for {games} games (ids 1..{games}; 0 = no game); their names are "
+                   "not in ng.pt: give --game-mapping to name them")
 
 
 def predict(

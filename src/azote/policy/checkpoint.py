@@ -231,6 +231,14 @@ def read_games(path: str | Path) -> list[str]:
     return games
 
 
+def write_games(path: str | Path, games: Sequence[str]) -> Path:
+    """Writes a checkpoint directory's game vocabulary (`games.json`, token i + 1 for entry i) atomically."""
+    target = Path(path) / GAMES_NAME
+    text = json.dumps(list(games))
+    _write_atomic(target, lambda p: p.write_text(text))
+    return target
+
+
 def _numel(shape: Sequence[int]) -> int:
     n = 1
     for d in shape:

@@ -117,6 +117,7 @@ class PolicyConfig(BaseModel):
     vl_layers: int = Field(ge=0, le=MAX_LAYERS, description="VL self-attention blocks over the image tokens")
     vl_heads: int = Field(gt=0, le=MAX_HEADS)
     dropout: float = Field(default=0.2, ge=0, lt=1)
+    vl_dropout: float | None = Field(default=None, ge=0, lt=1, description="the VL stack's dropout; None = dropout")
     norm_eps: float = Field(
         default=1e-5, gt=0, lt=1,
         description="epsilon of the DiT blocks' feed-forward LayerNorm, the one norm the released code gives its "

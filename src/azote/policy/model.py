@@ -57,7 +57,8 @@ class NitroGenModel(nn.Module):
         self.vision_encoder = _build_vision_tower(c.vision)
         self.model = DiT(c.hidden_size, c.dit_heads, c.dit_layers, width, c.interleave_self_attention, c.dropout,
                          c.norm_eps, c.dit_activation, c.dit_sinusoidal_positions)
-        self.vl_self_attention_model = VLSelfAttention(width, c.vl_heads, c.vl_layers, c.dropout, c.vl_activation,
+        vl_dropout = c.dropout if c.vl_dropout is None else c.vl_dropout
+        self.vl_self_attention_model = VLSelfAttention(width, c.vl_heads, c.vl_layers, vl_dropout, c.vl_activation,
                                                        c.vl_sinusoidal_positions)
         self.action_encoder = ActionEncoder(c.action_dim, c.hidden_size)
         self.action_decoder = ActionDecoder(c.hidden_size, c.action_dim)
