@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import sys
 import types
@@ -42,9 +43,7 @@ BATCH, HORIZON, ACTION_DIM, STEPS = 2, 8, 25, 4
 def released_modules(root: Path, extra: list[Path]) -> dict[str, Any]:
     for path in [*extra, root]:
         sys.path.insert(0, str(path))
-    try:
-        import polars  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("polars") is None:
         sys.modules["polars"] = types.ModuleType("polars")
     from nitrogen import cfg, mm_tokenizers
     from nitrogen.flow_matching_transformer import modules, nitrogen

@@ -211,12 +211,12 @@ def config_from_ng(
                          "modality_cfg")
     get(dit), get(vl)  # both required
     dit_heads, vl_heads = count(f"{dit}.num_attention_heads"), count(f"{vl}.num_attention_heads")
-    if dit_heads * count(f"{dit}.attention_head_dim") != hidden:
-        refuse(f"{dit}.num_attention_heads * attention_head_dim", dit_heads * count(f"{dit}.attention_head_dim"),
-               f"must equal model_cfg.hidden_size {hidden}")
-    if vl_heads * count(f"{vl}.attention_head_dim") != vision.hidden_size:
-        refuse(f"{vl}.num_attention_heads * attention_head_dim", vl_heads * count(f"{vl}.attention_head_dim"),
-               f"must equal the vision width {vision.hidden_size}")
+    for key, heads, width, what in ((dit, dit_heads, hidden, "model_cfg.hidden_size"),
+                                    (vl, vl_heads, vision.hidden_size, "the vision width")):
+        head_dim = count(f"{key}.attention_head_dim")
+        if heads * head_dim != width:
+            refused.append(f"{key}.num_attention_heads = {heads} x attention_head_dim = {head_dim} "
+                           f"({heads * head_dim}: must equal {what} {width})")
     if get(f"{dit}.output_dim") != hidden:
         refuse(f"{dit}.output_dim", get(f"{dit}.output_dim"), f"must equal model_cfg.hidden_size {hidden}")
     if get("model_cfg.max_num_embodiments") != 1:
