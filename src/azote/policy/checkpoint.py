@@ -47,6 +47,20 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _save_weights(tensors: Mapping[str, Tensor], path: Path, metadata: Mapping[str, str]) -> None:
+    """`save_file`, then its JSON header rewritten with sorted keys (same length, in place): safetensors writes
+    the metadata map in hash order, which changes from process to process, so the same weights saved twice gave
+    different bytes (and another checkpoint hash)."""
+    save_file(dict(tensors), str(path), metadata=dict(metadata))
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = f.read(n)
+        canonical = json.dumps(json.loads(header), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(canonical) <= n:
+            f.seek(8)
+            f.write(canonical.ljust(n, b" "))
+
+
 def save_checkpoint(
     config: PolicyConfig, state_dict: Mapping[str, Tensor], out_dir: str | Path, metadata: Mapping[str, str] | None = None
 ) -> Path:
@@ -57,7 +71,7 @@ def save_checkpoint(
     meta = {"format": "pt", "azote": config.format, **(metadata or {})}
 
     def write_files(target: Path) -> None:
-        _write_atomic(target / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata=meta))
+        _write_atomic(target / WEIGHTS_NAME, lambda p: _save_weights(tensors, p, meta))
         _write_atomic(target / CONFIG_NAME, lambda p: p.write_text(config.to_json()))
 
     if out.is_dir():
