@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +34,7 @@ import torch.distributed as dist
 
 from azote.dataset import Dataset
 from azote.dataset.samples import SampleConfig, TrainingSamples
+from azote.lifetime import tie_to_parent
 from azote.policy import NitroGenModel, PolicyConfig, build_model, get_preset
 from azote.safeload import safe_load
 from azote.training.augment import AugmentConfig, augment
@@ -57,6 +59,18 @@ def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    """A small file written whole or not at all (a kill while it is rewritten on resume keeps the old one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _loader_worker(parent: int, worker_id: int) -> None:
+    """A data-loader worker dies with its training process (torch's own watchdog notices only seconds later)."""
+    tie_to_parent(parent)
 
 
 def _to_stderr(message: str) -> None:  # a module function: data-loader workers may be spawned, not forked
@@ -168,19 +182,18 @@ class Trainer:
             optimizer, lambda s: wsd_factor(s, c.steps, c.warmup_steps, c.decay_fraction, c.final_lr_ratio))
         ema = EMA(raw, c.ema_decay)
         step, rng_state = 0, None
-        if self.resume:
-            ckpt = latest_checkpoint(self.out)
-            if ckpt is not None:
-                # the one safe reader of torch files: bounded, nothing executed (a planted file is refused)
-                state = safe_load(ckpt / STATE_FILE)
-                raw.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                schedule.load_state_dict(state["schedule"])
-                ema.load_state_dict(state["ema"])
-                rng_state = state["rng"][self.rank]
-                step = int(state["step"])
-                self._log(f"resuming from {ckpt} at step {step}")
-        else:
+        ckpt = latest_checkpoint(self.out) if self.resume else None
+        if ckpt is not None:
+            # the one safe reader of torch files: bounded, nothing executed (a planted file is refused)
+            state = safe_load(ckpt / STATE_FILE)
+            raw.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            ema.load_state_dict(state["ema"])
+            rng_state = state["rng"][self.rank]
+            step = int(state["step"])
+            self._log(f"resuming from {ckpt} at step {step}")
+        else:  # a fresh run, or --resume with nothing to resume yet: the same seeded start
             torch.manual_seed(c.seed + 1000 + self.rank)
 
         sample_cfg = SampleConfig(
@@ -193,15 +206,16 @@ class Trainer:
                                   log=None if self.quiet or not self.main else _to_stderr)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.json").write_text(c.model_dump_json(indent=1))
-            (self.out / GAMES_FILE).write_text(json.dumps(games))
+            _atomic_text(self.out / "config.json", c.model_dump_json(indent=1))
+            _atomic_text(self.out / GAMES_FILE, json.dumps(games))
             st = samples.stats
             self._log(f"data: {st.chunks} chunks ({st.rows} rows) from {len(games)} games; skipped "
                       f"{st.skipped_low_action} chunks below {c.min_action_density:.0%} action density, "
                       f"{st.skipped_no_video} without video and {st.skipped_bad} bad")
         loader = torch.utils.data.DataLoader(
             samples, batch_size=None, num_workers=c.num_workers, persistent_workers=c.num_workers > 0,
-            prefetch_factor=4 if c.num_workers > 0 else None, pin_memory=self.device.type == "cuda")
+            prefetch_factor=4 if c.num_workers > 0 else None, pin_memory=self.device.type == "cuda",
+            worker_init_fn=partial(_loader_worker, os.getpid()) if c.num_workers > 0 else None)
         batches = iter(loader)
         if rng_state is not None:
             # after the loader's iterator, which draws its workers' base seed from the global RNG
@@ -266,7 +280,7 @@ class Trainer:
             snapshot = _ema_model(raw, ema)
             _atomic_dir(final, lambda d: _save_acting(snapshot, games, d))
             log.plot(self.out / "loss.png")
-            (self.out / "summary.json").write_text(json.dumps(
+            _atomic_text(self.out / "summary.json", json.dumps(
                 {"steps": step, "final": str(final), "games": games, "last_loss": log.last_loss,
                  "samples": samples.stats.__dict__}, indent=1))
         if self.distributed:
