@@ -396,3 +396,27 @@ def test_a_labelled_webm_is_kept_as_webm_and_read_from_there(tmp_path):
     assert not ds.problems and ds.chunks
     assert {c.metadata.original_video.url for c in ds.chunks} == {"videos/clip.webm"}
     assert all(c.video_path == out / "videos" / "clip.webm" for c in ds.chunks)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to change the count")
+def test_the_same_frames_give_the_same_video_whatever_the_cpu_count(tmp_path):
+    # issue 16 item 8: a re-recorded seed once gave other H.264 pixels. libx264 with threads=auto cuts each
+    # picture into one slice per CPU the process may use, so the pixels followed the CPU count and affinity.
+    from azote.dataset import VideoWriter
+
+    rng = np.random.default_rng(0)
+    frames = [np.roll(rng.integers(0, 256, (210, 160, 3), dtype=np.uint8), i, axis=1) for i in range(12)]
+    cpus = os.sched_getaffinity(0)
+    written = []
+    try:
+        for i, mask in enumerate(({min(cpus)}, cpus)):
+            os.sched_setaffinity(0, mask)
+            with VideoWriter(tmp_path / f"v{i}.mp4", 30.0) as w:
+                for f in frames:
+                    w.write(f)
+            written.append((tmp_path / f"v{i}.mp4").read_bytes())
+    finally:
+        os.sched_setaffinity(0, cpus)
+    assert written[0] == written[1]
+    assert b"threads=1 " in written[0] and b"sliced_threads=0" in written[0]  # x264's own record of its settings

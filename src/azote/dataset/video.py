@@ -20,10 +20,20 @@ def rational_fps(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
+# libx264 threads. Left to itself (threads=auto) the encoder takes as many threads as the CPUs this process may
+# use and, as PyAV opens it, cuts every picture into one slice per thread: the pixels then depend on the machine
+# and on the process's CPU affinity (2 CPUs: 2 slices, 3: 3 slices, each a different picture), so the same
+# episode re-recorded under another CPU count or affinity gave different pixels. A fixed count makes the video a
+# function of the frames and the settings alone (for the same libx264 build); one thread also costs little here,
+# where episodes are encoded in parallel processes.
+ENCODER_THREADS = 1
+
+
 class VideoWriter:
     """Writes RGB frames (H x W x 3 uint8) to an H.264 mp4. Frames of odd size are padded with black to even
     size (4:2:0 chroma needs it); `padded_size` says what was written. Writes to `<path>.partial` and renames on
-    `close()`, so a killed process never leaves a truncated video under the final name."""
+    `close()`, so a killed process never leaves a truncated video under the final name. The same frames give the
+    same bytes on any machine (`ENCODER_THREADS`)."""
 
     def __init__(self, path: str | os.PathLike, fps: float, crf: int = 18, preset: str = "veryfast") -> None:
         self.path = Path(path)
@@ -32,7 +42,7 @@ class VideoWriter:
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
         self._stream = self._container.add_stream("libx264", rate=rational_fps(fps))
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(int(crf)), "preset": preset}
+        self._stream.options = {"crf": str(int(crf)), "preset": preset, "threads": str(ENCODER_THREADS)}
         self._size: tuple[int, int] | None = None
         self.frames = 0
 
