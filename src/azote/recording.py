@@ -132,12 +132,14 @@ def record_episode(env: GamepadEnv, agent: Agent, out: Path, seed: int, max_step
             result.info = step.info
             if on_step is not None:
                 on_step()
-    result.info = plain_info(result.info or {})
-    result.seconds = time.time() - t0
-    path = out / EPISODES / f"{video_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".partial").write_text(json.dumps(result.as_dict()))
-    path.with_suffix(".partial").replace(path)
+        result.info = plain_info(result.info or {})
+        result.seconds = time.time() - t0
+        # before the writer commits the labels (which mark the episode as complete): a kill between the two
+        # would otherwise leave a complete episode whose result a rerun cannot report
+        path = out / EPISODES / f"{video_id}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".partial").write_text(json.dumps(result.as_dict()))
+        path.with_suffix(".partial").replace(path)
     return result
 
 
