@@ -66,7 +66,7 @@ def test_several_context_frames():
     assert policy.model.image_tokens(torch.zeros(1, 2, 3, 128, 128)).shape == (1, 128, 192)
     assert len(policy.act(np.stack([_frame(50, 60), _frame(50, 60, 1)]), seed=0)) == 18
     assert len(policy.act_batch(np.stack([np.stack([_frame(50, 60)] * 2)] * 3), seed=0)) == 3
-    with pytest.raises(ValueError, match="expected 2 frames"):
+    with pytest.raises(ValueError, match="expected 1 to 2 frames, got 3"):
         policy.act_batch([np.stack([_frame(50, 60)] * 3)])
 
 

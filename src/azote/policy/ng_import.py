@@ -209,7 +209,6 @@ def config_from_ng(
     hidden = count("model_cfg.hidden_size")
     dit, vl, tok, mod = ("model_cfg.diffusion_model_cfg", "model_cfg.vl_self_attention_cfg", "tokenizer_cfg",
                          "modality_cfg")
-    get(dit), get(vl)  # both required
     dit_heads, vl_heads = count(f"{dit}.num_attention_heads"), count(f"{vl}.num_attention_heads")
     for key, heads, width, what in ((dit, dit_heads, hidden, "model_cfg.hidden_size"),
                                     (vl, vl_heads, vision.hidden_size, "the vision width")):

@@ -11,16 +11,25 @@ import torch
 from azote.gamepad import ActionChunk
 from azote.policy.model import NitroGenModel
 from azote.policy.preprocess import preprocess_frames
+from azote.policy.fast import default_dtype, pack_for_cpu
 from azote.policy.sampling import check_num_steps, sample_actions
 
 
 class Policy:
     """Acts with a `NitroGenModel`: frames of any size -> `ActionChunk`s of `action_horizon` gamepad states.
 
-    An observation is one RGB frame `[H, W, 3]` uint8 (or `num_frames` of them, `[F, H, W, 3]`, for a model with
-    several context frames). Sampling is seeded: `seed=` per call, else a generator seeded once at construction,
-    so a given sequence of calls always gives the same actions, on CPU or GPU. `dtype=torch.bfloat16` runs the
-    network in bf16 (the default on CUDA); the Euler integration stays in float32.
+    An observation is one RGB frame `[H, W, 3]` uint8 (or up to `num_frames` of them, `[F, H, W, 3]`, oldest
+    first, for a model with several context frames: with fewer, the missing earlier frames are left out of the
+    model's input as the released session does at the start of an episode). Sampling is seeded: `seed=` per call,
+    else a generator seeded once at construction, so a given sequence of calls always gives the same actions, on
+    CPU or GPU. `dtype=None` picks `default_dtype(device)` (bf16 on CUDA and on CPUs with native bf16; float32
+    otherwise); the Euler integration stays in float32.
+
+    Guidance (see `azote.policy.sampling.sample_actions`; both in the released convention
+    `v = v_cond + s (v_cond - v_uncond)`): `history_guidance` is the released `cfg_scale` (1.0 = off;
+    conditional on all context frames, unconditional on the last frame only); `game_guidance` guides on the
+    game id (0.0 = off). `guidance_scale` is the older name of game guidance as a classic weight w (s = w - 1).
+    `fast=True` pre-packs the denoising steps' weights for float32 CPU inference (`azote.policy.fast`).
     """
 
     def __init__(
@@ -29,18 +38,31 @@ class Policy:
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         num_steps: int | None = None,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         seed: int = 0,
         cached: bool = True,
+        game_guidance: float = 0.0,
+        history_guidance: float = 1.0,
+        fast: bool = True,
     ):
         self.device = torch.device(device) if device is not None else model.device
         if dtype is None:
-            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+            dtype = default_dtype(self.device)
         self.model = model.to(device=self.device, dtype=dtype).eval()
+        # float32 on the CPU: the denoising steps' weights pre-packed (azote.policy.fast; same numbers)
+        self.packed_layers = pack_for_cpu(self.model) if fast else 0
         self.num_steps = None if num_steps is None else check_num_steps(num_steps)
-        self.guidance_scale = guidance_scale
+        self.game_guidance = float(guidance_scale) - 1.0 if guidance_scale is not None else float(game_guidance)
+        self.history_guidance = float(history_guidance)
+        if self.game_guidance != 0.0 and self.history_guidance != 1.0:
+            raise ValueError("game_guidance and history_guidance cannot be combined: choose one")
         self.cached = cached
         self._generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def guidance_scale(self) -> float:
+        """Game guidance as a classic classifier-free weight (1 + game_guidance), for callers of the old name."""
+        return 1.0 + self.game_guidance
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu", **kwargs: Any) -> "Policy":
@@ -57,7 +79,15 @@ class Policy:
         return self.model.config.action_horizon
 
     def pixels(self, observations: Any) -> torch.Tensor:
-        """Observations (one, an array of them, or a list) -> `[B, F, 3, S, S]` model input."""
+        """Observations (one, an array of them, or a list) of `num_frames` frames each -> `[B, F, 3, S, S]`."""
+        pixels, present = self.observations(observations)
+        if present is not None:
+            raise ValueError(f"each observation needs {self.model.config.num_frames} frames")
+        return pixels
+
+    def observations(self, observations: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Observations -> `[B, F, 3, S, S]` model input and the `[B, F]` frames-present mask (None when every
+        observation has all `num_frames` frames; missing earlier frames are zeros, marked not present)."""
         c = self.model.config
         one_ndim = 3 if c.num_frames == 1 else 4
         if isinstance(observations, (list, tuple)):
@@ -67,26 +97,33 @@ class Policy:
             if arr.ndim == one_ndim:
                 arr = arr[None]
             obs = list(arr)
-        pixels = []
+        pixels, present = [], []
         for i, o in enumerate(obs):
             if o.ndim != one_ndim:
                 shape = "[H, W, 3]" if c.num_frames == 1 else f"[{c.num_frames}, H, W, 3]"
                 raise ValueError(f"observation {i}: expected {shape} uint8, got shape {o.shape}")
             frames = o[None] if c.num_frames == 1 else o
-            if len(frames) != c.num_frames:
-                raise ValueError(f"observation {i}: expected {c.num_frames} frames, got {len(frames)}")
-            pixels.append(preprocess_frames(list(frames), c.vision.image_size))
-        return torch.stack(pixels)
+            if not 1 <= len(frames) <= c.num_frames:
+                raise ValueError(f"observation {i}: expected 1 to {c.num_frames} frames, got {len(frames)}")
+            x = preprocess_frames(list(frames), c.vision.image_size)
+            missing = c.num_frames - len(frames)
+            if missing:
+                x = torch.cat([x.new_zeros(missing, *x.shape[1:]), x])
+            pixels.append(x)
+            present.append([False] * missing + [True] * len(frames))
+        mask = torch.tensor(present, dtype=torch.bool)
+        return torch.stack(pixels), None if bool(mask.all()) else mask
 
     @torch.no_grad()
     def predict(self, observations: Any, *, seed: int | None = None, game_ids: Sequence[int] | None = None) -> np.ndarray:
-        """Raw model outputs `[B, H, action_dim]` float32 (the released 25-dim layout, before decoding)."""
-        pixels = self.pixels(observations)
+        """Model outputs `[B, H, action_dim]` float32 in the standard 25-dim layout, before decoding."""
+        pixels, present = self.observations(observations)
         generator = torch.Generator().manual_seed(seed) if seed is not None else self._generator
         ids = None if game_ids is None else torch.as_tensor(list(game_ids), dtype=torch.long)
         out = sample_actions(
             self.model, pixels.to(self.device), generator=generator, num_steps=self.num_steps, game_ids=ids,
-            guidance_scale=self.guidance_scale, cached=self.cached,
+            game_guidance=self.game_guidance, history_guidance=self.history_guidance, frames_present=present,
+            cached=self.cached,
         )
         return out.cpu().numpy()
 
