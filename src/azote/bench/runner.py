@@ -188,18 +188,63 @@ def job_keys(suite: Suite, spec: str, episodes: int,
             for t in chosen for e in range(episodes)}
 
 
+MAX_RESULTS_BYTES = 256 << 20  # ~500 bytes an episode: half a million episodes
+# what a result row holds, by type (a row of another shape is not one of ours: refused, never counted)
+_ROW_TYPES: dict[str, tuple[type, ...]] = {"task": (str,), "episode": (int,), "success": (bool, type(None)),
+                                           "reason": (str,), "steps": (int,), "key": (dict,)}
+
+
 def _read_results(out: Path) -> list[dict[str, Any]]:
+    """The rows of OUT/results.jsonl. Only its last line may be unreadable (cut by a kill: that episode runs again,
+    and `_append` drops the cut line before writing after it); any other bad line, or a file that is not a
+    regular file of bounded size, is refused (`ResultsMismatch`) with the file and the line named."""
     path = out / RESULTS
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
-    rows = []
-    for line in path.read_text().splitlines():
+    if not path.is_file() or path.is_symlink():
+        raise ResultsMismatch(f"{path}: not a regular file; use another --out, or delete it to start over")
+    size = path.stat().st_size
+    if size > MAX_RESULTS_BYTES:
+        raise ResultsMismatch(f"{path}: {size} bytes, more than {MAX_RESULTS_BYTES} for a benchmark's results")
+    with open(path, "rb") as f:
+        data = f.read(MAX_RESULTS_BYTES + 1)
+    lines = data.split(b"\n")
+    lines.pop()  # what follows the last newline: nothing, or a line a kill cut short
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
         try:
             r = json.loads(line)
-            rows.append({**r, "task": str(r["task"]), "episode": int(r["episode"])})
-        except (json.JSONDecodeError, KeyError, ValueError, TypeError):
-            continue  # a line cut by a kill: that episode runs again
+            if not isinstance(r, dict):
+                raise TypeError("not a JSON object")
+            for name, types in _ROW_TYPES.items():
+                if name not in r:
+                    raise KeyError(f"no {name!r}")
+                if not isinstance(r[name], types) or (name in ("episode", "steps") and isinstance(r[name], bool)):
+                    raise TypeError(f"{name!r} is {type(r[name]).__name__} {json.dumps(r[name])[:40]}")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).strip("'\"")[:120]
+            raise ResultsMismatch(f"{path}: line {number} is not a benchmark result ({why}); use another --out, "
+                                  "or delete it to start over") from None
+        rows.append(r)
     return rows
+
+
+def _append(path: Path, line: str) -> None:
+    """Appends one result line, first dropping a last line a kill cut short (so it never merges with this one)."""
+    with open(path, "ab+") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            start = max(0, end - (1 << 16))  # a result line is a few hundred bytes
+            f.seek(start)
+            tail = f.read()
+            if not tail.endswith(b"\n"):
+                if b"\n" in tail or start == 0:
+                    f.truncate(start + tail.rfind(b"\n") + 1)
+                else:  # not one of ours: kept apart, and refused by the next reader
+                    f.write(b"\n")
+        f.write(line.encode() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _named(spec: Any, identity: Any) -> str:
@@ -261,10 +306,7 @@ def run_suite(suite: Suite, spec: str, episodes: int, out: Path, workers: int = 
     def record(result: dict[str, Any]) -> None:
         result["policy"] = spec
         result["key"] = keys[(result["task"], result["episode"])]
-        with open(out / RESULTS, "a") as f:
-            f.write(json.dumps(result) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append(out / RESULTS, json.dumps(result))
         results.append(result)
         if progress is not None:
             progress.update(1)
