@@ -27,6 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from azote.gamepad import BUTTONS, STICKS, ActionChunk, GamepadError
 
 CHUNK_SECONDS = 20.0
+# Bounds of one chunk's files, checked before anything is read: the released chunks are 20 s at 30-60 fps
+# (600-1200 rows, a few kB of metadata); an hour-long chunk at 240 fps is 864k rows.
+MAX_METADATA_BYTES = 1 << 20
+MAX_ACTIONS_BYTES = 64 << 20
+MAX_CHUNK_ROWS = 1 << 20
 ACTIONS_FILE = "actions_raw.parquet"
 METADATA_FILE = "metadata.json"
 
@@ -244,8 +249,26 @@ def _rmtree(path: Path) -> None:
 
 
 # --- reading and validating --------------------------------------------------------------------------------
+def _regular_file(path: Path, limit: int) -> None:
+    """Refuses, before opening it, what is not a regular file of at most `limit` bytes: a FIFO would block the
+    reader for ever, a link to /dev/zero would fill memory."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DatasetError(path, "file", "missing") from None
+    except OSError as exc:
+        raise DatasetError(path, "file", f"unreadable ({exc.strerror or exc})") from None
+    import stat
+
+    if not stat.S_ISREG(st.st_mode):
+        raise DatasetError(path, "file", "not a regular file (a device, FIFO or directory)")
+    if st.st_size > limit:
+        raise DatasetError(path, "file", f"{st.st_size} bytes, more than {limit} for one chunk")
+
+
 def read_metadata(path: str | os.PathLike) -> ChunkMetadata:
     path = Path(path)
+    _regular_file(path, MAX_METADATA_BYTES)
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
@@ -271,7 +294,11 @@ def read_metadata(path: str | os.PathLike) -> ChunkMetadata:
 def read_actions(path: str | os.PathLike) -> ActionChunk:
     """Reads `actions_raw.parquet`, checking column names, types and values."""
     path = Path(path)
+    _regular_file(path, MAX_ACTIONS_BYTES)
     try:
+        meta = pq.read_metadata(path)  # the footer only: the row count before any column is decoded
+        if meta.num_rows > MAX_CHUNK_ROWS:
+            raise DatasetError(path, "rows", f"{meta.num_rows} rows, more than {MAX_CHUNK_ROWS} for one chunk")
         table = pq.read_table(path)
     except FileNotFoundError:
         raise DatasetError(path, "file", "missing") from None
