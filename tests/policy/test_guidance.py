@@ -126,7 +126,8 @@ def test_packed_cpu_weights_compute_the_same(assert_close):
     model = _micro()
     pixels, noise = _inputs(model)
     before = model.sample(pixels, noise=noise)
-    assert fast.pack_for_cpu(model) > 0 and fast.is_packed(model)
+    assert fast.pack_for_cpu(model) == 0  # too small to pay
+    assert fast.pack_for_cpu(model, min_elements=0) > 0 and fast.is_packed(model)
     assert_close(model.sample(pixels, noise=noise), before)
     assert_close(model.sample(pixels, noise=noise, cached=False), before)
     # weights changed in place: the stale packed copy is not used
