@@ -212,6 +212,9 @@ class Suite:
         return sorted({t.game for t in self.tasks})
 
 
+MAX_SUITE_BYTES = 1 << 20  # the standard suite is ~15 kB
+
+
 def load_suite(name_or_path: str | Path) -> Suite:
     """A suite by name (`standard`, shipped with Azote) or by path to a YAML file; every task is validated."""
     path = Path(name_or_path)
@@ -220,10 +223,15 @@ def load_suite(name_or_path: str | Path) -> Suite:
     if not path.is_file():
         shipped = ", ".join(p.stem for p in sorted(SUITES_DIR.glob("*.yaml")))
         raise TaskError(f"no suite {name_or_path!r} (shipped suites: {shipped})")
+    size = path.stat().st_size
+    if size > MAX_SUITE_BYTES:
+        raise TaskError(f"{path}: {size} bytes, more than {MAX_SUITE_BYTES} for a suite")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise TaskError(f"{path}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise TaskError(f"{path}: not valid YAML (nested too deeply)") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list):
         raise TaskError(f"{path}: expected a mapping with a list under 'tasks'")
     tasks, seen = [], set()
@@ -238,7 +246,10 @@ def load_suite(name_or_path: str | Path) -> Suite:
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'task'}: {e['msg']}" for e in exc.errors())
             raise TaskError(f"{path}: task {label}: {problems}") from None
         except (ValueError, KeyError) as exc:
-            raise TaskError(f"{path}: task {label}: {exc.args[0] if exc.args else exc}") from None
+            why = str(exc.args[0] if exc.args else exc)
+            raise TaskError(f"{path}: task {label}: {why[:300]}{'...' if len(why) > 300 else ''}") from None
+        except (RecursionError, MemoryError):
+            raise TaskError(f"{path}: task {label}: a condition nested too deeply") from None
         if task.id in seen:
             raise TaskError(f"{path}: task {label}: duplicate id")
         seen.add(task.id)
