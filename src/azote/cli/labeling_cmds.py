@@ -169,7 +169,7 @@ def label_eval(
 ) -> None:
     """Accuracy of the labeller on videos made from presets over held-out games: per preset located yes/no, box
     IoU, stick R^2 (x, y), button accuracy, the press-nothing baseline and F1 over pressed buttons."""
-    from azote.labeling.evaluate import evaluate_dir, format_table, make_test_set
+    from azote.labeling.evaluate import TEST_SET_VERSION, evaluate_dir, format_table, make_test_set
     from azote.labeling.label import LabelConfig
     from azote.labeling.synth import HELDOUT_GAMES, BackgroundBank
 
@@ -181,7 +181,8 @@ def label_eval(
         chosen = [(f"generated:{p.name}", p) for p in heldout_presets()]
     tpl = [p for p, _ in _load_presets(list(templates or []), "--templates")]
     if data is None:
-        key = hashlib.sha256(json.dumps([[s, p.digest] for s, p in chosen] + [videos_per_preset, seconds, seed])
+        key = hashlib.sha256(json.dumps([[s, p.digest] for s, p in chosen]
+                                        + [videos_per_preset, seconds, seed, TEST_SET_VERSION])
                              .encode()).hexdigest()[:10]
         data = Path("runs") / "label-eval" / key
     bank = BackgroundBank.load(_bank(data / "backgrounds.npz", list(HELDOUT_GAMES), 600, seed))

@@ -21,7 +21,7 @@ from azote.labeling import parser as P
 from azote.labeling.locate import Located
 from azote.labeling.presets import Preset
 
-ADAPT_VERSION = 1
+ADAPT_VERSION = 2  # 2: released-look references, rocker d-pads
 CLIPS = 160  # clips rendered for the fine-tuning (6 frames each)
 
 

@@ -26,6 +26,7 @@ from azote.gamepad import BUTTONS, ActionChunk
 from azote.labeling.presets import Preset
 
 MIN_IOU = 0.5  # a box this close to the truth counts as located
+TEST_SET_VERSION = 2  # 2: rocker d-pads (no two opposite directions held)
 
 
 # --- metrics -----------------------------------------------------------------------------------------------------

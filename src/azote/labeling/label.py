@@ -35,7 +35,7 @@ from azote.dataset.video import VideoError, container_extension, probe
 from azote.dataset.writer import video_labels_dir
 from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
-from azote.labeling.frames import box_to_crop, invert, region_rgb, source_box, warp
+from azote.labeling.frames import box_to_crop, compose, invert, region_rgb, source_box, warp
 from azote.labeling.locate import Located, LocateError, TemplateBank
 from azote.labeling.postprocess import PostConfig, chunk_density, rest_reading, to_actions
 from azote.labeling.presets import Preset
@@ -136,11 +136,14 @@ def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.Overlay
                 preset: Preset | None = None) -> OverlayReader:
     """The reader for one video from its sampled frames: for a known preset its geometry, else the layout the
     parser reads off the sampled frames (maps averaged over them)."""
-    from azote.labeling.synth import crop_geometry, stick_patch
+    from azote.labeling.synth import crop_geometry, neutral_reference, stick_patch
 
     to_crop = box_to_crop(located.box, P.CROP, P.MARGIN)
     crops = [warp(f, to_crop, P.CROP) for f in frames]
-    ref = _median(crops)
+    if preset is not None and located.affine is not None:
+        ref = neutral_reference(np.stack(crops), preset, compose(to_crop, located.affine))
+    else:
+        ref = _median(crops)
     if preset is not None and located.affine is not None:
         geo = crop_geometry(preset, located.affine, located.box)
         sticks_crop = [(float(c[0]), float(c[1]), float(t)) if h else None
@@ -186,6 +189,19 @@ def _read_sticks(model: P.OverlayParser, frames: Sequence[np.ndarray], to_patch:
         return model.decode_sticks(model.forward_sticks(x)).numpy()
 
 
+def _triples(ref: np.ndarray, before: np.ndarray, images: list[np.ndarray]) -> np.ndarray:
+    """The parser's inputs [N, H, W, 9] for consecutive images: reference, previous image (`before` for the
+    first), image."""
+    x = np.empty((len(images),) + ref.shape[:2] + (9,), np.uint8)
+    x[..., :3] = ref
+    x[0, ..., 3:6] = before
+    for i, im in enumerate(images):
+        x[i, ..., 6:] = im
+        if i + 1 < len(images):
+            x[i + 1, ..., 3:6] = im
+    return x
+
+
 @torch.inference_mode()
 def read_video(path: str | os.PathLike, reader: OverlayReader, batch_size: int = 64,
                progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
@@ -204,18 +220,16 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, batch_size: int =
     def flush() -> None:
         nonlocal last
         n = len(crops)
-        prev_c = [last[0] if last else crops[0]] + crops[:-1]
-        x = torch.from_numpy(np.stack([np.concatenate([ref, p, c], axis=-1) for p, c in zip(prev_c, crops)]))
-        maps, _ = reader.model.forward_maps(x)
+        x = _triples(ref, last[0] if last else crops[0], crops)
+        maps, _ = reader.model.forward_maps(torch.from_numpy(x))
         buttons.append(P.button_probs(maps, reader.layout).numpy())
         out = np.zeros((n, 2, 2), np.float32)
         for s, sr in enumerate(reader.sticks):
             if sr is None:
                 continue
             cur = [p[s] for p in patches]
-            prev_p = [last[1][s] if last else cur[0]] + cur[:-1]
-            xs = torch.from_numpy(np.stack([np.concatenate([sr.ref, p, c], axis=-1) for p, c in zip(prev_p, cur)]))
-            out[:, s] = reader.model.decode_sticks(reader.model.forward_sticks(xs)).numpy()
+            xs = _triples(sr.ref, last[1][s] if last else cur[0], cur)
+            out[:, s] = reader.model.decode_sticks(reader.model.forward_sticks(torch.from_numpy(xs))).numpy()
         sticks.append(out)
         last = (crops[-1], patches[-1])
         if progress:

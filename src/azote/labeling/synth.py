@@ -17,12 +17,12 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import av
 import numpy as np
 
-from azote.gamepad import NUM_BUTTONS, ActionChunk
+from azote.gamepad import BUTTONS, NUM_BUTTONS, ActionChunk, Gamepad
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, region_rgb, similarity, warp
 from azote.labeling.presets import FAMILIES, Preset
@@ -84,9 +84,25 @@ class BackgroundBank:
 
 
 # --- random gamepad states that look like play --------------------------------------------------------------
+_OPPOSITE = [(BUTTONS.index(f"dpad_{a}"), BUTTONS.index(f"dpad_{b}")) for a, b in (("up", "down"), ("left", "right"))]
+
+
+def _rocker(buttons: np.ndarray) -> None:
+    """A d-pad is a rocker: it never holds two opposite directions (and a nine-picture d-pad could not show them).
+    The direction pressed first stays until it is released (on the same frame: alternately one or the other)."""
+    for a, b in _OPPOSITE:
+        for t in np.flatnonzero(buttons[:, a] & buttons[:, b]):
+            if t > 0 and buttons[t - 1, a] != buttons[t - 1, b]:
+                drop = b if buttons[t - 1, a] else a
+            else:
+                drop = b if t % 2 == 0 else a
+            buttons[t, drop] = 0
+
+
 def random_actions(rng: np.random.Generator, n: int) -> ActionChunk:
-    """`n` frames of gamepad input: buttons held for random durations at a per-clip rate; each stick rests, snaps
-    to one of 8 directions, or moves through continuous positions (with short glides between targets)."""
+    """`n` frames of gamepad input: buttons held for random durations at a per-clip rate (never two opposite d-pad
+    directions); each stick rests, snaps to one of 8 directions, or moves through continuous positions (with short
+    glides between targets)."""
     buttons = np.zeros((n, NUM_BUTTONS), np.uint8)
     rate = rng.uniform(0.02, 0.45)
     for j in range(NUM_BUTTONS):
@@ -98,6 +114,7 @@ def random_actions(rng: np.random.Generator, n: int) -> ActionChunk:
             buttons[t:t + hold, j] = on
             t += hold
             on = rng.random() < p
+    _rocker(buttons)
     sticks = np.zeros((2, n, 2), np.float32)
     for s in range(2):
         mode = rng.choice(["rest", "digital", "analog"], p=[0.2, 0.3, 0.5])
@@ -166,6 +183,7 @@ class ClipSpec:
     scale: float | None = None  # overlay scale fixed (known preset at a known size), else from width_share
     place: tuple[float, float] | None = None  # canvas top-left fixed (stream pixels), else anywhere
     fit: str | None = None  # how game frames become stream frames (fit | stretch), else either
+    reference: str = "median"  # the reference look: median of the reference frames | released (a known preset's)
     frame_sizes: tuple[tuple[int, int], ...] = ((720, 1280), (720, 1280), (720, 1280), (480, 854))
 
     @staticmethod
@@ -173,7 +191,7 @@ class ClipSpec:
         """A known preset where the template fit found it, over the video's own frames (already stream frames):
         only a template fit's small errors."""
         return ClipSpec(box_jitter=0.004, centre_jitter=0.03, travel_jitter=0.01, scale=scale, place=place,
-                        fit="stretch", frame_sizes=(frame_size,))
+                        fit="stretch", frame_sizes=(frame_size,), reference="released")
 
 
 CLIP_FIELDS = ("crops", "ref", "patches", "ref_patches", "masks", "buttons", "knob", "values", "centres", "travel",
@@ -228,6 +246,117 @@ def crop_geometry(preset: Preset, canvas_to_video: np.ndarray, box: list[float])
     return {"to_crop": to_crop, "masks": P.boxes_to_masks(boxes), "centres": centres, "travel": travel, "has": has}
 
 
+def _crop_render(preset: Preset, pad: Gamepad, canvas_to_crop: np.ndarray) -> np.ndarray:
+    """The preset showing `pad` as the crop sees it: premultiplied RGBA float32 [CROP_H, CROP_W, 4]."""
+    # drawn at about twice the crop's scale (a quarter octave's steps, so pictures are reused), then averaged down
+    r = min(2.0 ** (np.ceil(np.log2(2.0 * float(canvas_to_crop[0, 0])) * 4) / 4), 16.0)
+    cache = preset._cache.setdefault("crop_renders", {})
+    key = (pad.buttons.tobytes(), pad.j_left.tobytes(), pad.j_right.tobytes(), r)
+    if key not in cache:
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = preset.render_premultiplied(pad, r)
+    pic = cache[key]
+    # picture pixel i's centre is at canvas coordinate (i + 0.5) / r (canvas coordinates are pixel edges)
+    return warp(pic, compose(canvas_to_crop, similarity(1 / r, 0.5 / r, 0.5 / r)), P.CROP)
+
+
+def _splits(v: np.ndarray, directions: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Ways the frames' pixels of one region [N, K] fall in two groups: for each direction (and the principal
+    one) the largest gap along it, refined by 2-means; each as the second group's mask, only where the groups'
+    means are further apart than a few times the spread inside them."""
+    c = v - v.mean(0)
+    for d in directions + [np.linalg.svd(c, full_matrices=False)[2][0]]:
+        proj = c @ d
+        order = np.sort(proj)
+        k = int(np.argmax(np.diff(order)))
+        second = proj > (order[k] + order[k + 1]) / 2
+        for _ in range(6):
+            if second.all() or not second.any():
+                break
+            a, b = v[~second].mean(0), v[second].mean(0)
+            nearer_b = ((v - b) ** 2).sum(1) < ((v - a) ** 2).sum(1)
+            if (nearer_b == second).all():
+                break
+            second = nearer_b
+        if second.all() or not second.any():
+            continue
+        a, b = v[~second].mean(0), v[second].mean(0)
+        within = np.sqrt(np.mean(np.concatenate([(v[~second] - a) ** 2, (v[second] - b) ** 2])))
+        if np.sqrt(np.mean((a - b) ** 2)) > max(2.5 * within, 0.04):
+            yield second
+
+
+def _misfit(released: np.ndarray, pressed: np.ndarray, rest: np.ndarray, look: np.ndarray) -> float:
+    """How badly two mean looks [K, 3] fit the preset drawn released (`rest`) and pressed (`look`, premultiplied
+    RGBA [K, 4]) over one background at one opacity (the best of a few opacities, the background solved from
+    either look)."""
+    best = np.inf
+    for a in np.linspace(0.3, 1.0, 15):
+        bg = np.clip((released - a * rest[:, :3]) / np.maximum(1 - a * rest[:, 3:], 0.05), 0, 1)
+        e = np.mean((a * look[:, :3] + (1 - a * look[:, 3:]) * bg - pressed) ** 2)
+        bg = np.clip((pressed - a * look[:, :3]) / np.maximum(1 - a * look[:, 3:], 0.05), 0, 1)
+        e += np.mean((a * rest[:, :3] + (1 - a * rest[:, 3:]) * bg - released) ** 2)
+        best = min(best, float(e))
+    return best
+
+
+def neutral_reference(crops: np.ndarray, preset: Preset, canvas_to_crop: np.ndarray) -> np.ndarray:
+    """The reference look [CROP_H, CROP_W, 3] of a known preset from crops of frames sampled across a video: their
+    median, except where a button the player holds in most of them is drawn, which is taken from the frames that
+    show it released (a held button in the reference would read as released whenever it is pressed).
+
+    For each button, the frames' pixels where its press changes the drawing fall into two groups when it was
+    pressed in some and released in others; the released group is the one that, with the other as the pressed
+    one, fits the preset's two drawings composited over one background (whatever the opacity)."""
+    x = crops.astype(np.float32) / 255.0
+    ref = np.median(x, axis=0)
+    if len(x) < 3:
+        return (ref * 255 + 0.5).astype(np.uint8)
+    rest = _crop_render(preset, Gamepad.neutral(), canvas_to_crop)
+    looks = {b: _crop_render(preset, Gamepad.make([b]), canvas_to_crop) for b in preset.button_regions()}
+    changes = {b: np.abs(look - rest).max(-1) > 0.04 for b, look in looks.items()}
+    knobs = np.zeros(ref.shape[:2], bool)  # where a moving stick knob is drawn
+    for k in range(8):
+        at = (float(np.cos(k * np.pi / 4)), float(np.sin(k * np.pi / 4)))
+        moved = _crop_render(preset, Gamepad.make(j_left=at, j_right=at), canvas_to_crop)
+        knobs |= np.abs(moved - rest).max(-1) > 0.04
+    released = np.ones((len(x),) + ref.shape[:2], bool)  # frame f shows every button drawn at a pixel released
+    for button, look in looks.items():
+        # only pixels no other button and no knob changes: the press alone decides how they look
+        region = changes[button] & ~knobs
+        for other, changed in changes.items():
+            if other != button:
+                region &= ~changed
+        if region.sum() < 2:
+            continue
+        v = x[:, region].reshape(len(x), -1)
+        r, p = rest[region], look[region]
+        # the press's change over the median, and over a grey background (the median may show it pressed)
+        directions = [((p[:, :3] - r[:, :3]) - (p[:, 3:] - r[:, 3:]) * bg).ravel()
+                      for bg in (ref[region], np.float32(0.5))]
+        best = None
+        for second in _splits(v, [d / max(float(np.linalg.norm(d)), 1e-6) for d in directions]):
+            a, b = v[~second].mean(0).reshape(-1, 3), v[second].mean(0).reshape(-1, 3)
+            fit_a, fit_b = _misfit(a, b, r, p), _misfit(b, a, r, p)
+            if min(fit_a, fit_b) < 0.03 and max(fit_a, fit_b) > 3 * min(fit_a, fit_b):
+                if best is None or min(fit_a, fit_b) < best[0]:  # the groups are this button released and pressed
+                    best = (min(fit_a, fit_b), ~second if fit_a < fit_b else second)
+        if best is not None:
+            released[:, changes[button]] &= best[1][:, None]
+    # pixels sharing one set of released frames, told apart by that set's bits
+    packed = np.ascontiguousarray(np.packbits(released, axis=0).reshape(-1, released[0].size).T)
+    sets, group = np.unique(packed.view(np.dtype((np.void, packed.shape[1]))).ravel(), return_inverse=True)
+    group = group.reshape(released.shape[1:])
+    for g in range(len(sets)):
+        where = group == g
+        f_mask = released[:, where][:, 0]
+        if f_mask.all() or not f_mask.any():
+            continue
+        ref[where] = np.median(x[f_mask][:, where], axis=0)
+    return (np.clip(ref, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def make_clip(rng: np.random.Generator, bank: BackgroundBank, preset: Preset, spec: ClipSpec = ClipSpec(),
               game: str | None = None) -> dict:
     """One clip: the parser's inputs for `spec.frames` consecutive frames (plus the reference), and the truth."""
@@ -276,7 +405,10 @@ def make_clip(rng: np.random.Generator, bank: BackgroundBank, preset: Preset, sp
            ow * float(np.exp(rng.normal(0, j))), oh * float(np.exp(rng.normal(0, j)))]
     geo = crop_geometry(preset, canvas_to_region, box)
     crops = np.stack([warp(f, geo["to_crop"], P.CROP) for f in decoded])
-    ref = np.median(crops[:n_ref], axis=0).astype(np.uint8)
+    if spec.reference == "released":  # as the labeller makes it for a known preset (`neutral_reference`)
+        ref = neutral_reference(crops[:n_ref], preset, compose(geo["to_crop"], canvas_to_region))
+    else:
+        ref = np.median(crops[:n_ref], axis=0).astype(np.uint8)
     # sticks: patches around an estimated rest position at an estimated travel; the knob target is where the knob
     # is in those units
     sticks = preset.sticks()
