@@ -124,7 +124,7 @@ def _png_header(w: int, h: int) -> bytes:
 
 
 @pytest.mark.parametrize("case, needle", [
-    ("not-json", "not a readable JSON preset"),
+    ("not-json", "not valid JSON"),
     ("list", "a preset is a JSON object"),
     ("no-elements", "elements: expected a non-empty list"),
     ("bad-type", "elements[0].type"),
@@ -133,7 +133,7 @@ def _png_header(w: int, h: int) -> bytes:
     ("broken-atlas", "cannot be read"),
     ("only-body", "no gamepad element"),
     ("bad-code", "elements[0].code"),
-    ("deep", "not a readable JSON preset"),
+    ("deep", "nested too deeply"),
     ("template-escape", "not found"),
     ("too-many", "at most 512"),
 ])

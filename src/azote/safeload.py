@@ -14,11 +14,12 @@ Imports nothing of Azote, so that every package may use it.
   that repeat elements (stride 0, overlapping strides) are refused, before anything is materialised.
 
 Every refusal is a `CheckpointError` (`UnsafeCheckpointError` for a forbidden global) whose message is one line
-naming the file and the reason.
+naming the file and the reason. `read_json` is the one bounded reader of JSON files (configurations, presets).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import struct
@@ -710,3 +711,33 @@ def safe_load(path: str | Path, limits: LoadLimits = DEFAULT_LIMITS) -> Any:
         raise
     except Exception as exc:  # a malformed pickle fails in many ways; all of them mean "cannot read"
         raise CheckpointError(f"{path}: cannot read the checkpoint's pickle ({_one_line(exc)})") from None
+
+
+# --- JSON ------------------------------------------------------------------------------------------------------------
+class JsonFileError(ValueError):
+    """A JSON file refused: too big, unreadable, not UTF-8, not JSON, or nested too deep. One line naming the file."""
+
+
+def read_json(path: str | Path, max_bytes: int, label: str | None = None) -> Any:
+    """The JSON document in `path`, read no further than `max_bytes` (the size is checked before reading), with
+    every failure a `JsonFileError` naming `label` (default: the path)."""
+    path = Path(path)
+    name = label or str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise JsonFileError(f"{name}: {size:,} bytes, more than the {max_bytes:,} this file may have")
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise JsonFileError(f"{name}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > max_bytes:
+        raise JsonFileError(f"{name}: more than the {max_bytes:,} bytes this file may have")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise JsonFileError(f"{name}: not UTF-8 text") from None
+    except RecursionError:
+        raise JsonFileError(f"{name}: JSON nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and integers past Python's digit limit
+        raise JsonFileError(f"{name}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None

@@ -228,9 +228,15 @@ def label_train(
     from azote.labeling.parser import WEIGHTS_DIR
     from azote.labeling.skingen import HELDOUT_STYLES, TRAIN_STYLES
     from azote.labeling.synth import HELDOUT_GAMES, TRAIN_GAMES, write_shards
-    from azote.labeling.train import ShardData, TrainConfig, train
+    from azote.labeling.train import ShardData, TrainConfig, load_checkpoint, train
 
     log = lambda m: typer.echo(m, err=True)  # noqa: E731
+    for ckpt in (out / "run" / "ckpt.pt", out / "detector" / "ckpt.pt"):  # a bad resume point is refused before
+        if ckpt.exists():  # minutes of data making, not after
+            try:
+                load_checkpoint(ckpt)
+            except RuntimeError as exc:
+                fail(str(exc))
     torch.set_num_threads(threads)
     bank = _bank(out / "backgrounds_train.npz", list(TRAIN_GAMES), 500, seed)
     held_bank = _bank(out / "backgrounds_heldout.npz", list(HELDOUT_GAMES), 300, seed + 1)

@@ -336,18 +336,29 @@ def load_parser(directory: str | Path | None = None) -> OverlayParser:
     if not cfg_path.is_file() or not w_path.is_file():
         raise WeightsError(f"{directory}: parser.json and parser.safetensors are needed (train them with "
                            "`azote label-train`)")
+    from azote.safeload import JsonFileError, read_json
+
     try:
-        raw = json.loads(cfg_path.read_text())
+        raw = read_json(cfg_path, 1 << 16)
+    except JsonFileError as exc:
+        raise WeightsError(str(exc)) from None
+    try:
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
         raw.pop("about", None)
         cfg = ParserConfig(**raw)
         if cfg.arch != ARCH:
             raise TypeError(f"arch {cfg.arch}, this version reads arch {ARCH}")
-        for v in (cfg.hidden_sizes, cfg.depths, cfg.num_attention_heads, cfg.sr_ratios, cfg.stick_channels):
-            if not (isinstance(v, list) and all(isinstance(i, int) and 0 < i <= 1024 for i in v)):
-                raise TypeError(f"bad size list {v}")
-        if not 0 < cfg.decoder_hidden_size <= 1024:
+        # SegFormer has four stages; bounded sizes, so a hostile file cannot make building the network take long
+        for v, n in ((cfg.hidden_sizes, 4), (cfg.depths, 4), (cfg.num_attention_heads, 4), (cfg.sr_ratios, 4),
+                     (cfg.stick_channels, 3)):
+            if not (isinstance(v, list) and len(v) == n and all(type(i) is int and 0 < i <= 1024 for i in v)):
+                raise TypeError(f"bad size list {v if len(str(v)) < 80 else str(v)[:80] + '...'}")
+        if max(cfg.depths) > 16:
+            raise TypeError(f"depths {cfg.depths}: at most 16 blocks a stage")
+        if type(cfg.decoder_hidden_size) is not int or not 0 < cfg.decoder_hidden_size <= 1024:
             raise TypeError("bad decoder_hidden_size")
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:
         raise WeightsError(f"{cfg_path}: not a parser configuration of this version ({exc}); retrain with "
                            "`azote label-train`") from None
     model = OverlayParser(cfg)

@@ -455,14 +455,12 @@ def _cut(atlas: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray | Non
 
 
 def _load_json(path: Path) -> dict:
+    from azote.safeload import JsonFileError, read_json
+
     try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise PresetError(f"{path}: {path.stat().st_size} bytes is too large for a preset")
-        doc = json.loads(path.read_bytes())
-    except PresetError:
-        raise
-    except (OSError, ValueError, RecursionError) as exc:
-        raise PresetError(f"{path}: not a readable JSON preset ({type(exc).__name__}: {exc})") from None
+        doc = read_json(path, MAX_JSON_BYTES)
+    except JsonFileError as exc:
+        raise PresetError(str(exc)) from None
     if not isinstance(doc, dict):
         raise PresetError(f"{path}: a preset is a JSON object")
     return doc

@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence
 import av
 import numpy as np
 
+from azote.dataset.video import ENCODER_THREADS
 from azote.gamepad import BUTTONS, NUM_BUTTONS, ActionChunk, Gamepad
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, region_rgb, similarity, warp
@@ -154,7 +155,7 @@ def h264_roundtrip(frames: np.ndarray, crf: int, fps: int = 60, preset: str = "v
         st = c.add_stream("libx264", rate=fps)
         st.height, st.width = frames.shape[1:3]
         st.pix_fmt = "yuv420p"
-        st.options = {"crf": str(int(crf)), "preset": preset}
+        st.options = {"crf": str(int(crf)), "preset": preset, "threads": str(ENCODER_THREADS)}  # same pixels anywhere
         for f in frames:
             for pkt in st.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
                 c.mux(pkt)
