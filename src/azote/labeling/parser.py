@@ -132,8 +132,8 @@ class OverlayParser(torch.nn.Module):
 
     @staticmethod
     def _normalise(x: torch.Tensor) -> torch.Tensor:
-        """uint8-range NHWC with 9 channels -> NCHW in [-1, 1] (a strided view: the first convolution reads it
-        faster than a copy)."""
+        """uint8-range NHWC with 9 channels -> NCHW in [-1, 1], stored channels-last (as the loaded parser's
+        convolutions are: a third faster on the CPU than contiguous NCHW)."""
         if x.dtype == torch.uint8 and x.device.type == "cpu":  # numpy converts uint8 several times faster
             out = np.multiply(x.numpy(), np.float32(1 / 127.5), dtype=np.float32)
             return torch.from_numpy(np.subtract(out, np.float32(1.0), out=out)).permute(0, 3, 1, 2)
@@ -373,11 +373,11 @@ def load_parser(directory: str | Path | None = None) -> OverlayParser:
         raise WeightsError(f"{w_path}: tensors missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}, "
                            f"wrong shape {bad[:3]}")
     model.load_state_dict(state)
-    return model.eval()
+    return model.to(memory_format=torch.channels_last).eval()
 
 
 def load_parser_copy(model: OverlayParser) -> OverlayParser:
     """An independent copy of `model` (for fine-tuning without touching the original)."""
     copy = OverlayParser(ParserConfig(**asdict(model.config)))
     copy.load_state_dict(model.state_dict())
-    return copy
+    return copy.to(memory_format=torch.channels_last)
