@@ -156,3 +156,17 @@ def test_default_dtype(monkeypatch):
     assert fast.default_dtype("cpu") == torch.float32
     monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: True)
     assert fast.default_dtype("cpu") == torch.bfloat16
+
+
+def test_bfloat16_within_the_documented_tolerance():
+    """README: a bfloat16 chunk within 0.05 of float32's (same frame and noise), at most 1% of buttons changed."""
+    from azote.gamepad import ActionChunk
+
+    model = _micro()
+    pixels, noise = _inputs(model, batch=4)
+    full = model.sample(pixels, noise=noise)
+    low = fill_seeded_(build_model(model.config)).to(torch.bfloat16).eval().sample(pixels.bfloat16(), noise=noise)
+    assert low.dtype == torch.float32 and (low - full).abs().max() < 0.05
+    flips = sum(int((ActionChunk.from_model_vectors(a).buttons != ActionChunk.from_model_vectors(b).buttons).sum())
+                for a, b in zip(low.numpy(), full.numpy()))
+    assert flips <= 0.01 * 4 * 18 * 17

@@ -134,3 +134,23 @@ def test_game_mapping_checkpoint_converts_with_its_vocabulary(tmp_path):
     mapping.write_text(json.dumps(["Alpha", "Beta"]))
     with pytest.raises(ConfigError, match="2 games, but the checkpoint's game embedding holds 3"):
         convert_ng_checkpoint(ng, tmp_path / "bad", vision=vision, game_mapping=mapping)
+
+
+def test_cli_convert_names_the_games(tmp_path):
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+
+    ng, _, vision = _game_ng_pt(tmp_path)
+    tower = tmp_path / "tower.json"
+    tower.write_text(json.dumps({"vision": vision.model_dump()}))
+    runner = CliRunner()
+    result = runner.invoke(app, ["convert-checkpoint", str(ng), str(tmp_path / "a"), "--vision-config", str(tower)])
+    assert result.exit_code == 0, result.output
+    assert "game token for 3 games (ids 1..3; 0 = no game)" in result.stdout and "--game-mapping" in result.stdout
+    mapping = tmp_path / "game_mapping.json"
+    mapping.write_text(json.dumps({"null": 0, "A": 1, "B": 2, "C": 3}))
+    result = runner.invoke(app, ["convert-checkpoint", str(ng), str(tmp_path / "b"), "--vision-config", str(tower),
+                                 "--game-mapping", str(mapping)])
+    assert result.exit_code == 0, result.output
+    assert read_games(tmp_path / "b") == ["A", "B", "C"]

@@ -24,9 +24,17 @@ Checkpoints
     Every configuration is bounded (`azote.policy.config.MAX_*`, parameters by arithmetic before building), and
     `azote.policy.checkpoint.check_checkpoint(dir)` checks a directory's config and weights' header (names,
     shapes, dtypes) without reading weights.
+    Every field of the released configuration is either computed as the released code computes it (VL padding
+    to `max_sequence_length`, exact or tanh GELU per stack, `norm_eps` on the DiT feed-forward norm, sinusoidal
+    position tables, `old_layout`, a game-ID token, several context frames) or refused naming field and value
+    (`azote.policy.ng_import.config_from_ng`); `convert_ng_checkpoint(..., game_mapping=json)` names the games.
 Acting
     `Policy(model)` / `Policy.from_pretrained(dir)`: `act(frame) -> ActionChunk`, `act_batch(frames)`,
     `predict(frames) -> np.ndarray [B, H, 25]`; `preprocess_frames(frames, image_size)` is its image pipeline.
+    Guidance in the released convention `v_cond + s (v_cond - v_uncond)`: `history_guidance` (the released
+    `cfg_scale`: all context frames vs the last one only; 1.0 = off) and `game_guidance` (the game id vs "no
+    game"; 0.0 = off). `azote.policy.fast`: the default dtype per device, pre-packed CPU weights for the
+    denoising steps, `GraphedSteps` (the Euler steps as one CUDA graph).
 """
 
 from azote.policy.checkpoint import CheckpointError, from_pretrained, save_pretrained
