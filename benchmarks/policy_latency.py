@@ -16,7 +16,8 @@ same run. Times are per action chunk (a call's time divided by the batch size); 
 - `cached+graph` (CUDA): the Euler steps replayed as one CUDA graph (`azote.policy.fast.GraphedSteps`).
 The models have the weights of `azote.policy.seeded` (activations of order one, unlike a fresh init whose outputs
 hardly move), so the accuracy columns mean something: for bfloat16 (and for packing), the largest difference of
-the sampled chunk from float32's for the same frame and noise, before decoding and after (sticks), and the
+the sampled chunk from float32's (same device, TF32 off) for the same frame and noise, before decoding and
+after (sticks), and the
 decoded buttons (of H x 17) that change. FLOPs are counted by torch's FlopCounterMode (matmuls, convolutions
 and attention). Peak memory (CPU): the peak resident set of a fresh process while it samples once, and its rise
 above the built model's; on CUDA the peak allocated memory and its rise above the weights.
@@ -185,9 +186,9 @@ def bench_preset(preset: str, args: argparse.Namespace, batch: int, dtype_name: 
     key = (preset, batch)
     if dtype == torch.float32 and args.device == "cpu":
         reference.setdefault(key, outputs["cached"])
-    if key not in reference:  # float32 on the CPU, the same weights, frame and noise
-        ref_model = _model(preset, "cpu", torch.float32)
-        reference[key] = ref_model.sample(pixels.float().cpu(), noise=noise, num_steps=args.steps)
+    if key not in reference:  # float32 on the same device (TF32 off), the same weights, frame and noise
+        ref_model = _model(preset, args.device, torch.float32)
+        reference[key] = ref_model.sample(pixels.float(), noise=noise, num_steps=args.steps).cpu()
         del ref_model
     unpack(model)  # the packed and graphed variants do the cached sampler's arithmetic, in kernels not counted
     flops = {v: _flops(fns[v], pixels, noise) / batch / 1e9 for v in ("straightforward", "cached")}
@@ -202,7 +203,7 @@ def bench_preset(preset: str, args: argparse.Namespace, batch: int, dtype_name: 
             "gflop_per_chunk": flops["cached" if v.startswith("cached") else v],
         }
         if key in reference and not (dtype == torch.float32 and args.device == "cpu" and v == "cached"):
-            row["accuracy_vs_float32_cpu"] = accuracy(outputs[v], reference[key])
+            row["accuracy_vs_float32"] = accuracy(outputs[v], reference[key])
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
@@ -231,7 +232,7 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
     ]
     for r in rows:
         mem = f"{r['peak_mib']:.0f} ({r['rise_mib']:.0f})" if "peak_mib" in r else "-"
-        acc = r.get("accuracy_vs_float32_cpu")
+        acc = r.get("accuracy_vs_float32")
         diff = f"{acc['max_abs_diff']:.2g} ({acc['stick_max_diff']:.2g})" if acc else "-"
         flips = f"{acc['buttons_changed']} / {acc['buttons_total']}" if acc else "-"
         lines.append(

@@ -111,6 +111,13 @@ def test_game_mapping_without_game_weights_is_named(tmp_path):
         config_from_ng(cfg, vision, "ng.pt", use_head=False)
 
 
+def test_game_weights_without_game_mapping_are_named():
+    cfg, vision = released_case("base")
+    with pytest.raises(ConfigError, match=r"tokenizer_cfg.game_mapping_cfg = None \(but the weights have a game "
+                                          r"embedding \(game_embedding.weight\)\)"):
+        config_from_ng(cfg, vision, "ng.pt", use_head=False, num_games=3)
+
+
 def _game_ng_pt(tmp_path: Path) -> tuple[Path, NitroGenModel, VisionConfig]:
     cfg, vision = released_case("game_mapping")
     config = config_from_ng(cfg, vision, "case", use_head=False, num_games=3)

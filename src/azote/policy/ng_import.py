@@ -267,6 +267,8 @@ def config_from_ng(
                f"must equal model_cfg.action_horizon {get('model_cfg.action_horizon')!r:.20}")
     game_mapping = get(f"{tok}.game_mapping_cfg")
     games = 0
+    if game_mapping is None and num_games is not None:
+        refuse(f"{tok}.game_mapping_cfg", None, "but the weights have a game embedding (game_embedding.weight)")
     if game_mapping is not None:
         if num_games is None:
             raise ConfigError(f"{source}: ckpt_config {tok}.game_mapping_cfg is set (a game-ID token) but the "
