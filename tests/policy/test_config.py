@@ -42,3 +42,19 @@ def test_released_preset():
     config = get_preset("nitrogen-500m")
     assert (config.hidden_size, config.dit_layers, config.vl_layers, config.action_horizon) == (1024, 8, 4, 18)
     assert config.vision.image_size == 256 and config.num_image_tokens == 256
+
+
+def test_new_released_fields_are_bounded():
+    tiny = get_preset("tiny")
+    with pytest.raises(ConfigError, match="vl_sequence_length"):
+        tiny.replace(vl_sequence_length=10**7)
+    with pytest.raises(ConfigError, match="vl_sequence_length 10 is shorter than the 64 VL tokens"):
+        tiny.replace(vl_sequence_length=10)
+    with pytest.raises(ConfigError, match="dit_sinusoidal_positions"):
+        tiny.replace(dit_sinusoidal_positions=10**9)
+    with pytest.raises(ConfigError, match="sinusoidal tables would hold"):  # 128 x 65536 x 1024 = 8.6e9 numbers
+        tiny.replace(hidden_size=1024, dit_heads=8, dit_layers=128, dit_sinusoidal_positions=65536)
+    with pytest.raises(ConfigError, match="dit_activation"):
+        tiny.replace(dit_activation="geglu")
+    with pytest.raises(ConfigError, match="action_layout"):
+        tiny.replace(action_layout="sideways")
