@@ -175,6 +175,19 @@ def test_game_names_map_to_the_checkpoints_game_tokens() -> None:
     assert isinstance(bad, dict) and bad["error"]["code"] == "bad_request"
 
 
+@pytest.mark.parametrize("guidance", [{"history_guidance": 2.5}, {"game_guidance": 1.5}])
+def test_the_server_guides_and_masks_missing_frames_as_the_policy_does(guidance: dict) -> None:
+    """A served policy samples with the policy's own guidance and context mask (not the older guidance weight)."""
+    torch.manual_seed(1)
+    model = build_model(get_preset("tiny").replace(num_frames=2, num_games=2))
+    pol = Policy(model, **guidance)
+    srv = PolicyServer(pol, port=0)
+    for obs in (np.stack([frame(6), frame(7)]), frame(8)[None]):  # a full context, and the first frame only
+        job = srv.handle(pack({"type": "predict", "frames": encode_array(obs[None]), "seed": [5], "game_id": 1}))
+        reply = srv.predict_jobs([job])[0]  # type: ignore[list-item]
+        np.testing.assert_array_equal(decode_array(reply["actions"], "actions"), pol.predict([obs], seed=5, game_ids=[1]))
+
+
 def hostile_messages(valid: dict[str, Any], marker: Path) -> list[list[bytes]]:
     """Over a thousand malformed or hostile messages (each a list of frames after the DEALER's delimiter)."""
     rng = np.random.default_rng(0)

@@ -326,11 +326,12 @@ class PolicyServer:
 
     def _obs_shape(self) -> str:
         f = self.policy.config.num_frames
-        return "[H, W, 3]" if f == 1 else f"[{f}, H, W, 3]"
+        return "[H, W, 3]" if f == 1 else f"[F, H, W, 3] with F from 1 to {f}"
 
     def _check_observation(self, obs: np.ndarray, what: str) -> None:
         lim, f = self.limits, self.policy.config.num_frames
-        if obs.ndim != self._obs_ndim or obs.shape[-1] != 3 or (f > 1 and obs.shape[0] != f):
+        # fewer frames than the context at the start of an episode: the policy leaves the missing ones out
+        if obs.ndim != self._obs_ndim or obs.shape[-1] != 3 or (f > 1 and not 1 <= obs.shape[0] <= f):
             raise ProtocolError("bad_array", f"{what}: expected {self._obs_shape()} uint8 RGB, got shape {list(obs.shape)}")
         h, w = obs.shape[-3], obs.shape[-2]
         if not (lim.min_image_side <= h <= lim.max_image_side and lim.min_image_side <= w <= lim.max_image_side):
@@ -409,13 +410,14 @@ class PolicyServer:
         policy, model = self.policy, self.policy.model
         t0 = time.perf_counter()
         observations = [o for job in jobs for o in job.observations]
-        pixels = policy.pixels(observations)
+        pixels, present = policy.observations(observations)
         noise = torch.cat([job.noise if job.noise is not None else initial_noise(model, len(job.observations), self._generator)
                            for job in jobs])
         ids = [g for job in jobs for g in job.game_ids]
         game_ids = None if all(g is None for g in ids) else torch.tensor([g or 0 for g in ids], dtype=torch.long)
         out = sample_actions(model, pixels.to(policy.device), noise=noise, num_steps=policy.num_steps, game_ids=game_ids,
-                             guidance_scale=policy.guidance_scale, cached=policy.cached).cpu().numpy()
+                             game_guidance=policy.game_guidance, history_guidance=policy.history_guidance,
+                             frames_present=present, cached=policy.cached).cpu().numpy()
         if not np.all(np.isfinite(out)):
             raise RuntimeError("the model produced non-finite actions")
         infer_ms = (time.perf_counter() - t0) * 1000
