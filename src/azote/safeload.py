@@ -19,9 +19,11 @@ naming the file and the reason. `read_json` is the one bounded reader of JSON fi
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
+import stat
 import struct
 import zipfile
 import zlib
@@ -718,19 +720,25 @@ class JsonFileError(ValueError):
     """A JSON file refused: too big, unreadable, not UTF-8, not JSON, or nested too deep. One line naming the file."""
 
 
-def read_json(path: str | Path, max_bytes: int, label: str | None = None) -> Any:
-    """The JSON document in `path`, read no further than `max_bytes` (the size is checked before reading), with
-    every failure a `JsonFileError` naming `label` (default: the path)."""
-    path = Path(path)
-    name = label or str(path)
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise JsonFileError(f"{name}: {size:,} bytes, more than the {max_bytes:,} this file may have")
-        with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
-    except OSError as exc:
-        raise JsonFileError(f"{name}: cannot read ({exc.strerror or exc})") from None
+def read_json(path: str | Path | io.BytesIO, max_bytes: int, label: str | None = None) -> Any:
+    """The JSON document in `path` (or in a bytes buffer), read no further than `max_bytes` (a file's size is
+    checked before reading), with every failure a `JsonFileError` naming `label` (default: the path)."""
+    if isinstance(path, io.BytesIO):
+        name, raw = label or "JSON", path.read(max_bytes + 1)
+    else:
+        path = Path(path)
+        name = label or str(path)
+        try:
+            st = path.stat()
+            if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+                raise JsonFileError(f"{name}: not a regular file")
+            size = st.st_size
+            if size > max_bytes:
+                raise JsonFileError(f"{name}: {size:,} bytes, more than the {max_bytes:,} this file may have")
+            with open(path, "rb") as f:
+                raw = f.read(max_bytes + 1)
+        except OSError as exc:
+            raise JsonFileError(f"{name}: cannot read ({exc.strerror or exc})") from None
     if len(raw) > max_bytes:
         raise JsonFileError(f"{name}: more than the {max_bytes:,} bytes this file may have")
     try:

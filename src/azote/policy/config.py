@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -274,28 +275,16 @@ def estimate_buffers(config: PolicyConfig) -> int:
 
 def read_json(source: str | Path, label: str, inline: bool = False, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     """JSON from a file (or inline text), refused with one line naming `label` when it is too big, not UTF-8,
-    not JSON, or nested too deep for the parser."""
-    if inline:
-        raw = str(source).encode()
-    else:
-        path = Path(source)
-        try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise ConfigError(f"{label}: {size:,} bytes, more than the {max_bytes:,} a configuration may have")
-            raw = path.read_bytes()[: max_bytes + 1]
-        except OSError as exc:
-            raise ConfigError(f"{label}: cannot read ({exc.strerror or exc})") from None
-    if len(raw) > max_bytes:
-        raise ConfigError(f"{label}: more than the {max_bytes:,} bytes a configuration may have")
+    not JSON, or nested too deep for the parser (`azote.safeload.read_json`, the project's one JSON reader)."""
+    from azote.safeload import JsonFileError
+    from azote.safeload import read_json as read_bounded
+
     try:
-        return json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{label}: not UTF-8 text") from None
-    except RecursionError:
-        raise ConfigError(f"{label}: JSON nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, and integers past Python's digit limit
-        raise ConfigError(f"{label}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None
+        if inline:
+            return read_bounded(io.BytesIO(str(source).encode()), max_bytes, label)
+        return read_bounded(source, max_bytes, label)
+    except JsonFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _validate(cls: type[BaseModel], data: Mapping[str, Any], source: str) -> Any:
