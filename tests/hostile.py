@@ -92,12 +92,7 @@ def cli(args: list[str]) -> Callable[[], dict[str, Any]]:
 
 def assert_refused(outcome: dict[str, Any], *named: str) -> str:
     """A CLI run that refused in time and memory, in one line naming each of `named`; returns the line."""
-    assert not outcome.get("killed"), "ran past 30 s (killed)"
-    assert "raised" not in outcome, f"the command raised {outcome.get('raised')}: {outcome.get('message')}"
-    assert outcome["seconds"] < SECONDS, f"took {outcome['seconds']:.1f} s"
-    assert outcome["rss_growth"] < MEMORY, f"grew by {outcome['rss_growth'] >> 20} MB"
-    result = outcome["value"]
-    assert result["crashed"] is None, f"traceback: {result['crashed']}"
+    result = _in_bounds(outcome)
     assert result["exit_code"] != 0, result["output"]
     lines = result["output"].strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result["output"]
@@ -107,9 +102,7 @@ def assert_refused(outcome: dict[str, Any], *named: str) -> str:
 
 
 def assert_raises_in_bounds(outcome: dict[str, Any], error: str, *named: str) -> str:
-    assert not outcome.get("killed"), "ran past 30 s (killed)"
-    assert outcome["seconds"] < SECONDS, f"took {outcome['seconds']:.1f} s"
-    assert outcome["rss_growth"] < MEMORY, f"grew by {outcome['rss_growth'] >> 20} MB"
+    _in_limits(outcome)
     assert outcome.get("raised") == error, outcome
     message = outcome["message"]
     assert "\n" not in message
@@ -118,11 +111,16 @@ def assert_raises_in_bounds(outcome: dict[str, Any], error: str, *named: str) ->
     return message
 
 
-def _in_bounds(outcome: dict[str, Any]) -> dict[str, Any]:
+def _in_limits(outcome: dict[str, Any]) -> None:
     assert not outcome.get("killed"), "ran past 30 s (killed)"
-    assert "raised" not in outcome, f"the command raised {outcome.get('raised')}: {outcome.get('message')}"
     assert outcome["seconds"] < SECONDS, f"took {outcome['seconds']:.1f} s"
     assert outcome["rss_growth"] < MEMORY, f"grew by {outcome['rss_growth'] >> 20} MB"
+
+
+def _in_bounds(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A CLI run's result, once it ended in time and memory without raising or printing a traceback."""
+    _in_limits(outcome)
+    assert "raised" not in outcome, f"the command raised {outcome.get('raised')}: {outcome.get('message')}"
     result = outcome["value"]
     assert result["crashed"] is None, f"traceback: {result['crashed']}"
     assert "Traceback" not in result["output"], result["output"]

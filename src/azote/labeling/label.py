@@ -142,14 +142,12 @@ def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.Overlay
     crops = [warp(f, to_crop, P.CROP) for f in frames]
     if preset is not None and located.affine is not None:
         ref = neutral_reference(np.stack(crops), preset, compose(to_crop, located.affine))
-    else:
-        ref = _median(crops)
-    if preset is not None and located.affine is not None:
         geo = crop_geometry(preset, located.affine, located.box)
         sticks_crop = [(float(c[0]), float(c[1]), float(t)) if h else None
                        for c, t, h in zip(geo["centres"], geo["travel"], geo["has"])]
         layout = P.layout_from_masks(geo["masks"], sticks_crop, preset.family)
     else:
+        ref = _median(crops)
         inputs = torch.from_numpy(np.stack([np.concatenate([ref, c, c], axis=-1) for c in crops]))
         with torch.inference_mode():
             maps, glob = model.forward_maps(inputs)

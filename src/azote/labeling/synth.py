@@ -322,13 +322,10 @@ def neutral_reference(crops: np.ndarray, preset: Preset, canvas_to_crop: np.ndar
         at = (float(np.cos(k * np.pi / 4)), float(np.sin(k * np.pi / 4)))
         moved = _crop_render(preset, Gamepad.make(j_left=at, j_right=at), canvas_to_crop)
         knobs |= np.abs(moved - rest).max(-1) > 0.04
+    alone = (np.sum(list(changes.values()), axis=0) == 1) & ~knobs  # one button's press alone decides the look
     released = np.ones((len(x),) + ref.shape[:2], bool)  # frame f shows every button drawn at a pixel released
     for button, look in looks.items():
-        # only pixels no other button and no knob changes: the press alone decides how they look
-        region = changes[button] & ~knobs
-        for other, changed in changes.items():
-            if other != button:
-                region &= ~changed
+        region = changes[button] & alone
         if region.sum() < 2:
             continue
         v = x[:, region].reshape(len(x), -1)
