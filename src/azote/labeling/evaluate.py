@@ -99,9 +99,12 @@ def make_test_set(data: str | os.PathLike, presets: Sequence[tuple[str, Preset]]
     (data / "truth").mkdir(parents=True, exist_ok=True)
     games = bank.games
     made, n, i = [], int(round(seconds * fps)), 0
-    for source, preset in presets:
+    names = [_safe(p.name) for _, p in presets]
+    for (source, preset), name in zip(presets, names):
+        if names.count(name) > 1:  # two presets of one name (say two colours of one skin): ids from their content
+            name = f"{name}-{preset.digest[:6]}"
         for k in range(videos_per_preset):
-            vid = f"{_safe(preset.name)}-{k:02d}"
+            vid = f"{name}-{k:02d}"
             meta_path = data / "truth" / f"{vid}.json"
             vrng = np.random.default_rng([seed, i])
             i += 1
@@ -117,7 +120,7 @@ def make_test_set(data: str | os.PathLike, presets: Sequence[tuple[str, Preset]]
                          j_right=actions.j_right)
                 buttons, sticks = shown(preset)
                 tmp = meta_path.with_name(f".{meta_path.name}.tmp")
-                tmp.write_text(json.dumps({**info, "game": game, "source": str(source), "buttons": buttons,
+                tmp.write_text(json.dumps({**info, "preset_id": name, "game": game, "source": str(source), "buttons": buttons,
                                            "sticks": sticks}, indent=1))
                 os.replace(tmp, meta_path)
                 log(f"test set: {vid} {game} width {info['bbox'][2]:.0f} px opacity {placement.opacity:.2f} crf {crf}")
@@ -174,7 +177,8 @@ def score_test_set(data: str | os.PathLike, labels: str | os.PathLike) -> dict[s
     for meta_path in sorted((data / "truth").glob("*.json")):
         vid = meta_path.stem
         truth, meta = load_truth(data, vid)
-        entry: dict[str, Any] = {"video": vid, "preset": meta["preset"], "family": meta["family"], "game": meta["game"],
+        preset_id = meta.get("preset_id", meta["preset"])
+        entry: dict[str, Any] = {"video": vid, "preset": preset_id, "family": meta["family"], "game": meta["game"],
                                  "width": round(meta["bbox"][2], 1), "opacity": round(meta["placement"]["opacity"], 3),
                                  "crf": meta["crf"], "located": False}
         report_file = labels / REPORT_DIR / f"{vid}.json"
@@ -191,7 +195,7 @@ def score_test_set(data: str | os.PathLike, labels: str | os.PathLike) -> dict[s
                 pair = (pred, truth, meta["buttons"], meta["sticks"])
         else:
             entry["error"] = "not labelled (see labels/labeling/summary.json)"
-        group = by_preset.setdefault(meta["preset"], {"family": meta["family"], "videos": [], "pairs": []})
+        group = by_preset.setdefault(preset_id, {"family": meta["family"], "videos": [], "pairs": []})
         group["videos"].append(entry)
         if pair:
             group["pairs"].append(pair)
@@ -211,6 +215,7 @@ def score_test_set(data: str | os.PathLike, labels: str | os.PathLike) -> dict[s
 def _labeller_key(weights: str | os.PathLike | None, templates: Sequence[str | os.PathLike], config: Any) -> str:
     """What produced a set of labels (the parser's bytes, the known presets, the settings), so that labels made by
     other weights are never taken for these."""
+    from azote.labeling.label import VERSION
     from azote.labeling.parser import WEIGHTS_DIR
 
     h = hashlib.sha256()
@@ -218,7 +223,8 @@ def _labeller_key(weights: str | os.PathLike | None, templates: Sequence[str | o
         f = Path(weights or WEIGHTS_DIR) / name
         h.update(f.read_bytes() if f.is_file() else b"-")
     h.update(json.dumps([sorted(str(Path(t).resolve()) for t in templates), config.adapt, config.adapt_minutes,
-                         config.adapt_clips, config.adapt_steps]).encode())
+                         config.adapt_clips, config.adapt_steps, config.discovery_frames, config.probe_frames,
+                         VERSION]).encode())
     return h.hexdigest()[:10]
 
 

@@ -41,6 +41,7 @@ from azote.labeling.postprocess import PostConfig, chunk_density, rest_reading, 
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
+VERSION = 2  # bumped when the same weights and settings label differently (2: unseen skins by their elements)
 
 
 class LabelError(RuntimeError):
@@ -59,6 +60,8 @@ class LabelConfig:
     adapt_minutes: float = 3.0
     adapt_clips: int = 160
     adapt_steps: int = 600  # at most; adapt_minutes usually ends it first
+    discovery_frames: int = 3600  # unseen skins: crops kept to discover the elements (a longer video is sampled)
+    probe_frames: int = 480  # unseen skins: frames the parser reads to name the elements
 
 
 def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[np.ndarray]:
@@ -109,6 +112,8 @@ class OverlayReader:
     sticks: list[StickReader | None]
     model: P.OverlayParser
     adapted: str | None = None  # cache key of the adapted weights
+    elements: dict[str, int] | None = None  # unseen skins: button -> discovered element
+    elements_found: int = 0
 
     def source(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
         """The one box of the frame that every crop and patch reads."""
@@ -125,7 +130,9 @@ class OverlayReader:
         sticks = [None if s is None else {"centre": [round(v, 2) for v in s.centre], "travel": round(s.travel, 2)}
                   for s in self.sticks]
         return {"buttons_found": [b for b, ok in zip(P.BUTTONS, self.layout.present) if ok], "sticks": sticks,
-                "family_probs": [round(float(v), 4) for v in self.layout.family_probs], "adapted": self.adapted}
+                "family_probs": [round(float(v), 4) for v in self.layout.family_probs], "adapted": self.adapted,
+                **({"elements_found": self.elements_found, "elements": self.elements} if self.elements is not None
+                   else {})}
 
 
 def _median(images: list[np.ndarray]) -> np.ndarray:
@@ -200,41 +207,14 @@ def _triples(ref: np.ndarray, before: np.ndarray, images: list[np.ndarray]) -> n
     return x
 
 
-@torch.inference_mode()
-def read_video(path: str | os.PathLike, reader: OverlayReader, batch_size: int = 64,
-               progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Every frame through the parser, paired with the previous one (frame 0 with itself): button probabilities
-    [T, 17] and stick readings [T, 2, 2] in travel units (0 for a stick the overlay lacks)."""
+def _batches(path: str | os.PathLike, reader: OverlayReader, batch_size: int
+             ) -> Iterator[tuple[list[np.ndarray], list[list[np.ndarray | None]]]]:
+    """Every frame's overlay crop and stick patches, in batches, decoded once."""
     info = probe(path)
     box = reader.source((info["height"], info["width"]))
     origin = (box[0], box[1])
-    buttons: list[np.ndarray] = []
-    sticks: list[np.ndarray] = []
     crops: list[np.ndarray] = []
     patches: list[list[np.ndarray | None]] = []
-    last: tuple[np.ndarray, list] | None = None
-    ref = reader.ref
-
-    def flush() -> None:
-        nonlocal last
-        n = len(crops)
-        x = _triples(ref, last[0] if last else crops[0], crops)
-        maps, _ = reader.model.forward_maps(torch.from_numpy(x))
-        buttons.append(P.button_probs(maps, reader.layout).numpy())
-        out = np.zeros((n, 2, 2), np.float32)
-        for s, sr in enumerate(reader.sticks):
-            if sr is None:
-                continue
-            cur = [p[s] for p in patches]
-            xs = _triples(sr.ref, last[1][s] if last else cur[0], cur)
-            out[:, s] = reader.model.decode_sticks(reader.model.forward_sticks(torch.from_numpy(xs))).numpy()
-        sticks.append(out)
-        last = (crops[-1], patches[-1])
-        if progress:
-            progress(n)
-        crops.clear()
-        patches.clear()
-
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
@@ -244,14 +224,99 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, batch_size: int =
                 crops.append(crop)
                 patches.append(ps)
                 if len(crops) >= batch_size:
-                    flush()
+                    yield crops, patches
+                    crops, patches = [], []
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"{path}: decoding failed ({exc})") from None
     if crops:
-        flush()
+        yield crops, patches
+
+
+def _read_sticks_batch(reader: OverlayReader, patches: list[list[np.ndarray | None]],
+                       before: list[np.ndarray | None] | None) -> np.ndarray:
+    """Stick readings [n, 2, 2] of consecutive frames' patches (0 for a stick the overlay lacks)."""
+    out = np.zeros((len(patches), 2, 2), np.float32)
+    for s, sr in enumerate(reader.sticks):
+        if sr is None:
+            continue
+        cur = [p[s] for p in patches]
+        prev = before[s] if before is not None and before[s] is not None else cur[0]
+        xs = _triples(sr.ref, prev, cur)
+        out[:, s] = reader.model.decode_sticks(reader.model.forward_sticks(torch.from_numpy(xs))).numpy()
+    return out
+
+
+@torch.inference_mode()
+def read_video(path: str | os.PathLike, reader: OverlayReader, batch_size: int = 64,
+               progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Every frame through the parser, paired with the previous one (frame 0 with itself): button probabilities
+    [T, 17] and stick readings [T, 2, 2] in travel units (0 for a stick the overlay lacks)."""
+    buttons: list[np.ndarray] = []
+    sticks: list[np.ndarray] = []
+    last: tuple[np.ndarray, list] | None = None
+    for crops, patches in _batches(path, reader, batch_size):
+        x = _triples(reader.ref, last[0] if last else crops[0], crops)
+        maps, _ = reader.model.forward_maps(torch.from_numpy(x))
+        buttons.append(P.button_probs(maps, reader.layout).numpy())
+        sticks.append(_read_sticks_batch(reader, patches, last[1] if last else None))
+        last = (crops[-1], patches[-1])
+        if progress:
+            progress(len(crops))
     if not buttons:
         raise VideoError(f"{path}: no frames decoded")
     return {"buttons": np.concatenate(buttons), "sticks": np.concatenate(sticks)}
+
+
+@torch.inference_mode()
+def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
+                           progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """An unseen skin read from the video itself (`azote.labeling.elements`): its two-picture elements are found
+    in the crops of every frame (of frames spread over the video when it is long), the parser's layout and its
+    readings of a few hundred of those frames say which element is which button and which picture is pressed,
+    and each frame's buttons are its elements' pictures. Sticks are read frame by frame as in `read_video`.
+    Returns `read_video`'s arrays (buttons are 0 or 1)."""
+    from azote.labeling.elements import assign, discover
+
+    total = max(1, int(probe(path)["frames"]))
+    stride = max(1, -(-total // cfg.discovery_frames))
+    sample: list[np.ndarray] = []
+    sticks: list[np.ndarray] = []
+    last_patches: list[np.ndarray | None] | None = None
+    seen = 0
+    for crops, patches in _batches(path, reader, cfg.batch_size):
+        sample += [c for k, c in enumerate(crops, seen) if k % stride == 0]
+        sticks.append(_read_sticks_batch(reader, patches, last_patches))
+        last_patches = patches[-1]
+        seen += len(crops)
+        if progress:
+            progress(len(crops))
+    if not seen:
+        raise VideoError(f"{path}: no frames decoded")
+    crops_sample = np.stack(sample)
+    elements = discover(crops_sample)
+    # the parser's readings of frames spread over the sample (each against itself as the previous frame)
+    rows = np.unique(np.linspace(0, len(sample) - 1, min(len(sample), cfg.probe_frames)).round().astype(int))
+    probs = []
+    for k in range(0, len(rows), cfg.batch_size):
+        part = [sample[r] for r in rows[k:k + cfg.batch_size]]
+        maps, _ = reader.model.forward_maps(torch.from_numpy(np.stack([np.concatenate([reader.ref, c, c], -1)
+                                                                       for c in part])))
+        probs.append(P.button_probs(maps, reader.layout).numpy())
+    found = assign(elements, reader.layout.weights, reader.layout.present, np.concatenate(probs), rows)
+    reader.elements = {P.BUTTONS[j]: i for j, (i, _) in found.items()}
+    reader.elements_found = len(elements)
+    buttons = np.zeros((seen, len(P.BUTTONS)), np.float32)
+    if stride == 1:
+        for j, (i, minority) in found.items():
+            buttons[:, j] = elements[i].labels[:seen] == minority
+    elif found:  # a long video: a second pass reads every frame's elements
+        t = 0
+        for crops, _ in _batches(path, reader, cfg.batch_size):
+            batch = np.stack(crops)
+            for j, (i, minority) in found.items():
+                buttons[t:t + len(crops), j] = elements[i].classify(batch) == minority
+            t += len(crops)
+    return {"buttons": buttons, "sticks": np.concatenate(sticks)[:seen]}
 
 
 # --- the whole video -------------------------------------------------------------------------------------------
@@ -346,7 +411,10 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     reader = make_reader(loc, frames, model, preset)
     reader.adapted = adapted
     t_adapt = time.perf_counter() - t0 - t_locate
-    raw = read_video(path, reader, cfg.batch_size, progress)
+    if preset is None:
+        raw = read_video_discovering(path, reader, cfg, progress)
+    else:
+        raw = read_video(path, reader, cfg.batch_size, progress)
     t_parse = time.perf_counter() - t0 - t_locate - t_adapt
     post = cfg.post if preset is not None else cfg.post.zero_shot()
     actions, norm = to_actions(raw["sticks"], raw["buttons"], post)

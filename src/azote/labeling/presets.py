@@ -210,8 +210,10 @@ class Preset:
     def render_premultiplied(self, pad: Gamepad, scale: float = 1.0,
                              analog: Mapping[str, float] | None = None) -> np.ndarray:
         """`render`'s picture as float32 RGBA in [0, 1] with premultiplied colour (what compositing needs)."""
-        if not (0.005 <= scale <= 16):
-            raise ValueError(f"scale {scale} out of range")
+        # bounded by the size drawn, not the factor: a pixel-art skin 17 px wide is shown 20x or more
+        if not (math.isfinite(scale) and scale >= 0.005 and max(self.size) * scale <= MAX_CANVAS):
+            raise ValueError(f"scale {scale}: draws {self.size[0] * scale:.0f} x {self.size[1] * scale:.0f} px, "
+                             f"at most {MAX_CANVAS} a side")
         W, H = max(1, int(round(self.size[0] * scale))), max(1, int(round(self.size[1] * scale)))
         canvas = np.zeros((H, W, 4), np.float32)
         pressed = {b for b, v in zip(BUTTONS, pad.buttons) if v}
