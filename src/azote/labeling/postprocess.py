@@ -20,18 +20,23 @@ class PostConfig:
     scale_range: tuple[float, float] = (0.8, 1.25)  # a 99th percentile outside this is real play, not miscalibration
     button_threshold: float = 0.5
     min_density: float = 0.5  # chunks with fewer non-zero action rows are dropped
+    rest_rule: str = "origin"  # which pile of readings is the rest: nearest the origin | nearest the middle
 
     def zero_shot(self) -> "PostConfig":
-        """The same with room for a travel the parser estimated from the drawing (a known preset gives it)."""
-        return replace(self, scale_range=(min(self.scale_range[0], 0.4), max(self.scale_range[1], 1.6)),
-                       rest_search=max(self.rest_search, 1.5))
+        """The same with room for a rest and travel the parser estimated from the drawing (a known preset gives
+        them): the rest is the pile of readings nearest the middle of their extent."""
+        return replace(self, scale_range=(min(self.scale_range[0], 0.2), max(self.scale_range[1], 3.0)),
+                       rest_search=max(self.rest_search, 1.5), rest_rule="middle")
 
 
-def rest_reading(v: np.ndarray, bandwidth: float = 0.15, limit: int = 1500) -> tuple[np.ndarray, float]:
+def rest_reading(v: np.ndarray, bandwidth: float = 0.15, limit: int = 1500, rule: str = "origin"
+                 ) -> tuple[np.ndarray, float]:
     """Where the knob rests, from stick readings [N, 2], and the share of readings there: the clusters the
     readings pile up in (mean shift from the best-supported readings), and of those nearly as full as the fullest
-    the one nearest the origin (a stick rests more often than it holds most directions, and the rest reads near
-    the origin unless the drawing misled the parser)."""
+    (rule "origin") the one nearest the origin: a stick rests more often than it holds most directions, and the
+    rest reads near the origin unless the drawing misled the parser. When it may have (rule "middle"), of those
+    at least half as full as the fullest, the one nearest the middle of the readings' extent: the knob travels
+    as far each way from its rest, while a direction held often piles up at the edge."""
     v = np.asarray(v, np.float32)
     if not len(v):
         return np.zeros(2, np.float32), 0.0
@@ -51,23 +56,31 @@ def rest_reading(v: np.ndarray, bandwidth: float = 0.15, limit: int = 1500) -> t
         modes.append((x, float(near.mean())))
         support[np.linalg.norm(probe - x, axis=1) < 2 * bandwidth] = 0
     best = max(share for _, share in modes)
+    if rule == "middle":
+        lo, hi = np.percentile(v, 1, axis=0), np.percentile(v, 99, axis=0)
+        mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, bandwidth)
+        return min(((x, sh) for x, sh in modes if sh >= 0.5 * best),
+                   key=lambda m: float(np.abs((m[0] - mid) / half).max()))
     return min(((x, sh) for x, sh in modes if sh >= 0.8 * best), key=lambda m: float(np.hypot(*m[0])))
 
 
 def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[np.ndarray, dict]:
-    """raw [T, 2] stick readings of one video -> values in [-1, 1]: the rest centre (the densest reading within
-    `rest_search` of the origin, see `rest_reading`) is subtracted; the
-    deflection is divided by its 99th percentile when that is close to full travel (the overlay's travel differs
-    from what the parser assumed); small deflections become 0."""
+    """raw [T, 2] stick readings of one video -> values in [-1, 1]: the rest centre (a pile of readings within
+    `rest_search` of the origin, see `rest_reading`) is subtracted; the deflection is divided by its 99th
+    percentile when that is within `scale_range` (the overlay's travel differs from what the parser assumed);
+    small deflections become 0."""
     raw = np.asarray(raw, np.float32)
-    d, share = rest_reading(raw)
+    d, share = rest_reading(raw, rule=cfg.rest_rule)
     rest = d if share >= 0.1 and np.hypot(*d) <= cfg.rest_search else np.zeros(2, np.float32)
     near = np.linalg.norm(raw - rest, axis=1) < cfg.rest_radius
     centre = raw[near].mean(axis=0) if near.sum() >= 5 else np.zeros(2, np.float32)
     v = raw - centre
     scale = np.ones(2, np.float32)
+    # a deflection is a reading well away from the rest: 0.3 of full travel, or of the readings' extent when the
+    # travel may be misjudged
+    extent = np.abs(v).max(axis=0) if cfg.rest_rule == "middle" and len(v) else np.ones(2, np.float32)
     for a in range(2):
-        moving = np.abs(v[:, a])[np.abs(v[:, a]) > 0.3]
+        moving = np.abs(v[:, a])[np.abs(v[:, a]) > 0.3 * min(1.0, float(extent[a]))]
         if len(moving) >= cfg.min_moving:
             p = float(np.percentile(moving, cfg.percentile))
             if cfg.scale_range[0] <= p <= cfg.scale_range[1]:
