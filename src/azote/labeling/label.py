@@ -37,11 +37,11 @@ from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, invert, region_rgb, source_box, warp
 from azote.labeling.locate import Located, LocateError, TemplateBank
-from azote.labeling.postprocess import PostConfig, chunk_density, rest_reading, to_actions
+from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stick, rest_reading, to_actions
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
-VERSION = 2  # bumped when the same weights and settings label differently (2: unseen skins by their elements)
+VERSION = 3  # bumped when the same weights and settings label differently (3: unseen skins by their elements)
 
 
 class LabelError(RuntimeError):
@@ -267,26 +267,40 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, batch_size: int =
     return {"buttons": np.concatenate(buttons), "sticks": np.concatenate(sticks)}
 
 
+def _stick_geometry_off(readings: np.ndarray, post: PostConfig) -> tuple[np.ndarray, float] | None:
+    """Where a stick's rest and travel really are, in units of the patch it was read through, when its readings
+    say the patch was placed or scaled badly enough to read it again (None when it was not)."""
+    _, info = normalise_stick(readings, post)
+    centre, scale = np.asarray(info["centre"], np.float64), float(np.sqrt(np.prod(info["scale"])))
+    if float(np.hypot(*centre)) > 0.15 or abs(np.log(max(scale, 1e-3))) > np.log(1.15):
+        return centre, scale
+    return None
+
+
 @torch.inference_mode()
 def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
-                           progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+                           frames: Sequence[np.ndarray], progress: Callable[[int], None] | None = None
+                           ) -> dict[str, np.ndarray]:
     """An unseen skin read from the video itself (`azote.labeling.elements`): its two-picture elements are found
     in the crops of every frame (of frames spread over the video when it is long), the parser's layout and its
     readings of a few hundred of those frames say which element is which button and which picture is pressed,
-    and each frame's buttons are its elements' pictures. Sticks are read frame by frame as in `read_video`.
-    Returns `read_video`'s arrays (buttons are 0 or 1)."""
+    and each frame's buttons are its elements' pictures. Sticks are read frame by frame as in `read_video`, then
+    once more through patches placed where those readings say the rest and travel are, when the layout's guess
+    was off. `frames` are the frames sampled for locating (the new patches' reference look). Returns
+    `read_video`'s arrays (buttons are 0 or 1)."""
     from azote.labeling.elements import assign, discover
+    from azote.labeling.synth import stick_patch
 
     total = max(1, int(probe(path)["frames"]))
     stride = max(1, -(-total // cfg.discovery_frames))
     sample: list[np.ndarray] = []
     sticks: list[np.ndarray] = []
-    last_patches: list[np.ndarray | None] | None = None
+    last: list[np.ndarray | None] | None = None
     seen = 0
     for crops, patches in _batches(path, reader, cfg.batch_size):
         sample += [c for k, c in enumerate(crops, seen) if k % stride == 0]
-        sticks.append(_read_sticks_batch(reader, patches, last_patches))
-        last_patches = patches[-1]
+        sticks.append(_read_sticks_batch(reader, patches, last))
+        last = patches[-1]
         seen += len(crops)
         if progress:
             progress(len(crops))
@@ -306,17 +320,34 @@ def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: 
     reader.elements = {P.BUTTONS[j]: i for j, (i, _) in found.items()}
     reader.elements_found = len(elements)
     buttons = np.zeros((seen, len(P.BUTTONS)), np.float32)
+    readings = np.concatenate(sticks)[:seen]
     if stride == 1:
         for j, (i, minority) in found.items():
             buttons[:, j] = elements[i].labels[:seen] == minority
-    elif found:  # a long video: a second pass reads every frame's elements
-        t = 0
-        for crops, _ in _batches(path, reader, cfg.batch_size):
-            batch = np.stack(crops)
-            for j, (i, minority) in found.items():
-                buttons[t:t + len(crops), j] = elements[i].classify(batch) == minority
-            t += len(crops)
-    return {"buttons": buttons, "sticks": np.concatenate(sticks)[:seen]}
+    post = cfg.post.zero_shot()
+    again = []
+    for s, sr in enumerate(reader.sticks):
+        off = _stick_geometry_off(readings[:, s], post) if sr is not None else None
+        if sr is not None and off is not None:
+            centre = (sr.centre[0] + float(off[0][0]) * sr.travel, sr.centre[1] + float(off[0][1]) * sr.travel)
+            m = stick_patch(centre, sr.travel * off[1])
+            reader.sticks[s] = StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames]), centre,
+                                           sr.travel * off[1])
+            again.append(s)
+    if again or (stride > 1 and found):  # a second pass: every frame's elements of a long video, sticks again
+        t, last = 0, None
+        for crops, patches in _batches(path, reader, cfg.batch_size):
+            n = len(crops)
+            if stride > 1:
+                batch = np.stack(crops)
+                for j, (i, minority) in found.items():
+                    buttons[t:t + n, j] = elements[i].classify(batch) == minority
+            if again:
+                read = _read_sticks_batch(reader, patches, last)
+                readings[t:t + n, again] = read[:, again]
+                last = patches[-1]
+            t += n
+    return {"buttons": buttons, "sticks": readings}
 
 
 # --- the whole video -------------------------------------------------------------------------------------------
@@ -412,7 +443,7 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     reader.adapted = adapted
     t_adapt = time.perf_counter() - t0 - t_locate
     if preset is None:
-        raw = read_video_discovering(path, reader, cfg, progress)
+        raw = read_video_discovering(path, reader, cfg, frames, progress)
     else:
         raw = read_video(path, reader, cfg.batch_size, progress)
     t_parse = time.perf_counter() - t0 - t_locate - t_adapt
