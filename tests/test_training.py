@@ -152,6 +152,8 @@ def test_metrics_kept_on_resume_are_rewritten_unchanged(tmp_path):
         f.write("7,0.14")  # the row a kill cut short
     resumed = MetricLog(tmp_path, start_step=4)
     assert [r["step"] for r in resumed.rows] == [1, 2, 3, 4] and all(type(r["step"]) is int for r in resumed.rows)
+    # a run killed after its last checkpoint resumes there and trains no step: its summary still has the last loss
+    assert resumed.last_loss == 0.25
     resumed.write(5, loss=0.2, lr=5e-4, grad_norm=0.5, rate=12.5)
     resumed.close()
     after = (tmp_path / "metrics.csv").read_text().splitlines()

@@ -281,7 +281,7 @@ class Trainer:
             _atomic_dir(final, lambda d: _save_acting(snapshot, games, d))
             log.plot(self.out / "loss.png")
             _atomic_text(self.out / "summary.json", json.dumps(
-                {"steps": step, "final": str(final), "games": games, "last_loss": log.last_loss,
+                {"steps": step, "final": str(final), "games": games, "last_loss": log.last_loss if math.isfinite(log.last_loss) else None,
                  "samples": samples.stats.__dict__}, indent=1))
         if self.distributed:
             dist.barrier()
@@ -351,6 +351,8 @@ class MetricLog:
             with open(self.path, newline="") as f:
                 self.rows = [row for row in map(self._parse, csv.DictReader(f))
                              if row is not None and row["step"] <= start_step]
+        if self.rows:  # a run resumed at its last step runs none: its last loss is the one logged before
+            self.last_loss = self.rows[-1]["loss"]
         tmp = self.path.with_name(f".{self.path.name}.tmp")  # a kill while rewriting keeps the old file
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=self.FIELDS)
