@@ -105,7 +105,8 @@ def label(
     workers: int = typer.Option(2, min=1, help="Processes (one video each)."),
     game: Optional[str] = typer.Option(None, help="Game name stored in every chunk's metadata."),
     backend: str = typer.Option("process", help="process | ray (Ray for many machines; pip install 'azote[ray]')."),
-    weights: Optional[Path] = typer.Option(None, help="Parser weights directory (default: the shipped weights)."),
+    weights: Optional[Path] = typer.Option(None, help="Labeller weights directory: parser.json and parser.safetensors, "
+                                           "optionally detector/ and namer.safetensors (default: the shipped ones)."),
     min_density: float = typer.Option(0.5, min=0.0, max=1.0, help="Drop chunks with fewer non-zero action rows."),
     no_adapt: bool = typer.Option(False, "--no-adapt", help="Read known presets with the shipped parser as it is."),
     adapt_minutes: float = typer.Option(3.0, min=0.1, help="Fine-tuning time for each known preset (cached)."),
@@ -115,9 +116,10 @@ def label(
     video. Resumable: a rerun skips videos already labelled. A video that cannot be read is reported and skipped."""
     from tqdm import tqdm
 
-    from azote.labeling.detect import DetectError, load_detector
-    from azote.labeling.label import LabelConfig, label_videos
-    from azote.labeling.parser import WeightsError, load_parser
+    from azote.labeling.detect import DetectError
+    from azote.labeling.label import LabelConfig, label_videos, load_models
+    from azote.labeling.namer import NamerError
+    from azote.labeling.parser import WeightsError
 
     if backend not in ("process", "ray"):
         fail(f"--backend must be process or ray, got {backend!r}")
@@ -125,9 +127,8 @@ def label(
     if missing and len(missing) == len(videos):
         fail(f"no such video: {', '.join(missing[:3])}")
     try:
-        load_parser(weights)
-        load_detector(weights / "detector" if weights and (weights / "detector").is_dir() else None)
-    except (WeightsError, DetectError) as exc:
+        load_models(weights)
+    except (WeightsError, DetectError, NamerError) as exc:
         fail(str(exc))
     tpl = [p for p, _ in _load_presets(list(templates or []), "--templates")]
     cfg = LabelConfig(adapt=not no_adapt, adapt_minutes=adapt_minutes)
@@ -163,7 +164,8 @@ def label_eval(
     videos_per_preset: int = typer.Option(2, min=1, help="Videos made per preset."),
     seconds: float = typer.Option(20.0, min=1.0, help="Length of each made video."),
     workers: int = typer.Option(2, min=1),
-    weights: Optional[Path] = typer.Option(None, help="Parser weights directory (default: the shipped weights)."),
+    weights: Optional[Path] = typer.Option(None, help="Labeller weights directory: parser.json and parser.safetensors, "
+                                           "optionally detector/ and namer.safetensors (default: the shipped ones)."),
     adapt_minutes: float = typer.Option(3.0, min=0.1, help="Fine-tuning time for each known preset (cached)."),
     seed: int = typer.Option(1234),
 ) -> None:
@@ -211,13 +213,16 @@ def label_train(
     minutes: float = typer.Option(120.0, help="Wall-time budget of the parser's training (the schedule follows it; "
                                               "a rerun resumes)."),
     detector_minutes: float = typer.Option(40.0, help="Wall-time budget of the detector's training."),
+    namer_videos: int = typer.Option(200, min=1, help="Generated videos (10 s each) the namer learns from, read by "
+                                                      "the parser just trained."),
     workers: int = typer.Option(2, min=1, help="Processes writing shards."),
     threads: int = typer.Option(1, min=1, help="Torch threads for training."),
     export: bool = typer.Option(False, help="Copy the final weights into the package (src/azote/labeling/weights)."),
     seed: int = typer.Option(0),
 ) -> None:
-    """Train the overlay parser and the overlay detector from scratch on the project's generated skins (styles and
-    games held out for evaluation are never used). Resumable at every stage."""
+    """Train the overlay parser, the overlay detector and the namer of unseen skins' elements from scratch on the
+    project's generated skins (styles and games held out for evaluation are never used). Resumable at every
+    stage."""
     import shutil
 
     import torch
@@ -225,6 +230,8 @@ def label_train(
 
     from azote.labeling.detect import WEIGHTS_DIR as DET_DIR
     from azote.labeling.detect import DetectorData, train_detector, write_detector_shards
+    from azote.labeling.namer import NAMER_FILE, load_rows, save_namer, train_namer, write_namer_rows
+    from azote.labeling.namer import WEIGHTS as NAMER_WEIGHTS
     from azote.labeling.parser import WEIGHTS_DIR
     from azote.labeling.skingen import HELDOUT_STYLES, TRAIN_STYLES
     from azote.labeling.synth import HELDOUT_GAMES, TRAIN_GAMES, write_shards
@@ -259,6 +266,11 @@ def label_train(
                                log=log)}
     summary["detector"] = train_detector(DetectorData(det_paths), out / "detector", minutes=detector_minutes,
                                          held=DetectorData(det_held), seed=seed, log=log)
+    bar, tick = made(namer_videos, "namer data")
+    rows = write_namer_rows(out / "namer_rows", bank, namer_videos, TRAIN_STYLES, out / "run" / "final", seed,
+                            workers, tick)
+    bar.close()
+    save_namer(train_namer(load_rows(rows), seed=seed, log=log), out / NAMER_FILE)
     if export:
         WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
         DET_DIR.mkdir(parents=True, exist_ok=True)
@@ -266,6 +278,7 @@ def label_train(
             shutil.copyfile(out / "run" / "final" / name, WEIGHTS_DIR / name)
         for name in ("detector.json", "detector.safetensors"):
             shutil.copyfile(out / "detector" / "final" / name, DET_DIR / name)
+        shutil.copyfile(out / NAMER_FILE, NAMER_WEIGHTS)
         log(f"weights exported to {WEIGHTS_DIR}")
     typer.echo(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "config"} for k, v in summary.items()}, indent=1))
 

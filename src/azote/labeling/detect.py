@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from azote.labeling.presets import FAMILIES, Preset
+from azote.labeling.synth import run_jobs
 
 INPUT = (256, 160)  # (W, H) of the detector's input
 STRIDE = 8
@@ -280,19 +281,8 @@ def write_detector_shards(out: str | os.PathLike, bank_path: str | os.PathLike, 
                           progress: Callable[[str], None] | None = None) -> list[Path]:
     out = Path(out)
     paths = [out / f"det_{i:04d}.npz" for i in range(shards)]
-    todo = [(p, str(bank_path), per_shard, seed * 7919 + i, list(styles)) for i, p in enumerate(paths) if not p.is_file()]
-    if workers <= 1:
-        for job in todo:
-            _shard_job(job)
-            if progress:
-                progress(Path(job[0]).name)
-    else:
-        from azote.lifetime import worker_pool
-
-        with worker_pool(workers) as pool:
-            for name in pool.map(_shard_job, todo):
-                if progress:
-                    progress(Path(name).name)
+    run_jobs(_shard_job, [(p, str(bank_path), per_shard, seed * 7919 + i, list(styles))
+                          for i, p in enumerate(paths) if not p.is_file()], workers, progress)
     return paths
 
 

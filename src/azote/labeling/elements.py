@@ -214,7 +214,7 @@ def assign(elements: list[Element], regions: np.ndarray, present: np.ndarray, pr
         p = probs[:, j]
         for i, e in enumerate(elements):
             overlap = float(cover[e.core].mean())
-            follow = _correlation(p, e.labels[rows])
+            follow = correlation(p, e.labels[rows])
             score = overlap + 0.5 * abs(follow)
             if score >= 0.25:
                 pairs.append((score, j, i))
@@ -231,7 +231,8 @@ def assign(elements: list[Element], regions: np.ndarray, present: np.ndarray, pr
     return out
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation of two series (0 when either is constant)."""
     a = a.astype(np.float64) - a.mean()
     b = b.astype(np.float64) - b.mean()
     d = float(np.sqrt((a * a).sum() * (b * b).sum()))

@@ -215,12 +215,11 @@ def score_test_set(data: str | os.PathLike, labels: str | os.PathLike) -> dict[s
 def _labeller_key(weights: str | os.PathLike | None, templates: Sequence[str | os.PathLike], config: Any) -> str:
     """What produced a set of labels (the parser's bytes, the known presets, the settings), so that labels made by
     other weights are never taken for these."""
-    from azote.labeling.label import VERSION
-    from azote.labeling.parser import WEIGHTS_DIR
+    from azote.labeling.label import VERSION, model_sources
 
     h = hashlib.sha256()
-    for name in ("parser.safetensors", "detector/detector.safetensors"):
-        f = Path(weights or WEIGHTS_DIR) / name
+    src = model_sources(weights)
+    for f in (src["parser"] / "parser.safetensors", src["detector"] / "detector.safetensors", src["namer"]):
         h.update(f.read_bytes() if f.is_file() else b"-")
     h.update(json.dumps([sorted(str(Path(t).resolve()) for t in templates), config.adapt, config.adapt_minutes,
                          config.adapt_clips, config.adapt_steps, config.discovery_frames, config.probe_frames,

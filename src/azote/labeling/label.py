@@ -37,11 +37,12 @@ from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, invert, region_rgb, source_box, warp
 from azote.labeling.locate import Located, LocateError, TemplateBank
+from azote.labeling.namer import NAMER_FILE, Namer, load_namer
 from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stick, rest_reading, to_actions
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
-VERSION = 3  # bumped when the same weights and settings label differently (3: unseen skins by their elements)
+VERSION = 4  # bumped when the same weights and settings label differently (4: elements named by the namer)
 
 
 class LabelError(RuntimeError):
@@ -279,16 +280,18 @@ def _stick_geometry_off(readings: np.ndarray, post: PostConfig) -> tuple[np.ndar
 
 @torch.inference_mode()
 def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
-                           frames: Sequence[np.ndarray], progress: Callable[[int], None] | None = None
-                           ) -> dict[str, np.ndarray]:
+                           frames: Sequence[np.ndarray], namer: Namer,
+                           progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
     """An unseen skin read from the video itself (`azote.labeling.elements`): its two-picture elements are found
-    in the crops of every frame (of frames spread over the video when it is long), the parser's layout and its
-    readings of a few hundred of those frames say which element is which button and which picture is pressed,
+    in the crops of every frame (of frames spread over the video when it is long), the namer
+    (`azote.labeling.namer`) says from the parser's layout, its readings of a few hundred of those frames and the
+    stick readings which element is which button and which picture is pressed,
     and each frame's buttons are its elements' pictures. Sticks are read frame by frame as in `read_video`, then
     once more through patches placed where those readings say the rest and travel are, when the layout's guess
     was off. `frames` are the frames sampled for locating (the new patches' reference look). Returns
     `read_video`'s arrays (buttons are 0 or 1)."""
-    from azote.labeling.elements import assign, discover
+    from azote.labeling.elements import discover
+    from azote.labeling.namer import name_elements
     from azote.labeling.synth import stick_patch
 
     total = max(1, int(probe(path)["frames"]))
@@ -316,11 +319,12 @@ def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: 
         maps, _ = reader.model.forward_maps(torch.from_numpy(np.stack([np.concatenate([reader.ref, c, c], -1)
                                                                        for c in part])))
         probs.append(P.button_probs(maps, reader.layout).numpy())
-    found = assign(elements, reader.layout.weights, reader.layout.present, np.concatenate(probs), rows)
+    readings = np.concatenate(sticks)[:seen]
+    found = name_elements(namer, elements, crops_sample, reader.layout.weights, reader.layout.present,
+                          np.concatenate(probs), rows, readings[::stride][:len(sample)])
     reader.elements = {P.BUTTONS[j]: i for j, (i, _) in found.items()}
     reader.elements_found = len(elements)
     buttons = np.zeros((seen, len(P.BUTTONS)), np.float32)
-    readings = np.concatenate(sticks)[:seen]
     if stride == 1:
         for j, (i, minority) in found.items():
             buttons[:, j] = elements[i].labels[:seen] == minority
@@ -410,7 +414,7 @@ def locate_overlay(path: Path, frames: Sequence[np.ndarray], bank: TemplateBank 
 
 def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | None = None,
                 video_id: str | None = None, parser: P.OverlayParser | None = None, detector: Any = None,
-                bank: TemplateBank | None = None, config: LabelConfig | None = None,
+                namer: Namer | None = None, bank: TemplateBank | None = None, config: LabelConfig | None = None,
                 progress: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Labels one video into the dataset at `out` and returns its report. Raises `VideoError` for an unreadable
     video and `LabelError` when no overlay is found; a video already labelled is skipped (its report returned).
@@ -443,7 +447,7 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     reader.adapted = adapted
     t_adapt = time.perf_counter() - t0 - t_locate
     if preset is None:
-        raw = read_video_discovering(path, reader, cfg, frames, progress)
+        raw = read_video_discovering(path, reader, cfg, frames, namer or load_namer(), progress)
     else:
         raw = read_video(path, reader, cfg.batch_size, progress)
     t_parse = time.perf_counter() - t0 - t_locate - t_adapt
@@ -515,17 +519,36 @@ def load_labels(out: str | os.PathLike, video_id: str) -> ActionChunk:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(weights: str | None, templates: Sequence[str], threads: int) -> None:
+def model_sources(weights: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Where the labeller's three networks come from: a weights directory as `azote label-train --export` writes one
+    (parser.json and parser.safetensors, detector/, namer.safetensors); the detector and the namer it lacks are the
+    shipped ones."""
+    from azote.labeling.detect import WEIGHTS_DIR as DETECTOR_DIR
+    from azote.labeling.namer import WEIGHTS as NAMER_WEIGHTS
+
+    w = Path(weights) if weights else None
+    return {"parser": w or P.WEIGHTS_DIR,
+            "detector": w / "detector" if w and (w / "detector").is_dir() else DETECTOR_DIR,
+            "namer": w / NAMER_FILE if w and (w / NAMER_FILE).is_file() else NAMER_WEIGHTS}
+
+
+def load_models(weights: str | os.PathLike | None = None) -> tuple[P.OverlayParser, Any, Namer]:
+    """The parser, the detector and the namer (`model_sources`). Raises `WeightsError`, `DetectError` or
+    `NamerError` naming the file that is missing or bad."""
     from azote.labeling.detect import load_detector
+
+    src = model_sources(weights)
+    return P.load_parser(src["parser"]), load_detector(src["detector"]), load_namer(src["namer"])
+
+
+def _init_worker(weights: str | None, templates: Sequence[str], threads: int) -> None:
     from azote.labeling.presets import load_preset
 
     torch.set_num_threads(threads)
     import cv2
 
     cv2.setNumThreads(threads)
-    _WORKER["parser"] = P.load_parser(weights)
-    _WORKER["detector"] = load_detector(Path(weights) / "detector" if weights and (Path(weights) / "detector").is_dir()
-                                        else None)
+    _WORKER["parser"], _WORKER["detector"], _WORKER["namer"] = load_models(weights)
     _WORKER["bank"] = TemplateBank([load_preset(t) for t in templates]) if templates else None
 
 
@@ -533,7 +556,8 @@ def _label_job(args: tuple) -> dict:
     path, out, game, vid, cfg = args
     try:
         return {"status": "ok", **label_video(path, out, game=game, video_id=vid, parser=_WORKER["parser"],
-                                              detector=_WORKER["detector"], bank=_WORKER["bank"], config=cfg)}
+                                              detector=_WORKER["detector"], namer=_WORKER["namer"], bank=_WORKER["bank"],
+                                              config=cfg)}
     except (VideoError, LabelError) as exc:
         return {"status": "failed", "video": str(path), "video_id": vid, "error": str(exc)}
     except Exception as exc:  # one broken video must not take the others down

@@ -17,7 +17,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import av
 import numpy as np
@@ -477,18 +477,24 @@ def write_shards(out: str | os.PathLike, bank_path: str | os.PathLike, shards: i
     in order."""
     out = Path(out)
     paths = [out / f"shard_{i:04d}.npz" for i in range(shards)]
-    todo = [(p, str(bank_path), clips_per_shard, seed * 100003 + i, list(styles))
-            for i, p in enumerate(paths) if not p.is_file()]
-    if workers <= 1:
-        for job in todo:
-            _shard_job(job)
-            if progress:
-                progress(Path(job[0]).name)
-    else:
-        from azote.lifetime import worker_pool
-
-        with worker_pool(workers) as pool:
-            for name in pool.map(_shard_job, todo):
-                if progress:
-                    progress(Path(name).name)
+    run_jobs(_shard_job, [(p, str(bank_path), clips_per_shard, seed * 100003 + i, list(styles))
+                          for i, p in enumerate(paths) if not p.is_file()], workers, progress)
     return paths
+
+
+def run_jobs(job: Callable[[tuple], str], todo: Sequence[tuple], workers: int = 1,
+             progress: Callable[[str], None] | None = None) -> None:
+    """Runs file-writing jobs (each returns the path it wrote) in `workers` processes, telling `progress` of each
+    file as it lands."""
+    if workers <= 1:
+        results: Iterable[str] = map(job, todo)
+        for name in results:
+            if progress:
+                progress(Path(name).name)
+        return
+    from azote.lifetime import worker_pool
+
+    with worker_pool(workers) as pool:
+        for name in pool.map(job, todo):
+            if progress:
+                progress(Path(name).name)

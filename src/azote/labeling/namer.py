@@ -1,0 +1,309 @@
+"""Naming an unseen overlay's elements: which discovered element (`azote.labeling.elements`) shows which button,
+and which of its two pictures means "pressed".
+
+Every (button, element) pair is described by a few numbers (`PAIR_FEATURES`): how much of the parser's region for
+the button lies on the element, how the parser's per-frame reading of the button follows the element's switching,
+how far the region's centre is from the element, the element's place, size and how often and how cleanly it
+switches, whether its switching follows a stick's deflection (a moving knob is not a button), and which button it
+is. A small network scores the pair; pairs are taken best first, each button and each element once, while the
+score says more likely than not. A second one says, from the parser's reading and from how the element's two
+pictures differ (lighter, more colourful, steadier), whether its less common picture is the pressed one.
+
+Both are trained by `azote label-train` on videos made from the project's generated skins in the training styles
+over the training games (`namer_rows`), run through the same discovery and parser as labelling; the shipped
+weights are `weights/namer.safetensors`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from azote.gamepad import NUM_BUTTONS
+from azote.labeling.elements import Element, correlation
+
+NAMER_FILE = "namer.safetensors"
+WEIGHTS = Path(__file__).parent / "weights" / NAMER_FILE
+PAIR_FEATURES = ("cover", "follow", "follow_signed", "distance", "cover_rank", "follow_rank", "best_cover",
+                 "best_follow", "distance_rank", "x", "y", "width", "height", "size", "share", "separation",
+                 "contrast", "stick", *(f"button_{j}" for j in range(NUM_BUTTONS)))
+SIDE_FEATURES = ("said", "said_abs", "share", "lighter", "colour", "steadier", "separation", "contrast")
+HIDDEN = 32
+SAME_ELEMENT = 0.95  # an element is a button's when they agree on this share of frames (either way round)
+
+
+class NamerError(RuntimeError):
+    """Namer weights that are missing or made for other features."""
+
+
+def _mlp(n_in: int) -> torch.nn.Sequential:
+    return torch.nn.Sequential(torch.nn.Linear(n_in, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 1))
+
+
+@dataclass
+class Namer:
+    pair: torch.nn.Sequential
+    side: torch.nn.Sequential
+
+    @torch.inference_mode()
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return self.pair(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy() if len(x) else np.zeros(0)
+
+    @torch.inference_mode()
+    def pressed_is_minority(self, x: np.ndarray) -> np.ndarray:
+        return self.side(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy() > 0 if len(x) else np.zeros(0, bool)
+
+
+def save_namer(namer: Namer, path: str | os.PathLike) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {f"pair.{k}": v.contiguous() for k, v in namer.pair.state_dict().items()}
+    state.update({f"side.{k}": v.contiguous() for k, v in namer.side.state_dict().items()})
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(dict(sorted(state.items())), str(tmp),
+              metadata={"pair_features": json.dumps(PAIR_FEATURES), "side_features": json.dumps(SIDE_FEATURES)})
+    os.replace(tmp, path)
+    return path
+
+
+def load_namer(path: str | os.PathLike | None = None) -> Namer:
+    from safetensors import safe_open
+
+    path = Path(path) if path else WEIGHTS
+    if not path.is_file():
+        raise NamerError(f"{path}: no namer weights (train them with `azote label-train`)")
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # safetensors raises several kinds for a damaged file
+        raise NamerError(f"{path}: cannot read the namer weights ({exc})") from None
+    if meta.get("pair_features") != json.dumps(PAIR_FEATURES) or meta.get("side_features") != json.dumps(SIDE_FEATURES):
+        raise NamerError(f"{path}: namer weights made for other features; retrain with `azote label-train`")
+    namer = Namer(_mlp(len(PAIR_FEATURES)), _mlp(len(SIDE_FEATURES)))
+    for name, net in (("pair", namer.pair), ("side", namer.side)):
+        own = {k: v for k, v in state.items() if k.startswith(name + ".")}
+        try:
+            net.load_state_dict({k[len(name) + 1:]: v for k, v in own.items()})
+        except RuntimeError as exc:
+            raise NamerError(f"{path}: {name}: {str(exc).splitlines()[0]}") from None
+        net.eval()
+    return namer
+
+
+# --- features ------------------------------------------------------------------------------------------------------
+def _region_centre(weights: np.ndarray, size: tuple[int, int]) -> tuple[float, float]:
+    """Crop pixels (x, y) of a region's weighted centre; map pixel j is centred on crop pixel 4 j."""
+    from azote.labeling.parser import map_pixel_centres
+
+    xs, ys = map_pixel_centres()
+    w = weights / max(float(weights.sum()), 1e-9)
+    return float((w.sum(0) * xs).sum()), float((w.sum(1) * ys).sum())
+
+
+def pair_features(elements: Sequence[Element], regions: np.ndarray, present: np.ndarray, probs: np.ndarray,
+                  rows: np.ndarray, sticks: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """(button, element) pairs worth scoring and their `PAIR_FEATURES`. `regions` [17, h, w] and `present` [17]
+    are the parser's layout, `probs` [n, 17] its readings of the sample's frames `rows`, `sticks` [T, 2, 2] the
+    stick readings of the sample's frames."""
+    if not elements:
+        return [], np.zeros((0, len(PAIR_FEATURES)), np.float32)
+    h, w = elements[0].core.shape
+    moving = np.abs(sticks.reshape(len(sticks), -1))
+    info = []
+    for e in elements:
+        yy, xx = np.nonzero(e.core)
+        stick = max((abs(correlation(moving[:, k], e.labels)) for k in range(moving.shape[1])), default=0.0)
+        info.append([e.centre[0] / w, e.centre[1] / h, (xx.max() - xx.min() + 1) / w, (yy.max() - yy.min() + 1) / h,
+                     np.sqrt(e.core.sum()) / w, e.labels.mean(), e.separation, np.log(e.contrast), stick])
+    per_element = np.asarray(info, np.float32)
+    pairs, feats = [], []
+    for j in np.flatnonzero(present):
+        region = regions[j].astype(np.float32)
+        if region.max() <= 0:
+            continue
+        cover_map = cv2.dilate(cv2.resize(region / region.max(), (w, h), interpolation=cv2.INTER_LINEAR),
+                               np.ones((3, 3), np.uint8))
+        cx, cy = _region_centre(region, (w, h))
+        cover = np.array([float(cover_map[e.core].mean()) for e in elements])
+        follow = np.array([correlation(probs[:, j], e.labels[rows]) for e in elements])
+        dist = np.hypot(per_element[:, 0] - cx / w, per_element[:, 1] - cy / h)
+        second = np.sort(dist)[min(1, len(dist) - 1)]
+        onehot = np.eye(NUM_BUTTONS, dtype=np.float32)[j]
+        for i in range(len(elements)):
+            if cover[i] < 0.02 and abs(follow[i]) < 0.1 and dist[i] > 0.25:
+                continue  # nowhere near and not following: not worth a score
+            pairs.append((int(j), i))
+            feats.append(np.concatenate([[cover[i], abs(follow[i]), follow[i], dist[i],
+                                          cover[i] / max(cover.max(), 1e-6), abs(follow[i]) / max(np.abs(follow).max(), 1e-6),
+                                          float(cover[i] >= cover.max()), float(abs(follow[i]) >= np.abs(follow).max()),
+                                          dist[i] / max(float(second), 1e-6)], per_element[i], onehot]))
+    return pairs, np.asarray(feats, np.float32).reshape(-1, len(PAIR_FEATURES))
+
+
+def side_features(element: Element, crops: np.ndarray, probs: np.ndarray, rows: np.ndarray, button: int) -> np.ndarray:
+    """`SIDE_FEATURES` of an element named `button`: how its less common picture differs from the other."""
+    lab = element.labels
+    said = float(probs[lab[rows], button].mean() - probs[~lab[rows], button].mean()) if lab[rows].any() and \
+        (~lab[rows]).any() else 0.0
+    core = crops[:, element.core].astype(np.float32) * np.float32(1 / 255)  # [T, k, 3]
+    on, off = core[lab].mean(0), core[~lab].mean(0)
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    lighter = float((on @ luma).mean() - (off @ luma).mean())
+    colour = float((on.max(-1) - on.min(-1)).mean() - (off.max(-1) - off.min(-1)).mean())
+    steadier = float(core[~lab].std(0).mean() - core[lab].std(0).mean())
+    return np.array([said, abs(said), lab.mean(), lighter, colour, steadier, element.separation,
+                     np.log(element.contrast)], np.float32)
+
+
+def name_elements(namer: Namer, elements: Sequence[Element], crops: np.ndarray, regions: np.ndarray,
+                  present: np.ndarray, probs: np.ndarray, rows: np.ndarray, sticks: np.ndarray
+                  ) -> dict[int, tuple[int, bool]]:
+    """button -> (element, whether the element's less common picture is the pressed one)."""
+    pairs, x = pair_features(elements, regions, present, probs, rows, sticks)
+    scores = namer.scores(x)
+    out: dict[int, tuple[int, bool]] = {}
+    used: set[int] = set()
+    for k in np.argsort(-scores):
+        j, i = pairs[k]
+        if scores[k] <= 0:
+            break
+        if j in out or i in used:
+            continue
+        out[j] = (i, True)
+        used.add(i)
+    if out:
+        side = namer.pressed_is_minority(np.stack([side_features(elements[i], crops, probs, rows, j)
+                                                   for j, (i, _) in out.items()]))
+        out = {j: (i, bool(s)) for (j, (i, _)), s in zip(out.items(), side)}
+    return out
+
+
+# --- training ------------------------------------------------------------------------------------------------------
+def namer_rows(rng: np.random.Generator, bank, styles: Sequence[str], parser, frames: int = 600,
+               probe: int = 160) -> dict[str, np.ndarray]:
+    """One generated video's training rows: pair features with whether the element is the button's, and side
+    features (of the true pairs) with whether the less common picture is the pressed one."""
+    from azote.labeling import parser as P
+    from azote.labeling.elements import discover
+    from azote.labeling.skingen import random_preset
+    from azote.labeling.synth import ClipSpec, make_clip
+
+    preset = random_preset(rng, style=styles[int(rng.integers(len(styles)))])
+    clip = make_clip(rng, bank, preset, ClipSpec(frames=frames, ref_frames=24, box_jitter=0.06))
+    crops, truth = clip["crops"], clip["buttons"].astype(bool)
+    elements = discover(crops)
+    sampled = np.linspace(0, len(crops) - 1, 24).round().astype(int)
+    ref = np.median(crops[sampled], axis=0).astype(np.uint8)
+    rows = np.unique(np.linspace(0, len(crops) - 1, min(len(crops), probe)).round().astype(int))
+    with torch.inference_mode():
+        maps, glob = parser.forward_maps(torch.from_numpy(np.stack([np.concatenate([ref, c, c], -1)
+                                                                    for c in crops[sampled]])))
+        layout = P.layout_from_maps(maps, glob)
+        probs = np.concatenate([P.button_probs(parser.forward_maps(torch.from_numpy(np.stack(
+            [np.concatenate([ref, c, c], -1) for c in crops[rows[k:k + 64]]])))[0], layout).numpy()
+            for k in range(0, len(rows), 64)])
+        sticks = np.zeros((len(crops), 2, 2), np.float32)
+        for s in range(2):
+            if clip["patch_ok"][s]:
+                x = np.concatenate([np.broadcast_to(clip["ref_patches"][s], clip["patches"][:, s].shape),
+                                    clip["patches"][:, s], clip["patches"][:, s]], -1)
+                sticks[:, s] = parser.decode_sticks(parser.forward_sticks(torch.from_numpy(np.ascontiguousarray(x)))).numpy()
+    shown = set(preset.button_regions())
+    pairs, x = pair_features(elements, layout.weights, layout.present, probs, rows, sticks)
+    from azote.gamepad import BUTTONS
+
+    def agree(i: int, j: int) -> float:
+        a = float(np.mean(elements[i].labels == truth[:, j]))
+        return max(a, 1 - a)
+
+    is_pair = np.array([BUTTONS[j] in shown and 0.003 < truth[:, j].mean() < 0.997 and agree(i, j) >= SAME_ELEMENT
+                        for j, i in pairs], bool)
+    side_x, side_y = [], []
+    for (j, i), ok in zip(pairs, is_pair):
+        if ok:
+            side_x.append(side_features(elements[i], crops, probs, rows, j))
+            side_y.append(float(np.mean(elements[i].labels == truth[:, j])) > 0.5)
+    return {"pair_x": x, "pair_y": is_pair, "side_x": np.asarray(side_x, np.float32).reshape(-1, len(SIDE_FEATURES)),
+            "side_y": np.asarray(side_y, bool)}
+
+
+def _flipped_sides(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The side rows with the element's two pictures swapped (the features that compare them change sign, its
+    share becomes one minus its share): generated skins mostly press the less common picture, real held buttons
+    do not, so the head sees both."""
+    sign = np.array([-1, 1, 1, -1, -1, -1, 1, 1], np.float32)
+    f = x * sign
+    f[:, SIDE_FEATURES.index("share")] = 1 - x[:, SIDE_FEATURES.index("share")]
+    return np.concatenate([x, f]), np.concatenate([y, ~y])
+
+
+def train_namer(rows: Sequence[dict[str, np.ndarray]], epochs: int = 400, seed: int = 0,
+                log: Callable[[str], None] = print) -> Namer:
+    """Both networks fitted on the rows of many generated videos (full batch, Adam, a little weight decay)."""
+    torch.manual_seed(seed)
+    namer = Namer(_mlp(len(PAIR_FEATURES)), _mlp(len(SIDE_FEATURES)))
+    sides = _flipped_sides(np.concatenate([r["side_x"] for r in rows]), np.concatenate([r["side_y"] for r in rows]))
+    for name, net, data, pos in (
+            ("pair", namer.pair, (np.concatenate([r["pair_x"] for r in rows]),
+                                  np.concatenate([r["pair_y"] for r in rows])), 3.0),
+            ("side", namer.side, sides, 1.0)):
+        xt = torch.from_numpy(data[0].astype(np.float32))
+        yt = torch.from_numpy(data[1].astype(np.float32))
+        if not len(xt):
+            raise NamerError("no training rows for the namer")
+        opt = torch.optim.Adam(net.parameters(), 1e-2, weight_decay=1e-4)
+        for _ in range(epochs):
+            opt.zero_grad()
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(xt)[:, 0], yt, pos_weight=torch.tensor(pos))
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            acc = float(((net(xt)[:, 0] > 0).float() == yt).float().mean())
+        log(f"namer {name}: {len(xt)} rows, loss {float(loss.detach()):.4f}, accuracy {acc:.4f}")
+        net.eval()
+    return namer
+
+
+def _rows_job(args: tuple) -> str:
+    path, bank_path, seed, styles, parser_dir = args
+    from azote.labeling.parser import load_parser
+    from azote.labeling.synth import BackgroundBank
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    rows = namer_rows(np.random.default_rng(seed), BackgroundBank.load(bank_path), styles, load_parser(parser_dir))
+    tmp = Path(path).with_name(f".{Path(path).stem}.tmp.npz")
+    np.savez(tmp, **rows)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def write_namer_rows(out: str | os.PathLike, bank_path: str | os.PathLike, videos: int, styles: Sequence[str],
+                     parser_dir: str | os.PathLike | None = None, seed: int = 0, workers: int = 1,
+                     progress: Callable[[str], None] | None = None) -> list[Path]:
+    """The rows of `videos` generated videos under `out`, one file each (resumable: files made are kept)."""
+    from azote.labeling.synth import run_jobs
+
+    paths = [Path(out) / f"video_{i:05d}.npz" for i in range(videos)]
+    Path(out).mkdir(parents=True, exist_ok=True)
+    run_jobs(_rows_job, [(p, str(bank_path), [seed, i], list(styles), str(parser_dir) if parser_dir else None)
+                         for i, p in enumerate(paths) if not p.is_file()], workers, progress)
+    return paths
+
+
+def load_rows(paths: Sequence[Path]) -> list[dict[str, np.ndarray]]:
+    out = []
+    for p in paths:
+        with np.load(p, allow_pickle=False) as z:
+            out.append({k: z[k] for k in ("pair_x", "pair_y", "side_x", "side_y")})
+    return out

@@ -1,0 +1,106 @@
+"""Unseen skins read by their elements: discovery finds each shown button's two pictures in a video's own crops, the
+namer names them (its weights load, a hostile or foreign file is refused), and a held-out style's video is labelled
+zero-shot with its buttons read, not guessed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from azote.gamepad import BUTTONS
+from azote.labeling.skingen import HELDOUT_STYLES, heldout_presets
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _bank():
+    from test_labeling import backgrounds
+
+    from azote.labeling.synth import BackgroundBank
+
+    return BackgroundBank({"test/blocks": backgrounds(200, seed=3)})
+
+
+def _clip(preset, frames: int, seed: int = 0) -> dict:
+    from azote.labeling.synth import ClipSpec, make_clip
+
+    return make_clip(np.random.default_rng(seed), _bank(), preset, ClipSpec(frames=frames, ref_frames=12))
+
+
+def test_discovery_finds_each_shown_buttons_two_pictures():
+    from azote.labeling.elements import discover
+
+    preset = heldout_presets()[2]
+    clip = _clip(preset, 360)
+    truth = clip["buttons"].astype(bool)
+    elements = discover(clip["crops"])
+    shown = [BUTTONS.index(b) for b in preset.button_regions()]
+    varying = [j for j in shown if 0.03 < truth[:, j].mean() < 0.97]
+    assert len(varying) >= 6
+    best = {j: max((max(np.mean(e.labels == truth[:, j]), np.mean(e.labels != truth[:, j])) for e in elements),
+                   default=0.0) for j in varying}
+    # each button's pictures are found as one element that switches with it, frame by frame
+    assert np.mean([v >= 0.97 for v in best.values()]) >= 0.8, best
+    # and an element's classifier gives back the labels discovery found
+    for e in elements[:5]:
+        assert np.mean(e.classify(clip["crops"]) == e.labels) > 0.98
+
+
+def test_the_shipped_namer_loads_and_a_foreign_or_damaged_file_is_refused(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    from azote.labeling.namer import PAIR_FEATURES, NamerError, load_namer, save_namer
+
+    namer = load_namer()
+    x = np.random.default_rng(0).normal(size=(5, len(PAIR_FEATURES))).astype(np.float32)
+    again = load_namer(save_namer(namer, tmp_path / "copy.safetensors"))
+    assert np.array_equal(namer.scores(x), again.scores(x))
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}" + b"0" * 64)
+    save_file({"pair.0.weight": torch.zeros(3, 3)}, str(tmp_path / "foreign.safetensors"))
+    for name, says in (("junk", "cannot read"), ("foreign", "other features"), ("missing", "no namer weights")):
+        with pytest.raises(NamerError, match=says):
+            load_namer(tmp_path / f"{name}.safetensors")
+
+
+def test_label_refuses_a_weights_directory_with_a_damaged_namer(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    from azote.labeling.parser import WEIGHTS_DIR
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    for name in ("parser.json", "parser.safetensors"):
+        shutil.copyfile(WEIGHTS_DIR / name, weights / name)
+    (weights / "namer.safetensors").write_bytes(b"garbage")
+    (tmp_path / "v.mp4").write_bytes(b"x")
+    r = subprocess.run([sys.executable, "-m", "azote.cli.main", "label", str(tmp_path / "v.mp4"), "--out",
+                        str(tmp_path / "out"), "--weights", str(weights)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "namer" in r.stderr and "Traceback" not in r.stderr, r.stderr[-800:]
+
+
+def test_a_held_out_style_is_labelled_zero_shot_by_its_elements(tmp_path):
+    from test_labeling import _make_video
+
+    from azote.labeling.evaluate import f1, shown
+    from azote.labeling.label import LabelConfig, label_videos, load_labels
+
+    preset = next(p for p in heldout_presets() if p.family == "xbox")
+    assert any(s in preset.name for s in HELDOUT_STYLES)
+    truth = _make_video(tmp_path / "clip.mp4", preset, frames=360, seed=1)
+    cfg = LabelConfig(chunk_seconds=4.0)
+    cfg.post.min_density = 0.0
+    summary = label_videos([tmp_path / "clip.mp4"], tmp_path / "out", config=cfg)
+    assert summary["labelled"] == 1, summary
+    report = json.loads((tmp_path / "out" / "labeling" / "clip.json").read_text())
+    assert report["layout"]["elements_found"] >= 6
+    buttons, _ = shown(preset)
+    cols = [BUTTONS.index(b) for b in buttons]
+    got = load_labels(tmp_path / "out", "clip").buttons[:, cols] > 0.5
+    want = truth.buttons[: len(got), cols] > 0.5
+    accuracy, nothing = float(np.mean(got == want)), float(np.mean(~want))
+    assert accuracy > nothing + 0.1 and f1(got, want) > 0.6, (accuracy, nothing, f1(got, want))
