@@ -54,17 +54,15 @@ def make_videos(root: Path, count: int, seconds: float) -> tuple[list[Path], Pat
 
 
 def measure(videos: list[Path], root: Path, workers: int, templates: list[Path]) -> dict:
-    from azote.labeling.detect import load_detector
-    from azote.labeling.label import label_video, label_videos
+    from azote.labeling.label import label_video, label_videos, load_models
     from azote.labeling.locate import TemplateBank
-    from azote.labeling.parser import load_parser
     from azote.labeling.presets import load_preset
 
-    model, det = load_parser(), load_detector()
+    model, det, namer = load_models()
     bank = TemplateBank([load_preset(t) for t in templates]) if templates else None
-    first = label_video(videos[0], root / "warm", parser=model, detector=det, bank=bank)  # adapts once (cached)
+    first = label_video(videos[0], root / "warm", parser=model, detector=det, namer=namer, bank=bank)  # adapts once
     t = time.perf_counter()
-    rep = label_video(videos[1 % len(videos)], root / "single", parser=model, detector=det, bank=bank)
+    rep = label_video(videos[1 % len(videos)], root / "single", parser=model, detector=det, namer=namer, bank=bank)
     single = time.perf_counter() - t
     reports: list[dict] = []
     t = time.perf_counter()

@@ -14,8 +14,8 @@ background only adds spread. Discovery finds those elements without knowing the 
    alike are one element; a footprint spread over a large part of the crop (a game's scene change) or no sharper
    inside the core than around it (the game moving behind a translucent skin) is not an element.
 
-Which button an element is and which of its pictures means "pressed" is decided by the caller (the parser's
-layout and its per-frame readings, `assign` and `orient`): discovery only says what switches, where and when.
+Which button an element is and which of its pictures means "pressed" is decided by `azote.labeling.namer`
+(from the parser's layout and its per-frame readings): discovery only says what switches, where and when.
 """
 
 from __future__ import annotations
@@ -190,44 +190,6 @@ def discover(crops: np.ndarray, window: int | None = None, directions: int = 4) 
         e = _element(s, labels, (x0, y0, win))
         if e is not None and not any(_same(e.labels, o.labels) for o in out):
             out.append(e)
-    return out
-
-
-def assign(elements: list[Element], regions: np.ndarray, present: np.ndarray, probs: np.ndarray,
-           rows: np.ndarray) -> dict[int, tuple[int, bool]]:
-    """Which element shows which button, and whether its less common picture means pressed.
-
-    `regions` [17, h, w] are the parser's button regions on its map grid (`present` [17] where it found one),
-    `probs` [n, 17] its per-frame button readings of the discovery sample's frames `rows`. A button's element is
-    the one its region covers and its readings follow (greedy over the best pairs, each element and button
-    once); an element's less common picture is the pressed one unless the readings clearly say the opposite."""
-    if not elements:
-        return {}
-    h, w = elements[0].core.shape
-    n_buttons = len(present)
-    pairs = []
-    for j in range(n_buttons):
-        if not present[j] or regions[j].max() <= 0:
-            continue
-        cover = cv2.resize((regions[j] / regions[j].max()).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-        cover = cv2.dilate(cover, np.ones((3, 3), np.uint8))
-        p = probs[:, j]
-        for i, e in enumerate(elements):
-            overlap = float(cover[e.core].mean())
-            follow = correlation(p, e.labels[rows])
-            score = overlap + 0.5 * abs(follow)
-            if score >= 0.25:
-                pairs.append((score, j, i))
-    out: dict[int, tuple[int, bool]] = {}
-    used: set[int] = set()
-    for score, j, i in sorted(pairs, reverse=True):
-        if j in out or i in used:
-            continue
-        lab = elements[i].labels[rows]
-        p = probs[:, j]
-        said = float(p[lab].mean() - p[~lab].mean()) if lab.any() and not lab.all() else 0.0
-        out[j] = (i, said > -0.1)
-        used.add(i)
     return out
 
 

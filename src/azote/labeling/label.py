@@ -61,7 +61,7 @@ class LabelConfig:
     adapt_minutes: float = 3.0
     adapt_clips: int = 160
     adapt_steps: int = 600  # at most; adapt_minutes usually ends it first
-    discovery_frames: int = 3600  # unseen skins: crops kept to discover the elements (a longer video is sampled)
+    discovery_frames: int = 3600  # crops kept to discover the elements (a longer video is sampled)
     probe_frames: int = 480  # unseen skins: frames the parser reads to name the elements
 
 
@@ -247,27 +247,6 @@ def _read_sticks_batch(reader: OverlayReader, patches: list[list[np.ndarray | No
     return out
 
 
-@torch.inference_mode()
-def read_video(path: str | os.PathLike, reader: OverlayReader, batch_size: int = 64,
-               progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Every frame through the parser, paired with the previous one (frame 0 with itself): button probabilities
-    [T, 17] and stick readings [T, 2, 2] in travel units (0 for a stick the overlay lacks)."""
-    buttons: list[np.ndarray] = []
-    sticks: list[np.ndarray] = []
-    last: tuple[np.ndarray, list] | None = None
-    for crops, patches in _batches(path, reader, batch_size):
-        x = _triples(reader.ref, last[0] if last else crops[0], crops)
-        maps, _ = reader.model.forward_maps(torch.from_numpy(x))
-        buttons.append(P.button_probs(maps, reader.layout).numpy())
-        sticks.append(_read_sticks_batch(reader, patches, last[1] if last else None))
-        last = (crops[-1], patches[-1])
-        if progress:
-            progress(len(crops))
-    if not buttons:
-        raise VideoError(f"{path}: no frames decoded")
-    return {"buttons": np.concatenate(buttons), "sticks": np.concatenate(sticks)}
-
-
 def _stick_geometry_off(readings: np.ndarray, post: PostConfig) -> tuple[np.ndarray, float] | None:
     """Where a stick's rest and travel really are, in units of the patch it was read through, when its readings
     say the patch was placed or scaled badly enough to read it again (None when it was not)."""
@@ -279,31 +258,40 @@ def _stick_geometry_off(readings: np.ndarray, post: PostConfig) -> tuple[np.ndar
 
 
 @torch.inference_mode()
-def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
-                           frames: Sequence[np.ndarray], namer: Namer,
-                           progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """An unseen skin read from the video itself (`azote.labeling.elements`): its two-picture elements are found
-    in the crops of every frame (of frames spread over the video when it is long), the namer
-    (`azote.labeling.namer`) says from the parser's layout, its readings of a few hundred of those frames and the
-    stick readings which element is which button and which picture is pressed,
-    and each frame's buttons are its elements' pictures. Sticks are read frame by frame as in `read_video`, then
+def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig, frames: Sequence[np.ndarray],
+               namer: Namer | None = None, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Every frame's buttons and sticks: button states [T, 17] (probabilities, or 0/1 where an element says) and
+    stick readings [T, 2, 2] in travel units (0 for a stick the overlay lacks).
+
+    Both paths find the overlay's two-picture elements in the crops of every frame (of frames spread over the
+    video when it is long; `azote.labeling.elements`), and read each named button off its element's pictures.
+    A known preset (`namer` None): the adapted parser reads every frame (paired with the previous one), and a
+    button takes the element inside its drawn region that its readings follow (which cleans the parser's
+    occasional misreadings). An unseen skin: the namer (`azote.labeling.namer`) says from the parser's layout, its
+    readings of a few hundred frames and the stick readings which element is which button and which picture is
+    pressed; a button with no element reads as released. Sticks are read frame by frame, and for an unseen skin
     once more through patches placed where those readings say the rest and travel are, when the layout's guess
-    was off. `frames` are the frames sampled for locating (the new patches' reference look). Returns
-    `read_video`'s arrays (buttons are 0 or 1)."""
+    was off. `frames` are the frames sampled for locating (the new patches' reference look)."""
     from azote.labeling.elements import discover
-    from azote.labeling.namer import name_elements
+    from azote.labeling.namer import name_by_readings, name_elements
     from azote.labeling.synth import stick_patch
 
+    known = namer is None
     total = max(1, int(probe(path)["frames"]))
     stride = max(1, -(-total // cfg.discovery_frames))
     sample: list[np.ndarray] = []
     sticks: list[np.ndarray] = []
-    last: list[np.ndarray | None] | None = None
+    read: list[np.ndarray] = []  # a known preset's parser readings of every frame
+    last: tuple[np.ndarray, list[np.ndarray | None]] | None = None
     seen = 0
     for crops, patches in _batches(path, reader, cfg.batch_size):
         sample += [c for k, c in enumerate(crops, seen) if k % stride == 0]
-        sticks.append(_read_sticks_batch(reader, patches, last))
-        last = patches[-1]
+        if known:
+            maps, _ = reader.model.forward_maps(torch.from_numpy(_triples(reader.ref, last[0] if last else crops[0],
+                                                                          crops)))
+            read.append(P.button_probs(maps, reader.layout).numpy())
+        sticks.append(_read_sticks_batch(reader, patches, last[1] if last else None))
+        last = (crops[-1], patches[-1])
         seen += len(crops)
         if progress:
             progress(len(crops))
@@ -311,27 +299,31 @@ def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: 
         raise VideoError(f"{path}: no frames decoded")
     crops_sample = np.stack(sample)
     elements = discover(crops_sample)
-    # the parser's readings of frames spread over the sample (each against itself as the previous frame)
-    rows = np.unique(np.linspace(0, len(sample) - 1, min(len(sample), cfg.probe_frames)).round().astype(int))
-    probs = []
-    for k in range(0, len(rows), cfg.batch_size):
-        part = [sample[r] for r in rows[k:k + cfg.batch_size]]
-        maps, _ = reader.model.forward_maps(torch.from_numpy(np.stack([np.concatenate([reader.ref, c, c], -1)
-                                                                       for c in part])))
-        probs.append(P.button_probs(maps, reader.layout).numpy())
     readings = np.concatenate(sticks)[:seen]
-    found = name_elements(namer, elements, crops_sample, reader.layout.weights, reader.layout.present,
-                          np.concatenate(probs), rows, readings[::stride][:len(sample)])
+    if known:
+        buttons = np.concatenate(read)[:seen]
+        found = name_by_readings(elements, reader.layout.weights, reader.layout.present, buttons[::stride][:len(sample)])
+    else:
+        # the parser's readings of frames spread over the sample (each against itself as the previous frame)
+        rows = np.unique(np.linspace(0, len(sample) - 1, min(len(sample), cfg.probe_frames)).round().astype(int))
+        probs = []
+        for k in range(0, len(rows), cfg.batch_size):
+            part = [sample[r] for r in rows[k:k + cfg.batch_size]]
+            maps, _ = reader.model.forward_maps(torch.from_numpy(np.stack([np.concatenate([reader.ref, c, c], -1)
+                                                                           for c in part])))
+            probs.append(P.button_probs(maps, reader.layout).numpy())
+        found = name_elements(namer, elements, crops_sample, reader.layout.weights, reader.layout.present,
+                              np.concatenate(probs), rows, readings[::stride][:len(sample)])
+        buttons = np.zeros((seen, len(P.BUTTONS)), np.float32)
     reader.elements = {P.BUTTONS[j]: i for j, (i, _) in found.items()}
     reader.elements_found = len(elements)
-    buttons = np.zeros((seen, len(P.BUTTONS)), np.float32)
     if stride == 1:
         for j, (i, minority) in found.items():
             buttons[:, j] = elements[i].labels[:seen] == minority
     post = cfg.post.zero_shot()
     again = []
     for s, sr in enumerate(reader.sticks):
-        off = _stick_geometry_off(readings[:, s], post) if sr is not None else None
+        off = _stick_geometry_off(readings[:, s], post) if sr is not None and not known else None
         if sr is not None and off is not None:
             centre = (sr.centre[0] + float(off[0][0]) * sr.travel, sr.centre[1] + float(off[0][1]) * sr.travel)
             m = stick_patch(centre, sr.travel * off[1])
@@ -339,7 +331,7 @@ def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: 
                                            sr.travel * off[1])
             again.append(s)
     if again or (stride > 1 and found):  # a second pass: every frame's elements of a long video, sticks again
-        t, last = 0, None
+        t, before = 0, None
         for crops, patches in _batches(path, reader, cfg.batch_size):
             n = len(crops)
             if stride > 1:
@@ -347,9 +339,8 @@ def read_video_discovering(path: str | os.PathLike, reader: OverlayReader, cfg: 
                 for j, (i, minority) in found.items():
                     buttons[t:t + n, j] = elements[i].classify(batch) == minority
             if again:
-                read = _read_sticks_batch(reader, patches, last)
-                readings[t:t + n, again] = read[:, again]
-                last = patches[-1]
+                readings[t:t + n, again] = _read_sticks_batch(reader, patches, before)[:, again]
+                before = patches[-1]
             t += n
     return {"buttons": buttons, "sticks": readings}
 
@@ -446,10 +437,7 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
     reader = make_reader(loc, frames, model, preset)
     reader.adapted = adapted
     t_adapt = time.perf_counter() - t0 - t_locate
-    if preset is None:
-        raw = read_video_discovering(path, reader, cfg, frames, namer or load_namer(), progress)
-    else:
-        raw = read_video(path, reader, cfg.batch_size, progress)
+    raw = read_video(path, reader, cfg, frames, None if preset is not None else namer or load_namer(), progress)
     t_parse = time.perf_counter() - t0 - t_locate - t_adapt
     post = cfg.post if preset is not None else cfg.post.zero_shot()
     actions, norm = to_actions(raw["sticks"], raw["buttons"], post)

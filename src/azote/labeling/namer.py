@@ -131,8 +131,7 @@ def pair_features(elements: Sequence[Element], regions: np.ndarray, present: np.
         region = regions[j].astype(np.float32)
         if region.max() <= 0:
             continue
-        cover_map = cv2.dilate(cv2.resize(region / region.max(), (w, h), interpolation=cv2.INTER_LINEAR),
-                               np.ones((3, 3), np.uint8))
+        cover_map = _cover(region, (w, h))
         cx, cy = _region_centre(region, (w, h))
         cover = np.array([float(cover_map[e.core].mean()) for e in elements])
         follow = np.array([correlation(probs[:, j], e.labels[rows]) for e in elements])
@@ -148,6 +147,44 @@ def pair_features(elements: Sequence[Element], regions: np.ndarray, present: np.
                                           float(cover[i] >= cover.max()), float(abs(follow[i]) >= np.abs(follow).max()),
                                           dist[i] / max(float(second), 1e-6)], per_element[i], onehot]))
     return pairs, np.asarray(feats, np.float32).reshape(-1, len(PAIR_FEATURES))
+
+
+def _cover(region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A button's region (map grid) on the crop's grid, scaled to 1 at its peak, grown by a pixel."""
+    region = region.astype(np.float32)
+    return cv2.dilate(cv2.resize(region / max(float(region.max()), 1e-9), size, interpolation=cv2.INTER_LINEAR),
+                      np.ones((3, 3), np.uint8))
+
+
+def name_by_readings(elements: Sequence[Element], regions: np.ndarray, present: np.ndarray, probs: np.ndarray,
+                     min_cover: float = 0.3, min_follow: float = 0.5, min_agree: float = 0.8
+                     ) -> dict[int, tuple[int, bool]]:
+    """A known preset's elements named by its drawn regions and the adapted parser's readings `probs` [T, 17] of
+    the elements' frames: a button takes the element its region covers whose pictures its readings follow best,
+    when they follow it closely (correlation, and agreement frame by frame) - else the parser's own readings stay.
+    Returns what `name_elements` returns."""
+    if not elements:
+        return {}
+    h, w = elements[0].core.shape
+    pairs = []
+    for j in np.flatnonzero(present):
+        if regions[j].max() <= 0:
+            continue
+        cover = _cover(regions[j], (w, h))
+        said = probs[:, j] > 0.5
+        for i, e in enumerate(elements):
+            c = correlation(probs[:, j], e.labels)
+            if float(cover[e.core].mean()) < min_cover or abs(c) < min_follow:
+                continue
+            if float(np.mean(said == (e.labels == (c > 0)))) >= min_agree:
+                pairs.append((abs(c), int(j), i, c > 0))
+    out: dict[int, tuple[int, bool]] = {}
+    used: set[int] = set()
+    for _, j, i, pressed in sorted(pairs, reverse=True):
+        if j not in out and i not in used:
+            out[j] = (i, bool(pressed))
+            used.add(i)
+    return out
 
 
 def side_features(element: Element, crops: np.ndarray, probs: np.ndarray, rows: np.ndarray, button: int) -> np.ndarray:
