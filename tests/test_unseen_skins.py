@@ -104,3 +104,33 @@ def test_a_held_out_style_is_labelled_zero_shot_by_its_elements(tmp_path):
     want = truth.buttons[: len(got), cols] > 0.5
     accuracy, nothing = float(np.mean(got == want)), float(np.mean(~want))
     assert accuracy > nothing + 0.1 and f1(got, want) > 0.6, (accuracy, nothing, f1(got, want))
+
+
+def test_a_known_presets_button_takes_the_element_in_its_region_that_its_readings_follow():
+    from azote.labeling.elements import Element
+    from azote.labeling.namer import name_by_readings
+
+    rng = np.random.default_rng(0)
+    t, (h, w) = 400, (104, 160)
+    pressed = rng.random(t) < 0.3
+
+    def element(x0: int, labels: np.ndarray) -> Element:
+        core = np.zeros((h, w), bool)
+        core[40:50, x0:x0 + 10] = True
+        return Element(labels, core, (x0 + 5.0, 45.0), 0.95, 5.0, np.zeros(300, np.float32), 0.0)
+
+    regions = np.zeros((17, 26, 40), np.float32)
+    regions[0, 10:13, 10:13] = 1  # button 0 drawn over crop pixels 40-52 (map pixel j is crop pixel 4 j)
+    regions[1, 10:13, 30:33] = 1  # button 1 drawn over crop pixels 120-132
+    present = np.zeros(17, bool)
+    present[[0, 1]] = True
+    probs = np.zeros((t, 17), np.float32)
+    noisy = pressed ^ (rng.random(t) < 0.08)  # the parser misreads 8% of frames
+    probs[:, 0] = np.where(noisy, 0.9, 0.1)
+    probs[:, 1] = np.where(rng.random(t) < 0.5, 0.9, 0.1)  # readings no element follows
+    far = element(120, noisy)  # follows button 0's readings exactly, but sits in button 1's region
+    inside = element(40, ~pressed)  # button 0's own element, labelled the other way round
+    found = name_by_readings([far, inside], regions, present, probs)
+    # button 0 reads element 1, pressed where its label is False; button 1 keeps the parser's readings
+    assert found == {0: (1, False)}
+
