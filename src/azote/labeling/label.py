@@ -42,7 +42,7 @@ from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stic
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
-VERSION = 4  # bumped when the same weights and settings label differently (4: elements named by the namer)
+VERSION = 4  # bumped when the same weights and settings label differently (4: the namer; known presets by elements)
 
 
 class LabelError(RuntimeError):
