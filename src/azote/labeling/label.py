@@ -62,7 +62,7 @@ class LabelConfig:
     adapt_clips: int = 160
     adapt_steps: int = 600  # at most; adapt_minutes usually ends it first
     discovery_frames: int = 3600  # crops kept to discover the elements (a longer video is sampled)
-    probe_frames: int = 480  # unseen skins: frames the parser reads to name the elements
+    probe_frames: int = 240  # unseen skins: frames the parser reads to name the elements (160 and 480 name alike)
 
 
 def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[np.ndarray]:
@@ -530,12 +530,14 @@ def load_models(weights: str | os.PathLike | None = None) -> tuple[P.OverlayPars
 
 
 def _init_worker(weights: str | None, templates: Sequence[str], threads: int) -> None:
+    import cv2
+    from threadpoolctl import threadpool_limits
+
     from azote.labeling.presets import load_preset
 
     torch.set_num_threads(threads)
-    import cv2
-
     cv2.setNumThreads(threads)
+    _WORKER["blas"] = threadpool_limits(threads)  # discovery's matrix products too (kept for the worker's life)
     _WORKER["parser"], _WORKER["detector"], _WORKER["namer"] = load_models(weights)
     _WORKER["bank"] = TemplateBank([load_preset(t) for t in templates]) if templates else None
 
