@@ -9,9 +9,12 @@ is. A small network scores the pair; pairs are taken best first, each button and
 score says more likely than not. A second one says, from the parser's reading and from how the element's two
 pictures differ (lighter, more colourful, steadier), whether its less common picture is the pressed one.
 
-Both are trained by `azote label-train` on videos made from the project's generated skins in the training styles
-over the training games (`namer_rows`), run through the same discovery and parser as labelling; the shipped
-weights are `weights/namer.safetensors`.
+A known preset needs no network: its drawn regions and the adapted parser's readings name its elements
+(`name_by_readings`).
+
+Both networks are trained by `azote label-train` on videos made from the project's generated skins in the
+training styles over the training games (`namer_rows`), run through the same discovery and parser as labelling;
+the shipped weights are `weights/namer.safetensors`.
 """
 
 from __future__ import annotations
