@@ -12,7 +12,8 @@ import ctypes
 import os
 import signal
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 PR_SET_PDEATHSIG = 1
 
@@ -41,3 +42,19 @@ def worker_pool(workers: int, initializer: Callable[..., Any] | None = None, ini
 
     return ProcessPoolExecutor(workers, mp_context=mp.get_context(context), initializer=_start,
                                initargs=(os.getpid(), initializer, initargs))
+
+
+def run_jobs(job: Callable[[tuple], str], todo: Sequence[tuple], workers: int = 1,
+             progress: Callable[[str], None] | None = None) -> None:
+    """Runs file-writing jobs (each returns the path it wrote) here or in a pool of `workers` processes, telling
+    `progress` the name of each file as it lands."""
+    if workers <= 1:
+        for args in todo:
+            name = job(args)
+            if progress:
+                progress(Path(name).name)
+        return
+    with worker_pool(workers) as pool:
+        for name in pool.map(job, todo):
+            if progress:
+                progress(Path(name).name)

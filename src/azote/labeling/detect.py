@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from azote.labeling.presets import FAMILIES, Preset
-from azote.labeling.synth import run_jobs
+from azote.lifetime import run_jobs
 
 INPUT = (256, 160)  # (W, H) of the detector's input
 STRIDE = 8

@@ -156,9 +156,8 @@ def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.Overlay
         layout = P.layout_from_masks(geo["masks"], sticks_crop, preset.family)
     else:
         ref = _median(crops)
-        inputs = torch.from_numpy(np.stack([np.concatenate([ref, c, c], axis=-1) for c in crops]))
         with torch.inference_mode():
-            maps, glob = model.forward_maps(inputs)
+            maps, glob = model.forward_maps(P.still_inputs(ref, crops))
         layout = P.layout_from_maps(maps, glob)
     inv = invert(to_crop)
     s = float(to_crop[0, 0])
@@ -191,8 +190,7 @@ def _read_sticks(model: P.OverlayParser, frames: Sequence[np.ndarray], to_patch:
     patches = [warp(f, to_patch, (P.PATCH, P.PATCH)) for f in frames]
     ref = _median(patches)
     with torch.inference_mode():
-        x = torch.from_numpy(np.stack([np.concatenate([ref, p, p], -1) for p in patches]))
-        return model.decode_sticks(model.forward_sticks(x)).numpy()
+        return model.decode_sticks(model.forward_sticks(P.still_inputs(ref, patches))).numpy()
 
 
 def _triples(ref: np.ndarray, before: np.ndarray, images: list[np.ndarray]) -> np.ndarray:
@@ -304,16 +302,11 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
         buttons = np.concatenate(read)[:seen]
         found = name_by_readings(elements, reader.layout.weights, reader.layout.present, buttons[::stride][:len(sample)])
     else:
-        # the parser's readings of frames spread over the sample (each against itself as the previous frame)
+        # the parser's readings of frames spread over the sample
         rows = np.unique(np.linspace(0, len(sample) - 1, min(len(sample), cfg.probe_frames)).round().astype(int))
-        probs = []
-        for k in range(0, len(rows), cfg.batch_size):
-            part = [sample[r] for r in rows[k:k + cfg.batch_size]]
-            maps, _ = reader.model.forward_maps(torch.from_numpy(np.stack([np.concatenate([reader.ref, c, c], -1)
-                                                                           for c in part])))
-            probs.append(P.button_probs(maps, reader.layout).numpy())
-        found = name_elements(namer, elements, crops_sample, reader.layout.weights, reader.layout.present,
-                              np.concatenate(probs), rows, readings[::stride][:len(sample)])
+        probs = P.still_button_probs(reader.model, reader.ref, crops_sample[rows], reader.layout, cfg.batch_size)
+        found = name_elements(namer, elements, crops_sample, reader.layout.weights, reader.layout.present, probs,
+                              rows, readings[::stride][:len(sample)])
         buttons = np.zeros((seen, len(P.BUTTONS)), np.float32)
     reader.elements = {P.BUTTONS[j]: i for j, (i, _) in found.items()}
     reader.elements_found = len(elements)

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from azote.gamepad import NUM_BUTTONS
+from azote.gamepad import BUTTONS, NUM_BUTTONS
 from azote.labeling.elements import Element, correlation
 
 NAMER_FILE = "namer.safetensors"
@@ -245,22 +245,16 @@ def namer_rows(rng: np.random.Generator, bank, styles: Sequence[str], parser, fr
     sampled = np.linspace(0, len(crops) - 1, 24).round().astype(int)
     ref = np.median(crops[sampled], axis=0).astype(np.uint8)
     rows = np.unique(np.linspace(0, len(crops) - 1, min(len(crops), probe)).round().astype(int))
-    with torch.inference_mode():
-        maps, glob = parser.forward_maps(torch.from_numpy(np.stack([np.concatenate([ref, c, c], -1)
-                                                                    for c in crops[sampled]])))
-        layout = P.layout_from_maps(maps, glob)
-        probs = np.concatenate([P.button_probs(parser.forward_maps(torch.from_numpy(np.stack(
-            [np.concatenate([ref, c, c], -1) for c in crops[rows[k:k + 64]]])))[0], layout).numpy()
-            for k in range(0, len(rows), 64)])
+    with torch.inference_mode():  # read as labelling reads an unseen skin (`label.make_reader`, `label.read_video`)
+        layout = P.layout_from_maps(*parser.forward_maps(P.still_inputs(ref, crops[sampled])))
+        probs = P.still_button_probs(parser, ref, crops[rows], layout)
         sticks = np.zeros((len(crops), 2, 2), np.float32)
         for s in range(2):
             if clip["patch_ok"][s]:
-                x = np.concatenate([np.broadcast_to(clip["ref_patches"][s], clip["patches"][:, s].shape),
-                                    clip["patches"][:, s], clip["patches"][:, s]], -1)
-                sticks[:, s] = parser.decode_sticks(parser.forward_sticks(torch.from_numpy(np.ascontiguousarray(x)))).numpy()
+                x = P.still_inputs(clip["ref_patches"][s], clip["patches"][:, s])
+                sticks[:, s] = parser.decode_sticks(parser.forward_sticks(x)).numpy()
     shown = set(preset.button_regions())
     pairs, x = pair_features(elements, layout.weights, layout.present, probs, rows, sticks)
-    from azote.gamepad import BUTTONS
 
     def agree(i: int, j: int) -> float:
         a = float(np.mean(elements[i].labels == truth[:, j]))
@@ -281,7 +275,7 @@ def _flipped_sides(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """The side rows with the element's two pictures swapped (the features that compare them change sign, its
     share becomes one minus its share): generated skins mostly press the less common picture, real held buttons
     do not, so the head sees both."""
-    sign = np.array([-1, 1, 1, -1, -1, -1, 1, 1], np.float32)
+    sign = np.array([-1 if f in ("said", "lighter", "colour", "steadier") else 1 for f in SIDE_FEATURES], np.float32)
     f = x * sign
     f[:, SIDE_FEATURES.index("share")] = 1 - x[:, SIDE_FEATURES.index("share")]
     return np.concatenate([x, f]), np.concatenate([y, ~y])
@@ -332,7 +326,7 @@ def write_namer_rows(out: str | os.PathLike, bank_path: str | os.PathLike, video
                      parser_dir: str | os.PathLike | None = None, seed: int = 0, workers: int = 1,
                      progress: Callable[[str], None] | None = None) -> list[Path]:
     """The rows of `videos` generated videos under `out`, one file each (resumable: files made are kept)."""
-    from azote.labeling.synth import run_jobs
+    from azote.lifetime import run_jobs
 
     paths = [Path(out) / f"video_{i:05d}.npz" for i in range(videos)]
     Path(out).mkdir(parents=True, exist_ok=True)

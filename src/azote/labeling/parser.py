@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -241,6 +241,26 @@ def button_probs(maps: torch.Tensor, layout: LayoutEstimate) -> torch.Tensor:
     """[B, C, h, w] maps -> [B, 17] button probabilities: the pressed map averaged over each button's region."""
     w = torch.from_numpy(layout.weights).to(maps.device)
     return (torch.sigmoid(maps[:, N_REGION:N_REGION + 1]) * w).sum(dim=(2, 3))
+
+
+def still_inputs(ref: np.ndarray, images: Sequence[np.ndarray] | np.ndarray) -> torch.Tensor:
+    """The parser's inputs [N, H, W, 9] for images read on their own: the reference, then each image as its own
+    previous frame and as the current one."""
+    x = np.empty((len(images),) + ref.shape[:2] + (9,), np.uint8)
+    x[..., :3] = ref
+    for i, im in enumerate(images):
+        x[i, ..., 3:6] = im
+        x[i, ..., 6:] = im
+    return torch.from_numpy(x)
+
+
+@torch.inference_mode()
+def still_button_probs(model: "OverlayParser", ref: np.ndarray, crops: Sequence[np.ndarray],
+                       layout: LayoutEstimate, batch_size: int = 64) -> np.ndarray:
+    """[N, 17] button probabilities of crops each read on its own (`still_inputs`), in batches."""
+    return np.concatenate([button_probs(model.forward_maps(still_inputs(ref, crops[k:k + batch_size]))[0],
+                                        layout).numpy() for k in range(0, len(crops), batch_size)]
+                          or [np.zeros((0, NUM_BUTTONS), np.float32)])
 
 
 # --- training losses ---------------------------------------------------------------------------------------------

@@ -17,12 +17,13 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import av
 import numpy as np
 
 from azote.dataset.video import ENCODER_THREADS
+from azote.lifetime import run_jobs
 from azote.gamepad import BUTTONS, NUM_BUTTONS, ActionChunk, Gamepad
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, region_rgb, similarity, warp
@@ -480,21 +481,3 @@ def write_shards(out: str | os.PathLike, bank_path: str | os.PathLike, shards: i
     run_jobs(_shard_job, [(p, str(bank_path), clips_per_shard, seed * 100003 + i, list(styles))
                           for i, p in enumerate(paths) if not p.is_file()], workers, progress)
     return paths
-
-
-def run_jobs(job: Callable[[tuple], str], todo: Sequence[tuple], workers: int = 1,
-             progress: Callable[[str], None] | None = None) -> None:
-    """Runs file-writing jobs (each returns the path it wrote) in `workers` processes, telling `progress` of each
-    file as it lands."""
-    if workers <= 1:
-        results: Iterable[str] = map(job, todo)
-        for name in results:
-            if progress:
-                progress(Path(name).name)
-        return
-    from azote.lifetime import worker_pool
-
-    with worker_pool(workers) as pool:
-        for name in pool.map(job, todo):
-            if progress:
-                progress(Path(name).name)
