@@ -134,3 +134,17 @@ def test_a_known_presets_button_takes_the_element_in_its_region_that_its_reading
     # button 0 reads element 1, pressed where its label is False; button 1 keeps the parser's readings
     assert found == {0: (1, False)}
 
+
+
+def test_the_pressed_picture_is_decided_alike_across_the_skin():
+    from azote.labeling.namer import agree_with_skin
+
+    # four elements whose less common picture turns green, one whose less common picture loses green: the skin
+    # fills a press with green, so the odd one shows its pressed picture most of the time
+    changes = np.array([[0, 0.4, 0], [0.05, 0.3, 0], [0, 0.5, 0.1], [0, 0.35, 0], [0, -0.4, 0]], np.float32)
+    unsure = np.array([2.0, 1.5, 3.0, 2.5, 0.5], np.float32)  # the namer leans "less common = pressed" for all
+    assert agree_with_skin(unsure, changes).tolist() == [True, True, True, True, False]
+    sure = unsure.copy()
+    sure[4] = 8.0  # a reading strong enough outweighs the skin
+    assert agree_with_skin(sure, changes).tolist() == [True] * 5
+    assert agree_with_skin(unsure[:2], changes[:2]).tolist() == [True, True]  # too few elements to speak for a skin

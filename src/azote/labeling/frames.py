@@ -20,13 +20,15 @@ def region_rgb(frame: Any, box: tuple[int, int, int, int]) -> np.ndarray:
     h, w = frame.height, frame.width
     if frame.format.name != "yuv420p" or h % 2 or w % 2 or (x0 | y0 | x1 | y1) & 1:
         return frame.to_ndarray(format="rgb24")[y0:y1, x0:x1]
-    flat = frame.to_ndarray().reshape(-1)  # the three planes one after the other
-    a = flat[:h * w].reshape(h, w)
-    u = flat[h * w:h * w + h * w // 4].reshape(h // 2, w // 2)
-    v = flat[h * w + h * w // 4:h * w + h * w // 2].reshape(h // 2, w // 2)
+    a, u, v = (_plane(frame, i, h >> (i > 0), w >> (i > 0)) for i in range(3))  # views: nothing of the frame copied
     i420 = np.concatenate([a[y0:y1, x0:x1].ravel(), u[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel(),
                            v[y0 // 2:y1 // 2, x0 // 2:x1 // 2].ravel()]).reshape((y1 - y0) * 3 // 2, x1 - x0)
     return cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)
+
+
+def _plane(frame: Any, index: int, h: int, w: int) -> np.ndarray:
+    p = frame.planes[index]
+    return np.frombuffer(p, np.uint8, count=p.line_size * h).reshape(h, p.line_size)[:, :w]
 
 
 def similarity(scale: float, tx: float, ty: float) -> np.ndarray:
@@ -35,7 +37,10 @@ def similarity(scale: float, tx: float, ty: float) -> np.ndarray:
 
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The 2x3 affine that applies `b`, then `a`."""
-    return (np.vstack([a, [0, 0, 1]]) @ np.vstack([b, [0, 0, 1]]))[:2]
+    a = np.asarray(a, np.float64)
+    out = a[:, :2] @ np.asarray(b, np.float64)
+    out[:, 2] += a[:, 2]
+    return out
 
 
 def invert(a: np.ndarray) -> np.ndarray:
@@ -73,15 +78,14 @@ def warp(image: np.ndarray, to_crop: np.ndarray, size: tuple[int, int], origin: 
     video pixel `origin`. Outside the image, edge pixels are repeated."""
     a = compose(np.asarray(to_crop, np.float64), similarity(1.0, origin[0], origin[1]))
     s = float(abs(a[0, 0]))
-    if s < 0.66 and image.shape[0] >= 4 and image.shape[1] >= 4:
-        f = s * 1.25
+    k = max(2, int(1.25 / s)) if s < 0.66 else 1
+    if k > 1 and image.shape[0] >= 2 * k and image.shape[1] >= 2 * k:
+        # averaging k x k blocks (OpenCV's fast path for a whole factor: ~30x faster than a fractional one) leaves
+        # a bilinear step between 0.6x and 1.3x; the cut right and bottom edge is under 1 pixel of the result
         h, w = image.shape[:2]
-        rw, rh = max(2, int(round(w * f))), max(2, int(round(h * f)))
-        small = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)
-        fx, fy = rw / w, rh / h
-        # small pixel centres: u_small = (u + 0.5) * f - 0.5
-        back = np.array([[1 / fx, 0, 0.5 / fx - 0.5], [0, 1 / fy, 0.5 / fy - 0.5]])
-        a = compose(a, back)
+        small = cv2.resize(image[:h - h % k, :w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+        # small pixel centres: u_small = (u + 0.5) / k - 0.5
+        a = compose(a, np.array([[k, 0, 0.5 * k - 0.5], [0, k, 0.5 * k - 0.5]]))
         image = small
     return cv2.warpAffine(image, a, tuple(int(v) for v in size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)

