@@ -105,6 +105,18 @@ def test_a_held_out_style_is_labelled_zero_shot_by_its_elements(tmp_path):
     accuracy, nothing = float(np.mean(got == want)), float(np.mean(~want))
     assert accuracy > nothing + 0.1 and f1(got, want) > 0.6, (accuracy, nothing, f1(got, want))
 
+    # a longer video: elements discovered in every other frame, read in every frame from the crops kept in memory,
+    # or (longer than keep_frames) in a second decoding pass - the same reading either way
+    from dataclasses import replace
+
+    labels = {}
+    for name, keep in (("kept", 10_000), ("second-pass", 0)):
+        out = tmp_path / name
+        label_videos([tmp_path / "clip.mp4"], out, config=replace(cfg, discovery_frames=180, keep_frames=keep))
+        labels[name] = load_labels(out, "clip").buttons[:, cols] > 0.5
+    assert (labels["kept"] == labels["second-pass"]).all()
+    assert float(np.mean(labels["kept"] == want)) > nothing + 0.1
+
 
 def test_a_known_presets_button_takes_the_element_in_its_region_that_its_readings_follow():
     from azote.labeling.elements import Element

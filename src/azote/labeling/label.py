@@ -61,7 +61,8 @@ class LabelConfig:
     adapt_minutes: float = 3.0
     adapt_clips: int = 160
     adapt_steps: int = 600  # at most; adapt_minutes usually ends it first
-    discovery_frames: int = 3600  # crops kept to discover the elements (a longer video is sampled)
+    discovery_frames: int = 1800  # crops the elements are discovered in (a longer video is sampled)
+    keep_frames: int = 7200  # a video up to this long keeps every crop (360 MB), so its elements need no 2nd pass
     probe_frames: int = 240  # unseen skins: frames the parser reads to name the elements (160 and 480 name alike)
 
 
@@ -266,7 +267,8 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     stick readings [T, 2, 2] in travel units (0 for a stick the overlay lacks).
 
     Both paths find the overlay's two-picture elements in the crops of every frame (of frames spread over the
-    video when it is long; `azote.labeling.elements`), and read each named button off its element's pictures.
+    video when it is long; `azote.labeling.elements`), and read each named button off its element's pictures
+    (in crops kept from the one decoding pass, or for a video longer than `keep_frames` in a second pass).
     A known preset (`namer` None): the adapted parser reads every frame (paired with the previous one), and a
     button takes the element inside its drawn region that its readings follow (which cleans the parser's
     occasional misreadings). An unseen skin: the namer (`azote.labeling.namer`) says from the parser's layout, its
@@ -282,12 +284,17 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     total = max(1, int(probe(path)["frames"]))
     stride = max(1, -(-total // cfg.discovery_frames))
     sample: list[np.ndarray] = []
+    kept: list[np.ndarray] | None = [] if stride > 1 and total <= cfg.keep_frames else None  # every crop, batched
     sticks: list[np.ndarray] = []
     read: list[np.ndarray] = []  # a known preset's parser readings of every frame
     last: tuple[np.ndarray, list[np.ndarray | None]] | None = None
     seen = 0
     for crops, patches in _batches(path, reader, cfg.batch_size):
         sample += [c for k, c in enumerate(crops, seen) if k % stride == 0]
+        if kept is not None and seen + len(crops) > cfg.keep_frames:  # the container's frame count was short
+            kept = None
+        if kept is not None:
+            kept.append(np.stack(crops))
         if known:
             maps, _ = reader.model.forward_maps(torch.from_numpy(_triples(reader.ref, last[0] if last else crops[0],
                                                                           crops)))
@@ -317,6 +324,12 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     if stride == 1:
         for j, (i, minority) in found.items():
             buttons[:, j] = elements[i].labels[:seen] == minority
+    elif kept is not None:
+        t = 0
+        for batch in kept:
+            for j, (i, minority) in found.items():
+                buttons[t:t + len(batch), j] = elements[i].classify(batch) == minority
+            t += len(batch)
     post = cfg.post.zero_shot()
     again = []
     for s, sr in enumerate(reader.sticks):
@@ -327,11 +340,13 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
             reader.sticks[s] = StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames]), centre,
                                            sr.travel * off[1])
             again.append(s)
-    if again or (stride > 1 and found):  # a second pass: every frame's elements of a long video, sticks again
+    late = stride > 1 and kept is None and bool(found)  # a long video's elements in every frame
+    kept = None
+    if again or late:  # a second pass
         t, before = 0, None
         for crops, patches in _batches(path, reader, cfg.batch_size):
             n = len(crops)
-            if stride > 1:
+            if late:
                 batch = np.stack(crops)
                 for j, (i, minority) in found.items():
                     buttons[t:t + n, j] = elements[i].classify(batch) == minority
