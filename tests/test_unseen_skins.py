@@ -117,6 +117,17 @@ def test_a_held_out_style_is_labelled_zero_shot_by_its_elements(tmp_path):
     assert (labels["kept"] == labels["second-pass"]).all()
     assert float(np.mean(labels["kept"] == want)) > nothing + 0.1
 
+    # stick patches checked early (after 128 frames): the sticks read as well as when checked at the end only
+    from azote.labeling.evaluate import r2
+
+    def stick_r2(out):
+        got = load_labels(out, "clip")
+        return [r2(getattr(got, s)[:, a], getattr(truth, s)[: len(got), a]) for s in ("j_left", "j_right") for a in (0, 1)]
+
+    label_videos([tmp_path / "clip.mp4"], tmp_path / "early", config=replace(cfg, stick_check_frames=128))
+    late, early = stick_r2(tmp_path / "out"), stick_r2(tmp_path / "early")
+    assert min(late) > 0.7 and all(e > lt - 0.1 for e, lt in zip(early, late)), (late, early)
+
 
 def test_a_known_presets_button_takes_the_element_in_its_region_that_its_readings_follow():
     from azote.labeling.elements import Element

@@ -64,6 +64,7 @@ class LabelConfig:
     discovery_frames: int = 1800  # crops the elements are discovered in (a longer video is sampled)
     keep_frames: int = 7200  # a video up to this long keeps every crop (360 MB), so its elements need no 2nd pass
     probe_frames: int = 240  # unseen skins: frames the parser reads to name the elements (160 and 480 name alike)
+    stick_check_frames: int = 1800  # unseen skins, longer videos: stick patches checked after this many frames
 
 
 def sample_frames(path: str | os.PathLike, count: int, total: int) -> Iterator[np.ndarray]:
@@ -120,6 +121,7 @@ class OverlayReader:
     adapted: str | None = None  # cache key of the adapted weights
     elements: dict[str, int] | None = None  # unseen skins: button -> discovered element
     elements_found: int = 0
+    reread: list[int] = field(default_factory=list)  # sticks read a second time through a corrected patch
 
     def source(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
         """The one box of the frame that every crop and patch reads."""
@@ -137,6 +139,7 @@ class OverlayReader:
                   for s in self.sticks]
         return {"buttons_found": [b for b, ok in zip(P.BUTTONS, self.layout.present) if ok], "sticks": sticks,
                 "family_probs": [round(float(v), 4) for v in self.layout.family_probs], "adapted": self.adapted,
+                "sticks_reread": self.reread,
                 **({"elements_found": self.elements_found, "elements": self.elements} if self.elements is not None
                    else {})}
 
@@ -211,22 +214,29 @@ def _triples(ref: np.ndarray, before: np.ndarray, images: list[np.ndarray]) -> n
     return x
 
 
-def _batches(path: str | os.PathLike, reader: OverlayReader, batch_size: int
+def _batches(path: str | os.PathLike, reader: OverlayReader, batch_size: int, limit: int | None = None
              ) -> Iterator[tuple[list[np.ndarray], list[list[np.ndarray | None]]]]:
-    """Every frame's overlay crop and stick patches, in batches, decoded once."""
+    """Every frame's overlay crop and stick patches (the first `limit` frames'), in batches, decoded once. A stick
+    patch the reader moves between batches is cut from then on where it now is."""
     info = probe(path)
-    box = reader.source((info["height"], info["width"]))
-    origin = (box[0], box[1])
+    hw = (info["height"], info["width"])
+    placed, box = None, (0, 0, 2, 2)
     crops: list[np.ndarray] = []
     patches: list[list[np.ndarray | None]] = []
+    count = 0
     try:
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
             for fr in c.decode(s):
-                crop, ps = reader.cut(region_rgb(fr, box), origin)
+                if limit is not None and count >= limit:
+                    break
+                if placed != [id(r) for r in reader.sticks]:
+                    placed, box = [id(r) for r in reader.sticks], reader.source(hw)
+                crop, ps = reader.cut(region_rgb(fr, box), (box[0], box[1]))
                 crops.append(crop)
                 patches.append(ps)
+                count += 1
                 if len(crops) >= batch_size:
                     yield crops, patches
                     crops, patches = [], []
@@ -260,6 +270,35 @@ def _stick_geometry_off(readings: np.ndarray, post: PostConfig) -> tuple[np.ndar
     return None
 
 
+def _correct_sticks(reader: OverlayReader, readings: np.ndarray, post: PostConfig, frames: Sequence[np.ndarray]
+                    ) -> list[int]:
+    """Moves each stick patch whose readings [T, 2, 2] say it is misplaced or misscaled to where they say the rest
+    and travel are; returns the sticks moved (to be read again)."""
+    from azote.labeling.synth import stick_patch
+
+    moved = []
+    for s, sr in enumerate(reader.sticks):
+        off = _stick_geometry_off(readings[:, s], post) if sr is not None else None
+        if sr is not None and off is not None:
+            centre = (sr.centre[0] + float(off[0][0]) * sr.travel, sr.centre[1] + float(off[0][1]) * sr.travel)
+            m = stick_patch(centre, sr.travel * off[1])
+            reader.sticks[s] = StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames]), centre,
+                                           sr.travel * off[1])
+            moved.append(s)
+    return moved
+
+
+def _read_again(path: str | os.PathLike, reader: OverlayReader, sticks: list[int], readings: np.ndarray,
+                batch_size: int) -> list[np.ndarray | None]:
+    """Reads `sticks` again in the first len(`readings`) frames, into `readings`; returns the last frame's patches."""
+    t, before = 0, None
+    for _, patches in _batches(path, reader, batch_size, limit=len(readings)):
+        readings[t:t + len(patches), sticks] = _read_sticks_batch(reader, patches, before)[:, sticks]
+        before = patches[-1]
+        t += len(patches)
+    return before or [None, None]
+
+
 @torch.inference_mode()
 def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig, frames: Sequence[np.ndarray],
                namer: Namer | None = None, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
@@ -275,10 +314,11 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     readings of a few hundred frames and the stick readings which element is which button and which picture is
     pressed; a button with no element reads as released. Sticks are read frame by frame, and for an unseen skin
     once more through patches placed where those readings say the rest and travel are, when the layout's guess
-    was off. `frames` are the frames sampled for locating (the new patches' reference look)."""
+    was off (in a long video that is checked after `stick_check_frames`, so that only those frames are read
+    twice, and once more at the end). `frames` are the frames sampled for locating (the new patches' reference
+    look)."""
     from azote.labeling.elements import discover
     from azote.labeling.namer import name_by_readings, name_elements
-    from azote.labeling.synth import stick_patch
 
     known = namer is None
     total = max(1, int(probe(path)["frames"]))
@@ -288,7 +328,7 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     sticks: list[np.ndarray] = []
     read: list[np.ndarray] = []  # a known preset's parser readings of every frame
     last: tuple[np.ndarray, list[np.ndarray | None]] | None = None
-    seen = 0
+    seen, checked = 0, False
     for crops, patches in _batches(path, reader, cfg.batch_size):
         sample += [c for k, c in enumerate(crops, seen) if k % stride == 0]
         if kept is not None and seen + len(crops) > cfg.keep_frames:  # the container's frame count was short
@@ -302,6 +342,13 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
         sticks.append(_read_sticks_batch(reader, patches, last[1] if last else None))
         last = (crops[-1], patches[-1])
         seen += len(crops)
+        if not known and not checked and cfg.stick_check_frames <= seen < total:
+            # a long video: its stick patches corrected now, so that only these frames are read twice
+            checked, early = True, np.concatenate(sticks)
+            moved = _correct_sticks(reader, early, cfg.post.zero_shot(), frames)
+            if moved:
+                last = (last[0], _read_again(path, reader, moved, early, cfg.batch_size))
+                sticks, reader.reread = [early], moved
         if progress:
             progress(len(crops))
     if not seen:
@@ -330,16 +377,8 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
             for j, (i, minority) in found.items():
                 buttons[t:t + len(batch), j] = elements[i].classify(batch) == minority
             t += len(batch)
-    post = cfg.post.zero_shot()
-    again = []
-    for s, sr in enumerate(reader.sticks):
-        off = _stick_geometry_off(readings[:, s], post) if sr is not None and not known else None
-        if sr is not None and off is not None:
-            centre = (sr.centre[0] + float(off[0][0]) * sr.travel, sr.centre[1] + float(off[0][1]) * sr.travel)
-            m = stick_patch(centre, sr.travel * off[1])
-            reader.sticks[s] = StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames]), centre,
-                                           sr.travel * off[1])
-            again.append(s)
+    again = [] if known else _correct_sticks(reader, readings, cfg.post.zero_shot(), frames)
+    reader.reread = sorted(set(reader.reread) | set(again))
     late = stride > 1 and kept is None and bool(found)  # a long video's elements in every frame
     kept = None
     if again or late:  # a second pass
