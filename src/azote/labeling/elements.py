@@ -110,13 +110,16 @@ class _Sample:
         return np.abs(on / n1 - (self.total - on) / (len(labels) - n1)).max(-1)
 
 
-def _candidates(s: _Sample, win: int, stride: int, k: int) -> list[tuple[float, np.ndarray, tuple[int, int]]]:
+def _candidates(s: _Sample, win: int, stride: int, k: int, where: np.ndarray | None
+                ) -> list[tuple[float, np.ndarray, tuple[int, int]]]:
     t, h, w, _ = s.x.shape
     found: list[tuple[float, np.ndarray, tuple[int, int]]] = []
     ys = sorted(set(list(range(0, max(1, h - win), stride)) + [max(0, h - win)]))
     xs = sorted(set(list(range(0, max(1, w - win), stride)) + [max(0, w - win)]))
     for y0 in ys:
         for x0 in xs:
+            if where is not None and not where[y0:y0 + win, x0:x0 + win].any():
+                continue
             v = s.x[:, y0:y0 + win, x0:x0 + win].reshape(t, -1)
             c = v - v.mean(0)
             if float(np.einsum("ij,ij->", c, c)) < 1e-6 * c.size:
@@ -176,16 +179,18 @@ def _element(s: _Sample, labels: np.ndarray, window: tuple[int, int, int]) -> El
     return Element(labels, core, centre, sep, contrast, wts, thr, flipped)
 
 
-def discover(crops: np.ndarray, window: int | None = None, directions: int = 4) -> list[Element]:
+def discover(crops: np.ndarray, window: int | None = None, directions: int = 4, where: np.ndarray | None = None
+             ) -> list[Element]:
     """The two-picture elements of an overlay from its crops in many frames ([T, H, W, 3] uint8; every frame of
-    a short video, or frames spread over a long one), strongest separation first."""
+    a short video, or frames spread over a long one), strongest separation first; with `where` ([H, W] bool),
+    only those that switch somewhere in it."""
     t, h, w, _ = crops.shape
     if t < 2 * MIN_FRAMES + 1:
         return []
     s = _Sample(crops)
     win = window or max(8, int(round(w / 10)))
     out: list[Element] = []
-    for _, labels, (x0, y0) in _candidates(s, win, max(4, win // 2), directions):
+    for _, labels, (x0, y0) in _candidates(s, win, max(4, win // 2), directions, where):
         if any(_same(labels, e.labels) for e in out):
             continue
         e = _element(s, labels, (x0, y0, win))

@@ -162,6 +162,17 @@ def _cover(region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                       np.ones((3, 3), np.uint8))
 
 
+def drawn_area(regions: np.ndarray, present: np.ndarray, size: tuple[int, int], min_cover: float = 0.3
+               ) -> np.ndarray:
+    """[H, W] bool of a crop of `size` (W, H): where a known preset draws its buttons, as `name_by_readings` covers
+    them (an element elsewhere is never named there, so discovery need not look)."""
+    out = np.zeros(size[::-1], bool)
+    for j in np.flatnonzero(present):
+        if regions[j].max() > 0:
+            out |= _cover(regions[j], size) >= min_cover
+    return out
+
+
 def name_by_readings(elements: Sequence[Element], regions: np.ndarray, present: np.ndarray, probs: np.ndarray,
                      min_cover: float = 0.3, min_follow: float = 0.5, min_agree: float = 0.8
                      ) -> dict[int, tuple[int, bool]]:
