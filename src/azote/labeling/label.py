@@ -42,7 +42,7 @@ from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stic
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
-VERSION = 6  # bumped when the same weights and settings label differently (6: known presets discover in their drawn area)
+VERSION = 7  # bumped when the same weights and settings label differently (7: non-reference frames not deblocked)
 
 
 class LabelError(RuntimeError):
@@ -240,6 +240,9 @@ def _batches(path: str | os.PathLike, reader: OverlayReader, batch_size: int, li
         with av.open(str(path)) as c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
+            # no deblocking of frames nothing is predicted from (about 40% of H.264 with B-frames): 12% less
+            # decoding, no drift, and the overlay's labels read alike (label-eval)
+            s.codec_context.options = {"skip_loop_filter": "noref"}
             for fr in c.decode(s):
                 if limit is not None and count >= limit:
                     break
