@@ -50,6 +50,11 @@ def test_unknown_game_and_policy_fail_clearly(tmp_path):
     assert result.exit_code == 2 and "unknown game" in result.output
     result = runner.invoke(app, ["play", "--game", "atari/Pong", "--policy", "no/such/dir", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "policy" in result.output
+    # the planning expert needs emulator snapshots: said in one line before anything is played
+    result = runner.invoke(app, ["demos", "--game", "doom/basic", "--out", str(tmp_path / "demos")])
+    assert result.exit_code == 2 and "no planning profile for the doom family" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "demos").exists()
 
 
 def test_play_writes_clean_and_debug_videos(tmp_path):

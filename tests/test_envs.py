@@ -59,7 +59,12 @@ def test_registry_lists_every_family_and_gym_make_works():
     frame, _ = env.reset(seed=0)
     assert frame.shape == (210, 160, 3) and frame.dtype == np.uint8
     assert env.action_space.contains(NOOP.to_gym())
-    env.step(env.action_space.sample())
+    frame, *_ = env.step(env.action_space.sample())
+    shown = env.render()  # the frame as a copy: drawing on it leaves the observation as it was
+    assert np.array_equal(shown, frame) and not np.shares_memory(shown, frame)
+    kept = frame.copy()
+    shown[:] = 0
+    assert np.array_equal(frame, kept)
     env.close()
     with pytest.raises(KeyError, match="unknown game"):
         envs.make("atari/NoSuchGame")

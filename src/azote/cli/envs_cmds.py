@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from azote.cli.common import check_agent_spec, open_game, write_json
+from azote.cli.common import check_agent_spec, fail, open_game, write_json
 
 
 def games(
@@ -66,7 +66,16 @@ def _record(game: str, policy: str, episodes: int, max_steps: int, out: Path, se
 
     from azote.recording import record_episodes
 
-    open_game(game).close()  # a clear error for a bad game id before any worker starts
+    env = open_game(game)  # a clear error for a bad game id (or a game the expert cannot plan) before any worker
+    try:
+        if policy == "expert":
+            from azote.experts.profiles import profile_for
+
+            profile_for(env)
+    except ValueError as exc:
+        fail(str(exc))
+    finally:
+        env.close()
     check_agent_spec(policy)
     # one worker ticks every step; a pool ticks a whole episode (as max_steps) when it finishes
     with tqdm(total=episodes * max_steps, unit="step", desc=f"record {game} ({policy})") as bar:

@@ -96,7 +96,9 @@ class GamepadEnv(gym.Env):
         return frame, reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
-        return None if self.render_mode is None else self._frame
+        """The last frame, as a copy: a wrapper that draws on it (RecordVideo, a caption) leaves the observation
+        the agent saw as it was."""
+        return None if self.render_mode is None or self._frame is None else self._frame.copy()
 
     # --- emulator snapshots -------------------------------------------------------------------------
     @property
