@@ -1,7 +1,7 @@
 """Labelling throughput on this machine: frames of 60 fps overlay video labelled per second (locate + read + write),
 zero-shot and with a known preset (`--templates`), one process and a process pool, in the same run.
 
-    python benchmarks/label_throughput.py [--seconds 20] [--videos 4] [--workers 2] [--out runs/benchmarks/label_throughput.json]
+    python benchmarks/label_throughput.py [--seconds 60] [--videos 4] [--workers 2] [--out runs/benchmarks/label_throughput.json]
 
 It makes 1280 x 720 overlay videos first (random play of atari/Pong and doom/basic, the project's held-out skins,
 H.264 crf 23), then, for each mode:
@@ -82,7 +82,7 @@ def measure(videos: list[Path], root: Path, workers: int, templates: list[Path])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=60.0)  # streamed videos are long: per-video costs amortise
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks/label_throughput.json"))
