@@ -314,6 +314,13 @@ def _read_again(path: str | os.PathLike, reader: OverlayReader, sticks: list[int
     return before or [None, None]
 
 
+def _read_elements(buttons: np.ndarray, start: int, crops: np.ndarray, elements: Sequence[Any],
+                   found: dict[int, tuple[int, bool]]) -> None:
+    """Each named button's state in `crops` [n, H, W, 3] (frames from `start`) from its element's pictures."""
+    for j, (i, minority) in found.items():
+        buttons[start:start + len(crops), j] = elements[i].classify(crops) == minority
+
+
 @torch.inference_mode()
 def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig, frames: Sequence[np.ndarray],
                namer: Namer | None = None, progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
@@ -391,21 +398,18 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     elif kept is not None:
         t = 0
         for batch in kept:
-            for j, (i, minority) in found.items():
-                buttons[t:t + len(batch), j] = elements[i].classify(batch) == minority
+            _read_elements(buttons, t, batch, elements, found)
             t += len(batch)
     again = [] if known else _correct_sticks(reader, readings, cfg.post.zero_shot(), frames)
     reader.reread = sorted(set(reader.reread) | set(again))
     late = stride > 1 and kept is None and bool(found)  # a long video's elements in every frame
-    kept = None
+    kept = None  # the crops' memory back before a second pass
     if again or late:  # a second pass
         t, before = 0, None
         for crops, patches in _batches(path, reader, cfg.batch_size):
             n = len(crops)
             if late:
-                batch = np.stack(crops)
-                for j, (i, minority) in found.items():
-                    buttons[t:t + n, j] = elements[i].classify(batch) == minority
+                _read_elements(buttons, t, np.stack(crops), elements, found)
             if again:
                 readings[t:t + n, again] = _read_sticks_batch(reader, patches, before)[:, again]
                 before = patches[-1]

@@ -41,6 +41,7 @@ PAIR_FEATURES = ("cover", "follow", "follow_signed", "distance", "cover_rank", "
 SIDE_FEATURES = ("said", "said_abs", "share", "lighter", "colour", "steadier", "separation", "contrast")
 HIDDEN = 32
 SKIN_WEIGHT = 1.0  # `agree_with_skin`: 0.3-3 tried on both test sets; 1 gains on both, 0.5 more on one only
+MIN_COVER = 0.3  # a known preset's element lies in a button's drawn region at least this much
 SAME_ELEMENT = 0.95  # an element is a button's when they agree on this share of frames (either way round)
 
 
@@ -162,7 +163,7 @@ def _cover(region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                       np.ones((3, 3), np.uint8))
 
 
-def drawn_area(regions: np.ndarray, present: np.ndarray, size: tuple[int, int], min_cover: float = 0.3
+def drawn_area(regions: np.ndarray, present: np.ndarray, size: tuple[int, int], min_cover: float = MIN_COVER
                ) -> np.ndarray:
     """[H, W] bool of a crop of `size` (W, H): where a known preset draws its buttons, as `name_by_readings` covers
     them (an element elsewhere is never named there, so discovery need not look)."""
@@ -174,7 +175,7 @@ def drawn_area(regions: np.ndarray, present: np.ndarray, size: tuple[int, int], 
 
 
 def name_by_readings(elements: Sequence[Element], regions: np.ndarray, present: np.ndarray, probs: np.ndarray,
-                     min_cover: float = 0.3, min_follow: float = 0.5, min_agree: float = 0.8
+                     min_cover: float = MIN_COVER, min_follow: float = 0.5, min_agree: float = 0.8
                      ) -> dict[int, tuple[int, bool]]:
     """A known preset's elements named by its drawn regions and the adapted parser's readings `probs` [T, 17] of
     the elements' frames: a button takes the element its region covers whose pictures its readings follow best,
@@ -211,12 +212,14 @@ def _pictures(element: Element, crops: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return core, core[element.labels].mean(0), core[~element.labels].mean(0)
 
 
-def side_features(element: Element, crops: np.ndarray, probs: np.ndarray, rows: np.ndarray, button: int) -> np.ndarray:
-    """`SIDE_FEATURES` of an element named `button`: how its less common picture differs from the other."""
+def side_features(element: Element, pictures: tuple[np.ndarray, np.ndarray, np.ndarray], probs: np.ndarray,
+                  rows: np.ndarray, button: int) -> np.ndarray:
+    """`SIDE_FEATURES` of an element named `button` (its `_pictures`): how its less common picture differs from the
+    other."""
     lab = element.labels
     said = float(probs[lab[rows], button].mean() - probs[~lab[rows], button].mean()) if lab[rows].any() and \
         (~lab[rows]).any() else 0.0
-    core, on, off = _pictures(element, crops)
+    core, on, off = pictures
     luma = np.array([0.299, 0.587, 0.114], np.float32)
     lighter = float((on @ luma).mean() - (off @ luma).mean())
     colour = float((on.max(-1) - on.min(-1)).mean() - (off.max(-1) - off.min(-1)).mean())
@@ -263,9 +266,10 @@ def name_elements(namer: Namer, elements: Sequence[Element], crops: np.ndarray, 
         out[j] = (i, True)
         used.add(i)
     if out:
-        logits = namer.side_logits(np.stack([side_features(elements[i], crops, probs, rows, j)
-                                             for j, (i, _) in out.items()]))
-        changes = np.stack([np.subtract(*_pictures(elements[i], crops)[1:]).mean(0) for i, _ in out.values()])
+        pics = [_pictures(elements[i], crops) for i, _ in out.values()]
+        logits = namer.side_logits(np.stack([side_features(elements[i], p, probs, rows, j)
+                                             for (j, (i, _)), p in zip(out.items(), pics)]))
+        changes = np.stack([(on - off).mean(0) for _, on, off in pics])
         out = {j: (i, bool(s)) for (j, (i, _)), s in zip(out.items(), agree_with_skin(logits, changes))}
     return out
 
@@ -307,7 +311,7 @@ def namer_rows(rng: np.random.Generator, bank, styles: Sequence[str], parser, fr
     side_x, side_y = [], []
     for (j, i), ok in zip(pairs, is_pair):
         if ok:
-            side_x.append(side_features(elements[i], crops, probs, rows, j))
+            side_x.append(side_features(elements[i], _pictures(elements[i], crops), probs, rows, j))
             side_y.append(float(np.mean(elements[i].labels == truth[:, j])) > 0.5)
     return {"pair_x": x, "pair_y": is_pair, "side_x": np.asarray(side_x, np.float32).reshape(-1, len(SIDE_FEATURES)),
             "side_y": np.asarray(side_y, bool)}
