@@ -96,6 +96,73 @@ def test_runner_resumes_and_reports(tmp_path):
     assert all(r["success"] == (r["reason"] == "success") for r in survive)
     summary = summarize(suite, results)
     assert summary["overall"]["episodes"] == 4 and set(summary["by_category"]) == {"combat"}
+    # the report says per task what it asks, its limit, how its episodes ended, and links the video there is
+    from azote.bench.report import markdown, write_report
+
+    summary = write_report(out, suite, results, "random")
+    point = summary["tasks"]["pong-point"]
+    assert point["time_limit"] == 2 and sum(point["reasons"].values()) == 2
+    assert point["video"] == "videos/pong-point.mp4" and summary["tasks"]["pong-survive"]["video"] is None
+    md = (out / "report.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| pong-point |"))
+    ends = ", ".join(f"{k} {v}" for k, v in point["reasons"].items())
+    assert "| d |" in row and "| 2 s |" in row and f"| {ends} |" in row and "[mp4](videos/pong-point.mp4)" in row
+    assert "Overall success" in md and "subset" not in md.split("\n")[0]
+    assert json.loads((out / "report.json").read_text())["tasks"]["pong-point"]["reasons"] == point["reasons"]
+    # a run of some of the suite's tasks is named a subset, and its pooled rate is not the suite's "overall"
+    part = summarize(suite, [r for r in results if r["task"] == "pong-point"])
+    assert part["subset"] and part["suite_tasks"] == 2
+    text = markdown(part, "random")
+    assert "suite `t` (subset: 1 of 2 tasks)" in text.splitlines()[0] and "Overall" not in text
+    assert "Success over this task" in text
+    # how episodes are seeded is stated from the rows: by seed when they carry it, else by number
+    assert "`task.seed + e`" in markdown(summarize(suite, [{**r, "seed": r["episode"]} for r in results]), "random")
+    assert "numbered" in markdown(summarize(suite, [{k: v for k, v in r.items() if k != "seed"}
+                                                    for r in results]), "random")
+    # the chart lists only the categories drawn, and says what it shows
+    chart = bar_chart({"random": part}, tmp_path / "part.png")
+    assert chart["legend"] == ["combat"] and "subset: 1 of 2 tasks" in chart["title"]
+    # the video says which task it is and, held for a second at its end, how the episode ended
+    from azote.dataset.video import read_frames
+    from azote.dataset.visual import CAPTION_H
+
+    frames = list(read_frames(out / "videos" / "pong-point.mp4"))
+    ep0 = next(r for r in results if r["task"] == "pong-point" and r["episode"] == 0)
+    fps = suite.task("pong-point").fps
+    assert len(frames) == ep0["steps"] + round(fps) and len({f.shape for f in frames}) == 1
+    first, last = frames[0][:CAPTION_H].astype(int), frames[-1][:CAPTION_H].astype(int)
+    assert np.abs(first - last).mean() > 1  # another caption on the same strip
+    spread = lambda strip: (strip.max(axis=2) - strip.min(axis=2)).max()  # noqa: E731
+    assert spread(first) < 60 < spread(last)  # grey while it plays, green or red for the outcome
+    assert np.abs(frames[-1].astype(int) - frames[-2].astype(int)).mean() < 2  # the last picture, held
+
+
+def test_a_caption_keeps_the_frame_size():
+    from azote.dataset.visual import CAPTION_H, caption
+
+    frame = np.zeros((50, 80, 3), np.uint8)
+    for text in ("", "x", "a very long caption that cannot fit in eighty pixels at any font size" * 3):
+        out = caption(frame, text, ok=False)
+        assert out.shape == (50 + CAPTION_H, 80, 3) and (out[CAPTION_H:] == frame).all()
+    assert (caption(frame, "SUCCESS", ok=True)[:CAPTION_H] != caption(frame, "", ok=True)[:CAPTION_H]).any()
+
+
+@pytest.mark.parametrize("option, value, unknown, hint", [
+    ("--tasks", "pong-point,pong-pint", "pong-pint", "pong-point"),
+    ("--games", "atari/pong", "atari/pong", "atari/Pong"),
+    ("--games", "atari/Breakout", "atari/Breakout", None),  # a game Azote has, but not one of the suite's
+])
+def test_an_unknown_filter_fails_in_one_line(tmp_path, option, value, unknown, hint):
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+
+    path = write_suite(tmp_path / "s.yaml", [GOOD])
+    cli = CliRunner().invoke(app, ["bench", "--suite", str(path), option, value, "--out", str(tmp_path / "run")])
+    lines = [line for line in cli.output.splitlines() if line.strip()]
+    assert cli.exit_code != 0 and len(lines) == 1 and "Traceback" not in cli.output, cli.output
+    assert repr(unknown) in lines[0] and (hint is None or f"did you mean {hint}" in lines[0])
+    assert not (tmp_path / "run").exists()
 
 
 def test_wilson_interval():
@@ -142,6 +209,10 @@ def test_results_are_keyed_by_policy_suite_version_task_and_seed(tmp_path):
     assert len(run_suite(load_suite(path), "random", 2, out, videos=False)) == 1  # episode 1 (seed 1) is new
     keys = job_keys(load_suite(path), "random", 2)
     assert [r["key"]["seed"] for r in results_for(out, keys)] == [0, 1]
+    # the progress bar knows its total before the first episode (here all done: resumed, nothing runs)
+    cli = CliRunner().invoke(app, ["bench", "--suite", str(path), "--episodes", "2", "--out", str(out),
+                                   "--workers", "1", "--no-videos"])
+    assert cli.exit_code == 0 and "0/2" in cli.output, cli.output
     # a report is titled by what ran
     from azote.bench.report import write_report
 

@@ -55,7 +55,8 @@ def test_registry_lists_every_family_and_gym_make_works():
     assert len(envs.list_games("procgen")) == 16
     assert {"doom/basic", "doom/defend_the_center", "doom/deadly_corridor", "doom/health_gathering",
             "doom/my_way_home", "doom/deathmatch"} <= {g.id for g in envs.list_games("doom")}
-    env = gym.make("azote/atari/Breakout")
+    env = gym.make("azote/atari/Breakout-v0")
+    assert env.spec.id == "azote/atari/Breakout-v0" == envs.game_info("atari/Breakout").gym_id
     frame, _ = env.reset(seed=0)
     assert frame.shape == (210, 160, 3) and frame.dtype == np.uint8
     assert env.action_space.contains(NOOP.to_gym())
@@ -66,6 +67,8 @@ def test_registry_lists_every_family_and_gym_make_works():
     shown[:] = 0
     assert np.array_equal(frame, kept)
     env.close()
+    with pytest.warns(UserWarning, match="latest versioned"):  # today's unversioned id resolves to v0
+        assert gym.make("azote/atari/Breakout").spec.id == "azote/atari/Breakout-v0"
     with pytest.raises(KeyError, match="unknown game"):
         envs.make("atari/NoSuchGame")
 
@@ -124,18 +127,114 @@ def test_mario_right_moves_mario_right_and_info_tracks_the_game():
     env = envs.make("nes/SuperMarioBros-1-1")
     _, infos = run(env, [Gamepad.make(["west"], j_left=(1, 0))] * 100)
     assert infos[-1]["x"] > infos[0]["x"] + 100
-    assert infos[0]["world"] == 1 and infos[0]["stage"] == 1 and infos[0]["time"] == 400 - 1
+    # the seed's no-op start (0-30 frames) has run the timer down by a tick or two at most
+    assert infos[0]["world"] == 1 and infos[0]["stage"] == 1 and 397 <= infos[0]["time"] <= 400 - 1
     assert infos[-1]["time"] < infos[0]["time"]
     _, infos = run(env, [Gamepad.make(j_left=(-1, 0))] * 60)
     assert infos[-1]["x"] <= infos[0]["x"]
     env.close()
-    # one emulator per process: a second one is refused with a clear message until the first closes
+
+
+def test_a_second_emulator_runs_in_a_child_process_and_plays_the_same():
+    # stable-retro's core allows one emulator per process: a second game open at once gets a child process
+    from azote.envs._libretro import LibretroMachine, RemoteMachine
+
+    moves = scripted(40, seed=4)
     a = envs.make("nes/SuperMarioBros-4-1")
-    with pytest.raises(RuntimeError, match="one per process"):
-        envs.make("retro/Airstriker-Genesis")
+    b = envs.make("retro/Airstriker-Genesis")
+    assert isinstance(a._machine, LibretroMachine) and isinstance(b._machine, RemoteMachine)
+    child = b._machine._proc
+    remote, remote_infos = run(b, moves, seed=2)
+    snapshot = b.get_state()
     frame, info = a.reset()
     assert info["world"] == 4 and info["stage"] == 1
+    b.close()
+    assert child.poll() is not None  # closing the game ends its emulator process
     a.close()
+    c = envs.make("retro/Airstriker-Genesis")
+    assert isinstance(c._machine, LibretroMachine)
+    local, local_infos = run(c, moves, seed=2)
+    assert all(np.array_equal(x, y) for x, y in zip(remote, local)) and remote_infos[-1] == local_infos[-1]
+    assert np.array_equal(c.set_state(snapshot), local[-1])  # snapshots move between the two
+    c.close()
+
+
+CHECKED = ["atari/Pong", "doom/basic", "nes/SuperMarioBros-1-1", "procgen/coinrun", "retro/Airstriker-Genesis"]
+
+
+@pytest.mark.parametrize("game_id", CHECKED)
+def test_gymnasium_check_env_passes_for_every_family(game_id):
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(envs.game_info(game_id).gym_id)
+    try:
+        check_env(env.unwrapped)  # it also makes a second env of the game while this one is open
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("game_id", ["atari/Pong", "nes/SuperMarioBros-1-1", "retro/Airstriker-Genesis"])
+def test_seeds_pick_the_start_of_deterministic_games(game_id):
+    env = envs.make(game_id)
+    moves = scripted(150, seed=5)
+    try:
+        first, infos = run(env, moves, seed=1)
+        again, _ = run(env, moves, seed=1)
+        assert all(np.array_equal(x, y) for x, y in zip(first, again))  # one seed: the same episode
+        starts = {run(env, [], seed=s)[1][0]["noops"] for s in range(8)}
+        assert len(starts) >= 4 and max(starts) <= 30  # no-op starts drawn from the seed, at most noop_max
+        other_seed = next(s for s in range(2, 10) if run(env, [], seed=s)[1][0]["noops"] != infos[0]["noops"])
+        other, _ = run(env, moves, seed=other_seed)
+        assert not all(np.array_equal(x, y) for x, y in zip(first, other))  # two seeds: two episodes
+        assert env.reset(seed=9, options={"noops": 0})[1]["noops"] == 0
+        fresh = envs.make(game_id) if game_id.startswith("atari") else None
+        if fresh is not None:  # never seeded: the game's own start, as noops=0 gives it
+            assert np.array_equal(fresh.reset()[0], env.reset(seed=0, options={"noops": 0})[0])
+            assert fresh.reset()[1]["noops"] == 0
+            fresh.close()
+        with pytest.raises(ValueError, match="noops"):
+            env.reset(seed=1, options={"noops": -1})
+    finally:
+        env.close()
+
+
+def test_atari_sticky_actions_and_gymnasium_atari_wrappers():
+    from gymnasium.wrappers import AtariPreprocessing
+
+    env = AtariPreprocessing(gym.make("azote/atari/Pong-v0"), noop_max=10, frame_skip=4, screen_size=84)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (84, 84) and obs.dtype == np.uint8
+    obs, *_ = env.step(NOOP.to_gym())
+    assert env.unwrapped.get_action_meanings()[:2] == ["NOOP", "FIRE"]
+    env.close()
+    # sticky actions (ALE v5): with probability 0.25 the previous action repeats, so one seed differs from
+    # the deterministic game under the same inputs
+    moves = scripted(300, seed=6)
+    plain, _ = run(envs.make("atari/Breakout"), moves, seed=1)
+    sticky, _ = run(envs.make("atari/Breakout", repeat_action_probability=0.25), moves, seed=1)
+    assert not all(np.array_equal(x, y) for x, y in zip(plain, sticky))
+    assert all(np.array_equal(x, y) for x, y in zip(
+        sticky, run(envs.make("atari/Breakout", repeat_action_probability=0.25), moves, seed=1)[0]))
+
+
+def test_record_video_and_vector_envs(tmp_path):
+    from gymnasium.wrappers import RecordVideo
+
+    env = RecordVideo(gym.make("azote/atari/Pong-v0"), str(tmp_path), episode_trigger=lambda e: True)
+    env.reset(seed=0)
+    for _ in range(30):
+        env.step(NOOP.to_gym())
+    env.close()
+    assert list(tmp_path.glob("*.mp4"))
+    for mode in ("sync", "async"):
+        vec = gym.make_vec("azote/nes/SuperMarioBros-1-1-v0", num_envs=2, vectorization_mode=mode)
+        try:
+            obs, infos = vec.reset(seed=[1, 2])
+            assert obs.shape == (2, 224, 240, 3) and infos["noops"][0] != infos["noops"][1]
+            obs, reward, terminated, truncated, infos = vec.step(vec.action_space.sample())
+            assert obs.shape == (2, 224, 240, 3) and reward.shape == (2,)
+        finally:
+            vec.close()
 
 
 def test_procgen_levels_follow_the_seed_and_coinrun_moves():

@@ -64,7 +64,7 @@ def neverball():
 
 def test_registered_and_shim_built() -> None:
     ids = {g.gym_id for g in azote.envs.list_games("native")}
-    assert {"azote/native/neverball", "azote/native/supertux", "azote/native/extremetuxracer"} <= ids
+    assert {"azote/native/neverball-v0", "azote/native/supertux-v0", "azote/native/extremetuxracer-v0"} <= ids
     assert shim_path().exists()
 
 
@@ -134,7 +134,7 @@ def test_display_does_not_auto_repeat_held_keys(neverball: NativeEnv) -> None:
 
 @pytest.mark.parametrize("name", ["supertux", "extremetuxracer"])
 def test_other_games_deterministic_with_input(name: str) -> None:
-    env = gym.make(f"azote/native/{name}")
+    env = gym.make(f"azote/native/{name}-v0")
     try:
         actions = [Gamepad.make(j_left=(1.0, 0.0))] * 30 + _actions(20, seed=3)
         first = _run(env.unwrapped, actions)
@@ -146,7 +146,7 @@ def test_other_games_deterministic_with_input(name: str) -> None:
 
 
 def test_close_leaves_no_processes() -> None:
-    env = gym.make("azote/native/neverball")
+    env = gym.make("azote/native/neverball-v0")
     env.reset()
     env.step(Gamepad.neutral())
     pids, display = env.unwrapped.pids, env.unwrapped.display

@@ -41,9 +41,17 @@ class ScriptedAgent:
         return part if len(part) else ActionChunk.neutral(self.chunk)
 
 
-def start(task: Task, env: GamepadEnv) -> tuple[np.ndarray, dict[str, Any]]:
-    """The task's start state: reset with its seed and options, then its scripted opening."""
-    frame, info = env.reset(seed=task.seed, options=task.options or None)
+def episode_seed(task: Task, episode: int) -> int:
+    """Episode e of a task starts from seed `task.seed + e`: every episode starts differently (no-op starts on
+    the emulators, ViZDoom's seed, the Procgen level), and a rerun of an episode starts the same."""
+    return task.seed + episode
+
+
+def start(task: Task, env: GamepadEnv, episode: int = 0, noops: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The task's start state for one episode: reset with the episode's seed and the task's options (`noops`
+    fixes the no-op count, as a recorded solution does), then the task's scripted opening."""
+    options = {**task.options, **({} if noops is None else {"noops": noops})}
+    frame, info = env.reset(seed=episode_seed(task, episode), options=options or None)
     for hold in task.prefix:
         pad = hold.gamepad()
         for _ in range(hold.frames):
@@ -55,13 +63,14 @@ def start(task: Task, env: GamepadEnv) -> tuple[np.ndarray, dict[str, Any]]:
 
 def run_episode(task: Task, env: GamepadEnv, agent: Agent, episode: int,
                 on_step: Callable[[np.ndarray, Gamepad], None] | None = None,
-                actions: list[Gamepad] | None = None) -> dict[str, Any]:
+                actions: list[Gamepad] | None = None, noops: int | None = None) -> dict[str, Any]:
     """Plays one episode of a task; success and failure are decided by the task's conditions after every step.
 
     `on_step(frame, action)` sees every frame with the action taken on it (for videos); `actions` collects them.
     """
     success_if, failure_if = task.conditions()
-    frame, info = start(task, env)
+    frame, info = start(task, env, episode, noops)
+    noops = info.get("noops", 0)
     first = dict(info)
     agent.reset(episode)
     t0, step, reason = time.time(), 0, "timeout"
@@ -88,7 +97,8 @@ def run_episode(task: Task, env: GamepadEnv, agent: Agent, episode: int,
             if done:
                 break
     return {
-        "task": task.id, "episode": episode, "success": reason == "success", "reason": reason, "steps": step,
+        "task": task.id, "episode": episode, "seed": episode_seed(task, episode), "noops": noops,
+        "success": reason == "success", "reason": reason, "steps": step,
         "game_seconds": round(step / task.fps, 2), "wall_seconds": round(time.time() - t0, 2),
         "final": {k: (v if isinstance(v, (bool, int, float, str)) else None) for k, v in info.items()
                   if isinstance(v, (bool, int, float, str))},
@@ -133,12 +143,30 @@ def run_job(suite_path: str, task_id: str, episode: int, spec: str, video_dir: s
         on_step = None
         if video_dir is not None:
             from azote.dataset.video import VideoWriter
-            from azote.dataset.visual import debug_frame
+            from azote.dataset.visual import caption, debug_frame
 
             writer = VideoWriter(Path(video_dir) / f"{task.id}.mp4", task.fps)
-            on_step = lambda frame, action: writer.write(debug_frame(frame, action))  # noqa: E731
+            shown: dict[str, Any] = {"step": 0, "picture": None}  # the last picture, held at the end
+
+            def draw(frame: np.ndarray, action: Gamepad) -> None:
+                # a video watched on its own says which task it is and how far into the time limit
+                shown["picture"] = debug_frame(frame, action)
+                writer.write(caption(shown["picture"], f"{task.id}   {shown['step'] / task.fps:.1f} of "
+                                                       f"{task.time_limit:g} s   step {shown['step']}"))
+                shown["step"] += 1
+
+            on_step = draw
         result = run_episode(task, env, agent, episode, on_step=on_step)
         if writer is not None:
+            if shown["picture"] is not None:  # the outcome stays on screen for a second after the last step
+                why = {"success": task.success if task.mode == "reach" else f"survived {task.time_limit:g} s",
+                       "failure": task.failure, "timeout": f"limit {task.time_limit:g} s",
+                       "terminated": "the game ended", "truncated": "the game cut it short"}
+                text = (f"{task.id}   {result['reason'].upper()} after {result['steps']} steps"
+                        f" ({why.get(result['reason'], result['reason'])})")
+                end = caption(shown["picture"], text, ok=bool(result["success"]))
+                for _ in range(max(1, round(task.fps))):
+                    writer.write(end)
             writer.close()
         return result
     except BaseException:
@@ -180,11 +208,12 @@ def policy_identity(spec: str) -> str:
 
 def job_keys(suite: Suite, spec: str, episodes: int,
              tasks: Iterable[str] | None = None) -> dict[tuple[str, int], dict[str, Any]]:
-    """(task id, episode) -> everything that defines that episode's result. Episode e seeds the agent with e
-    (the game's own seed is part of the task)."""
+    """(task id, episode) -> everything that defines that episode's result. Episode e seeds the agent with e and
+    the game with `episode_seed` (the task's seed + e)."""
     chosen = [t for t in suite.tasks if tasks is None or t.id in set(tasks)]
     policy, version = policy_identity(spec), f"{suite.name}@{suite.version}"
-    return {(t.id, e): {"policy": policy, "suite": version, "task": t.fingerprint(), "seed": e}
+    return {(t.id, e): {"policy": policy, "suite": version, "task": t.fingerprint(), "seed": e,
+                        "game_seed": episode_seed(t, e)}
             for t in chosen for e in range(episodes)}
 
 

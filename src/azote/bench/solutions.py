@@ -1,6 +1,8 @@
-"""Recorded solutions: for every task, an action sequence that succeeds from the task's start state.
+"""Recorded solutions: for every task, an action sequence that succeeds from the start of one of its episodes.
 
-The engines are deterministic, so replaying a solution reproduces the success: the tests do exactly that, which
+A solution keeps the start it was found from (the episode, whose seed picks the start, and the no-op count taken
+there; solutions recorded before no-op starts existed start with none). The engines are deterministic, so
+replaying a solution from that start reproduces the success: the tests do exactly that, which
 verifies every task is solvable and its condition fires. Solutions are found by `azote bench solve` with the
 planning expert (several seeds) or, for games it cannot plan in, a novelty search over snapshots that follows
 the task's own condition.
@@ -11,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from azote.bench.runner import ScriptedAgent, run_episode, start
 from azote.bench.tasks import Hold, Task
 from azote.envs import make
-from azote.envs.base import GamepadEnv
 from azote.gamepad import ActionChunk, Gamepad
 
 SOLUTIONS_DIR = Path(__file__).parent / "solutions"
@@ -28,28 +29,46 @@ def solution_path(task: Task, root: Path = SOLUTIONS_DIR) -> Path:
     return root / f"{task.id}.npz"
 
 
-def save_solution(task: Task, actions: ActionChunk, root: Path = SOLUTIONS_DIR, how: str = "") -> Path:
+class Solution(NamedTuple):
+    actions: ActionChunk
+    episode: int = 0  # the episode whose start it plays from (its seed: `runner.episode_seed`)
+    noops: int = 0  # the no-op steps taken at that start
+
+
+def save_solution(task: Task, solution: Solution, root: Path = SOLUTIONS_DIR, how: str = "") -> Path:
     path = solution_path(task, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp.npz")
+    actions = solution.actions
     np.savez_compressed(tmp, buttons=np.packbits(actions.buttons, axis=1), j_left=actions.j_left.astype(np.float16),
-                        j_right=actions.j_right.astype(np.float16), how=np.array(how))
+                        j_right=actions.j_right.astype(np.float16), how=np.array(how),
+                        episode=np.array(solution.episode), noops=np.array(solution.noops))
     os.replace(tmp, path)
     return path
 
 
-def load_solution(task: Task, root: Path = SOLUTIONS_DIR) -> ActionChunk:
+def load_solution(task: Task, root: Path = SOLUTIONS_DIR) -> Solution:
     with np.load(solution_path(task, root)) as z:
         buttons = np.unpackbits(z["buttons"], axis=1)[:, :17]
-        return ActionChunk(buttons, z["j_left"].astype(np.float32), z["j_right"].astype(np.float32))
+        actions = ActionChunk(buttons, z["j_left"].astype(np.float32), z["j_right"].astype(np.float32))
+        start = {k: int(z[k]) for k in ("episode", "noops") if k in z}
+    return Solution(actions, **start)
 
 
-def replay(task: Task, actions: ActionChunk) -> dict[str, Any]:
+def replay(task: Task, solution: Solution) -> dict[str, Any]:
     env = make(task.game, **task.game_kwargs)
     try:
-        return run_episode(task, env, ScriptedAgent(actions), 0)
+        return run_episode(task, env, ScriptedAgent(solution.actions), solution.episode, noops=solution.noops)
     finally:
         env.close()
+
+
+def _found(task: Task, played: list[Gamepad], result: dict[str, Any]) -> Solution | None:
+    """The solution a successful run gives, if its replay succeeds too."""
+    if not result["success"]:
+        return None
+    solution = Solution(_quantised(played[: result["steps"]]), result["episode"], result["noops"])
+    return solution if replay(task, solution)["success"] else None
 
 
 def _quantised(actions: list[Gamepad]) -> ActionChunk:
@@ -59,9 +78,9 @@ def _quantised(actions: list[Gamepad]) -> ActionChunk:
                        chunk.j_right.astype(np.float16).astype(np.float32))
 
 
-def solve_with_expert(task: Task, attempts: int = 3, horizon: int | None = None) -> ActionChunk | None:
-    """The planning expert, with a few seeds (and optionally a longer search horizon than its family's
-    default); the first run whose replay succeeds is the solution."""
+def solve_with_expert(task: Task, attempts: int = 3, horizon: int | None = None) -> Solution | None:
+    """The planning expert on the first few episodes (seeding it with the episode; optionally with a longer
+    search horizon than its family's default); the first run whose replay succeeds is the solution."""
     from azote.experts import expert_for
 
     for seed in range(attempts):
@@ -77,10 +96,9 @@ def solve_with_expert(task: Task, attempts: int = 3, horizon: int | None = None)
             result = run_episode(task, env, expert, seed, actions=played)
         finally:
             env.close()
-        if result["success"]:
-            actions = _quantised(played[: result["steps"]])
-            if replay(task, actions)["success"]:
-                return actions
+        solution = _found(task, played, result)
+        if solution is not None:
+            return solution
     return None
 
 
@@ -112,7 +130,7 @@ def scripted_patterns() -> dict[str, list[Hold]]:
     return out
 
 
-def solve_with_patterns(task: Task) -> tuple[str, ActionChunk] | None:
+def solve_with_patterns(task: Task) -> tuple[str, Solution] | None:
     """The first scripted pattern whose run succeeds (and whose replay does)."""
     for name, cycle in scripted_patterns().items():
         env = make(task.game, **task.game_kwargs)
@@ -121,15 +139,14 @@ def solve_with_patterns(task: Task) -> tuple[str, ActionChunk] | None:
             result = run_episode(task, env, PatternAgent(cycle), 0, actions=played)
         finally:
             env.close()
-        if result["success"]:
-            actions = _quantised(played[: result["steps"]])
-            if replay(task, actions)["success"]:
-                return name, actions
+        solution = _found(task, played, result)
+        if solution is not None:
+            return name, solution
     return None
 
 
 def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budget: int = 200_000,
-                      seed: int = 0, beam: int | None = None) -> ActionChunk | None:
+                      seed: int = 0, beam: int | None = None) -> Solution | None:
     """Novelty search: a frontier of snapshots, each expanded by every candidate held for `hold` steps; states
     whose downsampled frame (or, in 3D, coarse position) was seen before are dropped, the rest are kept, fewest
     steps first; `beam` caps how many states of each depth are expanded (random ones), for long tasks. Follows
@@ -140,7 +157,7 @@ def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budg
     rng = np.random.default_rng(seed)
     try:
         frame, info = start(task, env)
-        first = dict(info)
+        first, noops = dict(info), int(info.get("noops", 0))
         root = env.get_state()
         frontier: list[tuple[bytes, list[int], int]] = [(root, [], 0)]
         seen = {_signature(frame, info)}
@@ -173,9 +190,9 @@ def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budg
                             break
                     if ok:
                         actions = [candidates[c] for c in plan for _ in range(hold)] + [pad] * (k + 1)
-                        chunk = _quantised(actions)
-                        if replay(task, chunk)["success"]:
-                            return chunk
+                        solution = Solution(_quantised(actions), 0, noops)
+                        if replay(task, solution)["success"]:
+                            return solution
                         continue
                     if failed:
                         continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Optional
@@ -42,8 +43,10 @@ def bench(
         s = load_suite(suite)
     except TaskError as exc:
         fail(str(exc))
-    chosen = [t for t in s.tasks if (tasks is None or t.id in tasks.split(","))
-              and (games is None or t.game in games.split(","))]
+    task_ids = _known("task", tasks, [t.id for t in s.tasks], s.name)
+    game_ids = _known("game", games, s.games(), s.name)
+    chosen = [t for t in s.tasks if (task_ids is None or t.id in task_ids)
+              and (game_ids is None or t.game in game_ids)]
     if list_:
         rows = [{"id": t.id, "game": t.game, "category": t.category, "view": t.game_view,
                  "time_limit": t.time_limit, "description": t.description, "heldout": t.game in s.heldout}
@@ -68,13 +71,32 @@ def bench(
     ids = [t.id for t in chosen]
     try:
         check_results(out, job_keys(s, policy, episodes, ids), policy)  # before any progress bar is drawn
-        with tqdm(unit="episode", desc=f"bench {s.name} ({policy})") as bar:
+        # the total is known before the first episode (run_suite sets the same), so the ETA shows from the start
+        with tqdm(total=len(ids) * episodes, unit="episode", desc=f"bench {s.name} ({policy})") as bar:
             run_suite(s, policy, episodes, out, workers=workers, videos=videos, tasks=ids, progress=bar)
     except ResultsMismatch as exc:
         fail(str(exc))
     summary = write_report(out, s, results_for(out, job_keys(s, policy, episodes, ids)), policy)
     overall = summary["overall"]
     typer.echo(f"success {overall['successes']}/{overall['episodes']}; report: {out / 'report.md'}")
+
+
+def _known(what: str, given: str | None, known: list[str], suite: str) -> list[str] | None:
+    """The comma-separated names of `given`, or a one-line failure naming those not in the suite (a typo would
+    otherwise run nothing, or less than asked, without a word)."""
+    if given is None:
+        return None
+    names = [n.strip() for n in given.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        hints = []
+        for n in unknown:
+            lower = {k.lower(): k for k in known}  # `atari/pong` finds atari/Pong
+            close = [lower[c] for c in ([n.lower()] if n.lower() in lower
+                                        else difflib.get_close_matches(n.lower(), list(lower), n=2, cutoff=0.6))]
+            hints.append(f"{n!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        fail(f"suite {suite} has no {what} {', '.join(hints)}; `azote bench --suite {suite} --list` lists them")
+    return names
 
 
 @bench_app.command("solve")
@@ -102,25 +124,26 @@ def solve(
     except TaskError as exc:
         fail(str(exc))
     root = out or SOLUTIONS_DIR
+    task_ids = _known("task", tasks, [t.id for t in s.tasks], s.name)
     for task in s.tasks:
-        if tasks is not None and task.id not in tasks.split(","):
+        if task_ids is not None and task.id not in task_ids:
             continue
         if solution_path(task, root).exists() and not force:
             continue
-        how, actions = "expert", solve_with_expert(task, attempts, horizon)
-        if actions is None and game_info(task.game).view == "3d":
+        how, solution = "expert", solve_with_expert(task, attempts, horizon)
+        if solution is None and game_info(task.game).view == "3d":
             found = solve_with_patterns(task)
             if found is not None:
-                how, actions = f"script {found[0]}", found[1]
-        if actions is None:
+                how, solution = f"script {found[0]}", found[1]
+        if solution is None:
             how = "search"
             moves, default_hold = search_moves(game_info(task.game).family)
-            actions = solve_with_search(task, moves, hold=hold or default_hold, budget=budget, beam=beam)
-        if actions is None:
+            solution = solve_with_search(task, moves, hold=hold or default_hold, budget=budget, beam=beam)
+        if solution is None:
             typer.echo(f"{task.id}: not solved", err=True)
             continue
-        save_solution(task, actions, root, how)
-        typer.echo(f"{task.id}: solved by {how} in {len(actions)} steps")
+        save_solution(task, solution, root, how)
+        typer.echo(f"{task.id}: solved by {how} in {len(solution.actions)} steps")
 
 
 def register(app: typer.Typer) -> None:

@@ -64,3 +64,24 @@ def debug_frame(frame: np.ndarray, action: Gamepad, min_height: int = 240) -> np
     top = (frame.shape[0] - panel.shape[0]) // 2
     canvas[top : top + panel.shape[0], frame.shape[1] :] = panel
     return canvas
+
+
+CAPTION_H = 28  # fixed, so every captioned frame of a video has the same size (the encoder needs one size)
+_GOOD, _BAD = (60, 220, 120), (235, 80, 80)
+
+
+def caption(frame: np.ndarray, text: str, ok: bool | None = None) -> np.ndarray:
+    """The frame with a CAPTION_H-high strip above it carrying `text` (in green when `ok`, red when `ok` is False,
+    else grey). The text is shrunk, then cut, to fit the width: the strip never changes the frame's size."""
+    h, w = frame.shape[:2]
+    canvas = np.full((h + CAPTION_H, w, 3), _BG, np.uint8)
+    canvas[CAPTION_H:] = frame
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.55
+    while cv2.getTextSize(text, font, scale, 1)[0][0] > w - 12 and scale > 0.35:
+        scale -= 0.05
+    while len(text) > 1 and cv2.getTextSize(text, font, scale, 1)[0][0] > w - 12:
+        text = text[:-2] + "~"
+    color = _TEXT if ok is None else (_GOOD if ok else _BAD)
+    baseline = (CAPTION_H + cv2.getTextSize("Ag", font, scale, 1)[0][1]) // 2
+    cv2.putText(canvas, text, (6, baseline), font, scale, color, 1, cv2.LINE_AA)
+    return canvas

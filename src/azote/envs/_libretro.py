@@ -6,6 +6,11 @@ integrated games). Gamepad buttons map to each console's buttons by `CONSOLE_BUT
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -59,11 +64,13 @@ class ButtonMapper:
 class LibretroMachine:
     """One emulator instance: `step(mask)` advances one frame; `ram` is the console's work RAM (live copy)."""
 
-    def __init__(self, rom_path: str, data: Any | None = None) -> None:
+    def __init__(self, rom_path: str, data_files: tuple[str, str] | None = None) -> None:
         import stable_retro as retro
 
         self.emulator = retro.RetroEmulator(rom_path)
-        self.data = data if data is not None else retro.data.GameData()
+        self.data = retro.data.GameData()
+        if data_files is not None:  # an integration's variables, reward and end (data.json, scenario.json)
+            self.data.load(*data_files)
         self.emulator.configure_data(self.data)
         self.console = retro.get_romfile_system(rom_path)
         self.core_buttons: list[str | None] = retro.data.EMU_INFO[self.console]["buttons"]  # type: ignore[attr-defined]
@@ -82,15 +89,6 @@ class LibretroMachine:
         blocks = self.data.memory.blocks
         return np.frombuffer(b"".join(blocks[self._ram_base + k] for k in range(0, size, 1024)), np.uint8)
 
-    def read(self, address: int, length: int = 1) -> np.ndarray:
-        blocks = self.data.memory.blocks
-        base = self._ram_base + ((address - self._ram_base) // 1024) * 1024
-        block = blocks[base]
-        off = address - base
-        if off + length <= len(block):
-            return np.frombuffer(block, np.uint8, count=length, offset=off)
-        return np.frombuffer(block + blocks[base + 1024], np.uint8, count=length, offset=off)
-
     def write(self, address: int, value: int) -> None:
         self.data.memory.assign(address, "|u1", int(value))
 
@@ -99,24 +97,132 @@ class LibretroMachine:
 
     def set_state(self, state: bytes) -> None:
         self.emulator.set_state(state)
+        self.data.update_ram()
+
+    def power_on(self) -> None:
+        self.emulator.reset()
+
+    # the integration's view of the game (retro family)
+    def restart_data(self) -> None:
+        self.data.reset()
+        self.data.update_ram()
+
+    def variables(self) -> dict[str, int]:
+        self.data.update_ram()
+        return {k: int(v) for k, v in self.data.lookup_all().items()}
+
+    def reward(self) -> float:
+        return float(self.data.current_reward())
+
+    def done(self) -> bool:
+        return bool(self.data.is_done())
+
+    def close(self) -> None:
+        del self.emulator
 
 
-_open: list[LibretroMachine] = []
+# What a machine in another process answers (LibretroMachine's methods; its attributes are sent once).
+_REMOTE_METHODS = frozenset({"step", "screen", "ram", "write", "get_state", "set_state", "power_on",
+                             "restart_data", "variables", "reward", "done"})
 
 
-def open_machine(rom_path: str, data: Any | None = None) -> LibretroMachine:
-    """stable-retro allows one emulator per process: say so clearly instead of its generic error."""
-    if _open:
-        raise RuntimeError(
-            "an NES/retro game is already open in this process (the emulator core allows one per process); "
-            "close() it first or run the second game in another process"
-        )
-    machine = LibretroMachine(rom_path, data)
+class RemoteMachine:
+    """A `LibretroMachine` in a child process, for the second and later emulators of a process (stable-retro's
+    core allows one per process): same methods, each a round trip over a socket. The child is a fresh
+    interpreter that loads only this module (`_CHILD`), not a fork (a fork inherits the core's one-instance flag)
+    nor multiprocessing's spawn (which would run the user's main script again); it dies with this process."""
+
+    def __init__(self, rom_path: str, data_files: tuple[str, str] | None = None) -> None:
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, __file__, str(theirs.fileno()), str(os.getpid())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+            self._conn = Connection(os.dup(ours.fileno()))
+        try:
+            self._conn.send((rom_path, data_files))
+            self.console, self.core_buttons, self.fps = self._answer()
+        except BaseException:
+            self.close()
+            raise
+
+    def _answer(self) -> Any:
+        try:
+            ok, value = self._conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeError(f"the emulator process (pid {self._proc.pid}) ended unexpectedly") from None
+        if not ok:
+            raise RuntimeError(f"emulator process: {value}")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in _REMOTE_METHODS:
+            raise AttributeError(name)
+
+        def call(*args: Any) -> Any:
+            self._conn.send((name, args))
+            return self._answer()
+
+        return call
+
+    def close(self) -> None:
+        conn, self._conn = self.__dict__.get("_conn"), None
+        if conn is not None:
+            conn.close()  # the child sees end of file and leaves
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+# The child's program: this file loaded on its own (importing `azote.envs` would register every game family).
+_CHILD = """import importlib.util, sys
+spec = importlib.util.spec_from_file_location("azote_emulator_child", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+module._serve(int(sys.argv[2]), int(sys.argv[3]))
+"""
+
+
+def _serve(fd: int, parent: int) -> None:
+    """The child's loop: build the machine, then answer calls until the parent closes the socket."""
+    from azote.lifetime import tie_to_parent
+
+    tie_to_parent(parent)
+    conn = Connection(fd)
+    try:
+        machine = LibretroMachine(*conn.recv())
+        conn.send((True, (machine.console, machine.core_buttons, machine.fps)))
+    except Exception as exc:
+        conn.send((False, f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            name, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            conn.send((True, getattr(machine, name)(*args)))
+        except Exception as exc:  # the caller raises it; the machine stays usable
+            conn.send((False, f"{name}: {type(exc).__name__}: {exc}"))
+
+
+Machine = LibretroMachine | RemoteMachine
+_open: list[Machine] = []
+
+
+def open_machine(rom_path: str, data_files: tuple[str, str] | None = None) -> Machine:
+    """An emulator: in this process for the first one, in a child process for any other open at the same time
+    (stable-retro's core allows one per process), so two games, `check_env` or a vector env work."""
+    cls = RemoteMachine if any(isinstance(m, LibretroMachine) for m in _open) else LibretroMachine
+    machine = cls(rom_path, data_files)
     _open.append(machine)
     return machine
 
 
-def close_machine(machine: LibretroMachine | None) -> None:
+def close_machine(machine: Machine | None) -> None:
     if machine is not None and machine in _open:
         _open.remove(machine)
-        del machine.emulator
+        machine.close()
+

@@ -1,4 +1,9 @@
-"""Atari 2600 through ale-py: every ROM ale-py ships, full 18-action set, sticky actions off by default.
+"""Atari 2600 through ale-py: every ROM ale-py ships, full 18-action set.
+
+Seeds and stochasticity follow the Atari evaluation protocols: `reset(seed=s)` seeds ALE and takes 0-30 no-op
+steps drawn from `s` (`noop_max`, the random no-op starts of the DQN protocol; `noop_max=0` turns them off), so
+two seeds start differently and one seed always the same. Sticky actions, as ALE v5 has them, are available:
+`repeat_action_probability=0.25` (off by default: Azote's experts plan on a deterministic game).
 
 Mapping (gamepad -> Atari joystick):
 
@@ -10,6 +15,9 @@ Mapping (gamepad -> Atari joystick):
 
 One step is `frameskip` emulator frames (default 1: 60 actions per second, the released model's rate).
 `info`: `lives`, `ram` (the 128 bytes of RAM, for success checks), `frame`, `score`.
+
+For Gymnasium's Atari wrappers (`AtariPreprocessing`), the adapter also has ALE's names: `ale`,
+`get_action_meanings()`, and `step(i)` with an ALE action index `i` (0 is NOOP) besides the gamepad.
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ def camel(rom_id: str) -> str:
 
 
 class AtariEnv(GamepadEnv):
+    NOOP_MAX = 30
     MAPPING = (
         ("d-pad / left stick (dead zone 0.3)", "joystick direction"),
         ("south, east", "fire"),
@@ -67,13 +76,14 @@ class AtariEnv(GamepadEnv):
         difficulty: int | None = None,
         max_episode_frames: int = 108_000,
         render_mode: str | None = "rgb_array",
+        noop_max: int | None = None,
     ) -> None:
         from ale_py import ALEInterface, LoggerMode, roms
 
         if frameskip < 1:
             raise ValueError(f"frameskip must be >= 1, got {frameskip}")
         info = GameInfo(game_id, FAMILY, RESOLUTION, FPS / frameskip, frameskip, _view(rom))
-        super().__init__(info, render_mode)
+        super().__init__(info, render_mode, noop_max)
         ALEInterface.setLoggerMode(LoggerMode.Error)
         self._ale = ALEInterface()
         self._rom_path = str(roms.get_rom_path(rom))
@@ -97,6 +107,26 @@ class AtariEnv(GamepadEnv):
         if difficulty is not None:
             ale.setDifficulty(difficulty)
         ale.reset_game()
+
+    @property
+    def ale(self) -> Any:
+        """The ALE interface (what Gymnasium's Atari wrappers read lives and screens from)."""
+        return self._ale
+
+    def get_action_meanings(self) -> list[str]:
+        """ALE's names of its 18 actions, by index (what `step` accepts as an int)."""
+        from ale_py import Action
+
+        return [Action(i).name for i in range(18)]
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        # An ALE action index (Gymnasium's Atari wrappers send 0 for a no-op) stands for the gamepad state that
+        # maps to it, so the mapping stays the one place that decides what the game receives.
+        if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
+            if not 0 <= action < 18:
+                raise ValueError(f"an ALE action index is 0-17, got {action}")
+            action = _PADS[int(action)]
+        return super().step(action)
 
     def map_action(self, action: Gamepad) -> int:
         dx, dy = direction(action)
@@ -141,6 +171,18 @@ class AtariEnv(GamepadEnv):
 
     def close(self) -> None:
         self._ale = None  # type: ignore[assignment]
+
+
+def _pad_for(index: int) -> Gamepad:
+    """The gamepad state `map_action` turns into ALE action `index` (d-pad for the direction, south for fire)."""
+    (dy, dx, fire), = np.argwhere(_ACTIONS == index)
+    pressed = ["south"] if fire else []
+    pressed += {0: ["dpad_up"], 2: ["dpad_down"]}.get(int(dy), [])
+    pressed += {0: ["dpad_left"], 2: ["dpad_right"]}.get(int(dx), [])
+    return Gamepad.make(pressed)
+
+
+_PADS = [_pad_for(i) for i in range(18)]
 
 
 def _view(rom: str) -> str:

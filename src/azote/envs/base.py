@@ -13,13 +13,15 @@ import numpy as np
 from azote.gamepad import Gamepad, as_gamepad, gym_space
 
 VIEWS = ("2d-side", "2d-top", "3d")
+# The version of every Gymnasium id (`azote/atari/Pong-v0`): raised when an adapter changes what an episode is.
+ENV_VERSION = 0
 
 
 @dataclass(frozen=True)
 class GameInfo:
     """What `azote games` lists about a registered game."""
 
-    id: str  # "atari/Breakout": the Gymnasium id is "azote/" + id
+    id: str  # "atari/Breakout": the Gymnasium id is `gym_id`, "azote/atari/Breakout-v0"
     family: str  # atari, doom, nes, procgen, retro, native
     resolution: tuple[int, int]  # (height, width) of the observation
     fps: float  # actions per second (game frames per second / frames_per_step)
@@ -30,7 +32,9 @@ class GameInfo:
 
     @property
     def gym_id(self) -> str:
-        return f"azote/{self.id}"
+        """The versioned Gymnasium id; the unversioned `azote/<id>` resolves to it, as Gymnasium does for every
+        versioned environment (`gym.make("azote/atari/Pong")` makes `azote/atari/Pong-v0` with a notice)."""
+        return f"azote/{self.id}-v{ENV_VERSION}"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -53,12 +57,16 @@ class GamepadEnv(gym.Env):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
+    # Most no-op steps a seeded reset takes before the first observation (0: the family's seed does the varying,
+    # e.g. Procgen's level or ViZDoom's own seed); adapters of deterministic engines override it.
+    NOOP_MAX: ClassVar[int] = 0
     # Table shown by `azote games --mapping` and in the README: gamepad input -> native input.
     MAPPING: ClassVar[tuple[tuple[str, str], ...]] = ()
 
-    def __init__(self, game: GameInfo, render_mode: str | None = "rgb_array") -> None:
+    def __init__(self, game: GameInfo, render_mode: str | None = "rgb_array", noop_max: int | None = None) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
+        self.noop_max = type(self).NOOP_MAX if noop_max is None else _count("noop_max", noop_max)
         self.game = game
         self.render_mode = render_mode
         h, w = game.resolution
@@ -72,10 +80,29 @@ class GamepadEnv(gym.Env):
 
     # --- the Gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Starts an episode. A deterministic engine starts the same way every time, so the seed picks the start:
+        `reset(seed=s)` takes 0..`noop_max` neutral steps, the count drawn from `s` (the random no-op starts of
+        the Atari evaluation protocol), before the first observation; a reset without a seed continues the last
+        seed's stream, or, if no seed was ever given, starts with no no-op (the game's own start, reproducible).
+        `options={"noops": k}` takes exactly k. `info["noops"]` says how many were taken."""
+        seeded = seed is not None or self._np_random is not None
         super().reset(seed=seed)
-        frame, info = self._reset_game(seed, options or {})
+        options = dict(options or {})
+        noops = options.pop("noops", None)
+        if noops is not None:
+            noops = _count("options['noops']", noops)
+        elif seeded and self.noop_max:
+            noops = int(self.np_random.integers(0, self.noop_max + 1))
+        frame, info = self._reset_game(seed, options)
+        idle = Gamepad.make()
+        for _ in range(noops or 0):
+            frame, _, terminated, truncated, info = self._step_game(idle)
+            if terminated or truncated:  # a game cannot end by waiting this little; if one does, start it again
+                frame, info = self._reset_game(seed, options)
+                break
         self._frame, self._score, self._steps = frame, 0.0, 0
         info.setdefault("frame", 0)
+        info["noops"] = noops or 0
         info["return"] = 0.0
         info.setdefault("score", 0.0)
         self.last_info = info
@@ -144,3 +171,10 @@ class GamepadEnv(gym.Env):
         data, shape = meta["frame"]
         self._frame = np.frombuffer(data, np.uint8).reshape(shape).copy()
         return engine, meta
+
+
+def _count(name: str, value: Any) -> int:
+    """A small non-negative whole number (no-op counts): anything else is refused, naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= 100_000:
+        raise ValueError(f"{name} must be a whole number from 0 to 100000, got {value!r}")
+    return int(value)

@@ -17,7 +17,8 @@ the title screen skipped and ends on a lost life or the flag; `nes/SuperMarioBro
 at game over. Reward: x progress (clipped to [-5, 5] per step), -25 for a lost life, +50 for the flag.
 `info`: x, y, world, stage, area, lives, coins, score, time, status (small/tall/fireball), player_state,
 flag_get, life_lost, enemies (type, state, active of the 5 enemy slots), stomped (an enemy lies flattened).
-The seed sets how many frames the title screen idles before start (0-63), which changes the game's RNG.
+The seed sets how many frames the title screen idles before start (0-63), which changes the game's RNG, and
+how many no-op steps (0-30, `noop_max`) pass in the stage before the first observation.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def _digits(ram: np.ndarray, where: slice) -> int:
 
 
 class MarioEnv(GamepadEnv):
+    NOOP_MAX = 30
     MAPPING = (
         ("d-pad / left stick (dead zone 0.3)", "d-pad"),
         ("south, east", "A (jump)"),
@@ -79,10 +81,10 @@ class MarioEnv(GamepadEnv):
     _boot_cache: dict[tuple[int, int, int], tuple[bytes, np.ndarray]] = {}
 
     def __init__(self, game_id: str, world: int | None = None, stage: int | None = None,
-                 render_mode: str | None = "rgb_array") -> None:
+                 render_mode: str | None = "rgb_array", noop_max: int | None = None) -> None:
         if (world is None) != (stage is None) or (world is not None and (world, stage) not in STAGES):
             raise ValueError(f"world/stage must both be given, 1-8 and 1-4; got {world}-{stage}")
-        super().__init__(GameInfo(game_id, FAMILY, RESOLUTION, FPS, 1, "2d-side"), render_mode)
+        super().__init__(GameInfo(game_id, FAMILY, RESOLUTION, FPS, 1, "2d-side"), render_mode, noop_max)
         self._machine = open_machine(rom_path())
         self._mapper = ButtonMapper("Nes", self._machine.core_buttons)
         self._target = (world or 1, stage or 1)

@@ -1,4 +1,5 @@
-"""The game registry: every adapter's games, registered with Gymnasium as `azote/<family>/<name>`."""
+"""The game registry: every adapter's games, registered with Gymnasium as `azote/<family>/<name>-v0` (the
+unversioned id resolves to it)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Callable
 import gymnasium as gym
 from gymnasium.envs import registration as _gym_registration
 
-from azote.envs.base import GameInfo, GamepadEnv
+from azote.envs.base import ENV_VERSION, GameInfo, GamepadEnv
 
 _GAMES: dict[str, GameInfo] = {}
 _ENTRY_POINTS: dict[str, str] = {}
@@ -34,7 +35,7 @@ _gym_registration.parse_env_id = _parse_env_id
 
 
 def register_game(info: GameInfo, entry_point: str, max_episode_steps: int | None = None) -> None:
-    """Adds a game to Azote's registry and to Gymnasium's (`gym.make("azote/" + info.id)`)."""
+    """Adds a game to Azote's registry and to Gymnasium's (`gym.make(info.gym_id)`)."""
     _GAMES[info.id] = info
     _ENTRY_POINTS[info.id] = entry_point
     if info.gym_id not in gym.registry:
@@ -80,6 +81,8 @@ def missing_families() -> dict[str, str]:
 def game_info(game_id: str) -> GameInfo:
     _load_families()
     key = game_id.removeprefix("azote/")
+    if key not in _GAMES and key.removesuffix(f"-v{ENV_VERSION}") in _GAMES:  # the Gymnasium id's version
+        key = key.removesuffix(f"-v{ENV_VERSION}")
     if key not in _GAMES:
         close = [g for g in _GAMES if key.lower() in g.lower()][:8]
         hint = f"; did you mean {', '.join(close)}?" if close else "; `azote games` lists them"

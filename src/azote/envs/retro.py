@@ -11,7 +11,8 @@ dead zone (0.3):
 | SNES     | south B, east A, west Y, north X, shoulders L/R, start, back SELECT                   |
 
 One step is one console frame. Reward, episode end and `info` variables (score, lives, ...) come from the
-game's integration (data.json, scenario.json). The integration's default save state is the start state.
+game's integration (data.json, scenario.json). The integration's default save state is the start state; a
+seeded reset then takes 0-30 no-op steps drawn from the seed (`noop_max`), so seeds start differently.
 """
 
 from __future__ import annotations
@@ -35,21 +36,21 @@ _VIEWS = {"Airstriker-Genesis": "2d-top"}
 
 
 class RetroEnv(GamepadEnv):
+    NOOP_MAX = 30
     MAPPING = tuple((console, ", ".join(f"{'/'.join(p)} -> {b}" for b, p in m.items())) for console, m in
                     CONSOLE_BUTTONS.items())
 
     def __init__(self, game_id: str, game: str, state: str | None = None,
-                 render_mode: str | None = "rgb_array") -> None:
+                 render_mode: str | None = "rgb_array", noop_max: int | None = None) -> None:
         import stable_retro as retro
 
         rom = retro.data.get_romfile_path(game)
-        data = retro.data.GameData()
-        data.load(retro.data.get_file_path(game, "data.json"), retro.data.get_file_path(game, "scenario.json"))
-        machine = open_machine(rom, data)
+        machine = open_machine(rom, (retro.data.get_file_path(game, "data.json"),
+                                     retro.data.get_file_path(game, "scenario.json")))
         try:
             h, w = machine.screen().shape[:2]
             super().__init__(GameInfo(game_id, FAMILY, (h, w), machine.fps, 1, _VIEWS.get(game, "2d-side")),
-                             render_mode)
+                             render_mode, noop_max)
             self._mapper = ButtonMapper(machine.console, machine.core_buttons)
         except Exception:
             close_machine(machine)
@@ -73,27 +74,20 @@ class RetroEnv(GamepadEnv):
     def map_action(self, action: Gamepad) -> np.ndarray:
         return self._mapper(action)
 
-    def _variables(self) -> dict[str, Any]:
-        data = self._machine.data
-        data.update_ram()
-        return {k: int(v) for k, v in data.lookup_all().items()}
-
     def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
         m = self._machine
         if self._start is not None:
             m.set_state(self._start)
         else:
-            m.emulator.reset()
-        m.data.reset()
-        m.data.update_ram()
-        return m.screen(), self._variables()
+            m.power_on()
+        m.restart_data()
+        return m.screen(), m.variables()
 
     def _step_game(self, action: Gamepad) -> tuple[np.ndarray, float, bool, bool, dict]:
         m = self._machine
         m.step(self._mapper(action))
-        info = self._variables()
-        reward = float(m.data.current_reward())
-        return m.screen(), reward, bool(m.data.is_done()), False, info
+        info = m.variables()
+        return m.screen(), m.reward(), m.done(), False, info
 
     def get_state(self) -> bytes:
         return self._pack_state(self._machine.get_state())
@@ -101,7 +95,6 @@ class RetroEnv(GamepadEnv):
     def set_state(self, state: bytes) -> np.ndarray:
         engine, _ = self._unpack_state(state)
         self._machine.set_state(engine)
-        self._machine.data.update_ram()
         return self._frame
 
     def close(self) -> None:

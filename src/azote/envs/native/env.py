@@ -26,8 +26,11 @@ class NativeEnv(GamepadEnv):
     lets the game present exactly one frame and advances its clock by one frame period (1/fps s).
     `info`: `frame` (frames since reset), `game_time` (seconds of the game's clock since lockstep began),
     `observed_time` (the last monotonic clock value the game's main thread read, s), plus the game's reader.
-    A crashed or hung game raises `NativeGameError`; `reset()` then starts it again.
+    A crashed or hung game raises `NativeGameError`; `reset()` then starts it again. A seeded reset lets 0-30
+    frames (`noop_max`, drawn from the seed) pass with nothing pressed before the first observation.
     """
+
+    NOOP_MAX = 30
 
     def __init__(
         self,
@@ -38,6 +41,7 @@ class NativeEnv(GamepadEnv):
         warmup_frames: int | None = None,
         warmup: str | None = None,
         render_mode: str | None = "rgb_array",
+        noop_max: int | None = None,
     ) -> None:
         spec = _game_spec(game if game is not None else (game_id or "").rpartition("/")[2])
         self.native_game = spec
@@ -46,7 +50,7 @@ class NativeEnv(GamepadEnv):
             raise ValueError(f"resolution must be (height, width), got {resolution}")
         rate = float(fps or spec.fps)
         info = GameInfo(game_id or f"{FAMILY}/{spec.name}", FAMILY, res, rate, 1, spec.view, spec.description)  # type: ignore[arg-type]
-        super().__init__(info, render_mode)
+        super().__init__(info, render_mode, noop_max)
         self.MAPPING = spec.profile.mapping()
         self._session = Session(spec, res, rate, int(warmup_frames or spec.warmup_frames), warmup or spec.warmup)
         self._finalizer = weakref.finalize(self, self._session.close)
