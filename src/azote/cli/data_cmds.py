@@ -1,4 +1,4 @@
-"""`azote data ...`: dataset checks."""
+"""`azote data ...`: dataset checks, and export to / import from other dataset formats (LeRobotDataset v3.0)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,69 @@ def validate(
             typer.echo(f"BAD {p}", err=True)
     if ds.problems:
         raise typer.Exit(1)
+
+
+FORMATS = ("lerobot",)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        from azote.cli.common import fail
+
+        fail(f"unknown --format {fmt!r}; formats: {', '.join(FORMATS)}")
+
+
+def _convert(work, *args, **kwargs) -> dict:
+    """Runs an export or import; a user's mistake (bad or missing file, existing output) is one line, exit 2."""
+    from azote.cli.common import fail
+    from azote.dataset import VideoError
+
+    try:
+        return work(*args, **kwargs)
+    except (ValueError, VideoError, FileExistsError, FileNotFoundError) as exc:  # DatasetError is a ValueError
+        fail(str(exc))
+    except OSError as exc:  # disk full, no permission: the system's words
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+@data_app.command("export")
+def export(
+    directory: Path = typer.Argument(..., help="Azote dataset root."),
+    out: Path = typer.Argument(..., help="Output directory (must not exist, or be empty)."),
+    fmt: str = typer.Option("lerobot", "--format", help="Output format: lerobot (LeRobotDataset v3.0)."),
+    video_dir: Optional[Path] = typer.Option(None, help="Folder of <video_id>.<ext> source videos for released labels."),
+    camera: str = typer.Option("screen", help="Camera name: frames go to the feature observation.images.<camera>."),
+    robot_type: str = typer.Option("gamepad", help="robot_type written to meta/info.json."),
+    crf: int = typer.Option(18, help="libx264 quality of the re-encoded video (lower is better)."),
+    video_file_mb: int = typer.Option(200, help="A video file rolls over to the next once this large (MB)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write an Azote dataset in another format: one video = one episode, its game = the task."""
+    _check_format(fmt)
+    from azote.dataset.lerobot import export_lerobot
+
+    s = _convert(export_lerobot, directory, out, video_dir=video_dir, camera=camera, robot_type=robot_type, crf=crf,
+                 video_files_size_in_mb=video_file_mb, progress=not quiet)
+    typer.echo(f"exported {s['episodes']} episodes, {s['frames']} frames at {s['fps']} fps, {s['tasks']} tasks "
+               f"({s['camera']} in {s['video_files']} video file{'s' if s['video_files'] != 1 else ''}) to {s['out']}")
+
+
+@data_app.command("import")
+def import_(
+    directory: Path = typer.Argument(..., help="Dataset root in the given format."),
+    out: Path = typer.Argument(..., help="Output Azote dataset directory (must not exist, or be empty)."),
+    fmt: str = typer.Option("lerobot", "--format", help="Input format: lerobot (LeRobotDataset v3.0)."),
+    camera: Optional[str] = typer.Option(None, help="Camera to keep when the dataset has several."),
+    crf: int = typer.Option(18, help="libx264 quality of the re-encoded video (lower is better)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Read a dataset in another format into an Azote dataset (chunks + video), checking it on the way."""
+    _check_format(fmt)
+    from azote.dataset.lerobot import import_lerobot
+
+    s = _convert(import_lerobot, directory, out, camera=camera, crf=crf, progress=not quiet)
+    typer.echo(f"imported {s['videos']} videos, {s['rows']} rows at {s['fps']} fps from {s['camera']}; "
+               f"games: {', '.join(s['games'])}; to {s['out']}")
 
 
 def register(app: typer.Typer) -> None:
