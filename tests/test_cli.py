@@ -1,7 +1,12 @@
-"""The command-line interface of the foundation: games, record, data validate, play."""
+"""The command-line interface: games, record, data validate, play, and one-line user errors."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import cv2
+import numpy as np
 from typer.testing import CliRunner
 
 from azote.cli.main import app
@@ -77,3 +82,32 @@ def test_preset_list_options_take_several_values(tmp_path):
         ["label-eval", "--templates", a, "--templates", b, "--json"]
     assert spread_preset_lists(["label", "--templates", a, "x.json", video, "--out", "o"]) == \
         ["label", "--templates", a, "--templates", "x.json", video, "--out", "o"]
+
+
+def test_user_errors_are_one_line_and_a_nonzero_exit(tmp_path):
+    """A sample of what a newcomer gets wrong, run as the real command: one line on stderr, a non-zero exit,
+    never a traceback, nothing written."""
+    from azote.policy import build_model, get_preset
+
+    checkpoint = build_model(get_preset("tiny").replace(vision={"num_hidden_layers": 1}, dit_layers=1)) \
+        .save_pretrained(tmp_path / "ckpt")
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), np.zeros((64, 64, 3), np.uint8))
+    out = tmp_path / "out"
+    cases = [
+        (["overlay", "video", "--game", "atari/Pong", "--skin", "xbox-03", "--out", str(out / "v.mp4")], "unknown skin"),
+        (["predict", "--checkpoint", str(checkpoint), "--image", str(frame), "--device", "cuda"], "CUDA is not available"),
+        (["bench", "--games", "atari/Pongg", "--out", str(out)], "did you mean atari/Pong"),
+        (["label", str(tmp_path / "missing.mp4"), "--out", str(out)], "no such video"),
+        (["serve", str(tmp_path / "missing")], "not a checkpoint directory"),
+        (["data", "export", "--format", "parquet", str(tmp_path), str(out)], "unknown --format"),
+        (["overlay", "render", "--preset", str(tmp_path / "missing"), "--state", "{}", "--out", str(out / "p.png")],
+         "no such preset"),
+    ]
+    azote = str(Path(sys.executable).with_name("azote"))
+    for argv, message in cases:
+        done = subprocess.run([azote, *argv], capture_output=True, text=True, timeout=120)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode != 0 and len(lines) == 1 and message in lines[0], (argv, done.stderr)
+        assert "Traceback" not in done.stderr + done.stdout
+    assert not out.exists()

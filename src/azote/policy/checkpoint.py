@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from azote.policy.config import CONFIG_NAME, MAX_GAMES, PRESETS, WEIGHTS_NAME, ConfigError, PolicyConfig, read_json
-from azote.policy.model import NitroGenModel, build_model, check_memory
+from azote.policy.model import NitroGenModel, build_model, check_device, check_memory
 from azote.safeload import CheckpointError
 
 # Weights are floating point; the names are safetensors' header names and torch's.
@@ -200,6 +200,7 @@ def from_pretrained(
 ) -> NitroGenModel:
     """Loads a checkpoint directory strictly (every tensor present, nothing extra, every shape right); eval mode."""
     ckpt = Path(path)
+    check_device(device)
     config = read_config(ckpt)
     weights = ckpt / WEIGHTS_NAME
     model = build_model(config, device="meta")

@@ -379,6 +379,24 @@ class NitroGenModel(nn.Module):
         )
 
 
+def check_device(device: torch.device | str) -> torch.device:
+    """The device, or a `ConfigError` saying why it cannot be used (no CUDA in this PyTorch, no such GPU), raised
+    before anything is read or allocated: PyTorch's own errors come later and name something else (pinned memory)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(f"device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch build has no CUDA" if torch.version.cuda is None else "no GPU is visible"
+            raise ConfigError(f"device {device!r}: CUDA is not available here ({why}); use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices")
+    elif dev.type not in ("cpu", "meta"):
+        raise ConfigError(f"device {device!r}: Azote runs on cpu or cuda")
+    return dev
+
+
 def available_memory(device: torch.device | str) -> int | None:
     """Bytes that can still be allocated on a device (CPU: the kernel's MemAvailable), or None when unknown."""
     dev = torch.device(device)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from azote.gamepad import ActionChunk
-from azote.policy.model import NitroGenModel
+from azote.policy.model import NitroGenModel, check_device
 from azote.policy.preprocess import preprocess_frames
 from azote.policy.fast import default_dtype, pack_for_cpu
 from azote.policy.sampling import check_num_steps, sample_actions
@@ -45,7 +45,7 @@ class Policy:
         history_guidance: float = 1.0,
         fast: bool = True,
     ):
-        self.device = torch.device(device) if device is not None else model.device
+        self.device = check_device(device) if device is not None else model.device
         if dtype is None:
             dtype = default_dtype(self.device)
         self.model = model.to(device=self.device, dtype=dtype).eval()

@@ -36,6 +36,7 @@ from azote.dataset import Dataset
 from azote.dataset.samples import SampleConfig, TrainingSamples
 from azote.lifetime import tie_to_parent
 from azote.policy import NitroGenModel, PolicyConfig, build_model, get_preset
+from azote.policy.model import check_device
 from azote.safeload import safe_load
 from azote.training.augment import AugmentConfig, augment
 from azote.training.config import TrainConfig
@@ -104,7 +105,7 @@ class Trainer:
         d = self.cfg.device
         if d == "auto":
             d = "cuda" if torch.cuda.is_available() else "cpu"
-        dev = torch.device(d)
+        dev = check_device(d)
         if dev.type == "cuda":
             local = int(os.environ.get("LOCAL_RANK", "0"))
             dev = torch.device("cuda", local if dev.index is None else dev.index)
