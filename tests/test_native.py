@@ -145,6 +145,20 @@ def test_other_games_deterministic_with_input(name: str) -> None:
         env.close()
 
 
+def test_gymnasium_check_env_and_seeded_starts() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("azote/native/neverball-v0")
+    try:
+        check_env(env.unwrapped)  # it also starts a second copy of the game while this one runs
+        a, info_a = env.reset(seed=1)
+        b, info_b = env.reset(seed=1)
+        assert info_a["noops"] == info_b["noops"] and np.array_equal(a, b)  # one seed: one start
+        assert len({env.reset(seed=s)[1]["noops"] for s in range(4)}) > 1  # seeds pick different starts
+    finally:
+        env.close()
+
+
 def test_close_leaves_no_processes() -> None:
     env = gym.make("azote/native/neverball-v0")
     env.reset()
