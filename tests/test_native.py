@@ -171,3 +171,40 @@ def test_close_leaves_no_processes() -> None:
         time.sleep(0.1)
     assert all(_gone(p) for p in pids), pids
     assert not os.path.exists(f"/tmp/.X11-unix/X{display.lstrip(':')}")
+
+
+OWNER = """
+import json, sys
+from azote.envs.native import NativeEnv
+env = NativeEnv(game=sys.argv[1])
+env.reset()
+s = env._session
+print(json.dumps({"pids": env.pids, "display": env.display, "dir": str(s.dir), "shm": s.shm.path}), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("name", ["neverball", "supertux"])
+def test_kill_9_of_the_owner_leaves_no_process_socket_or_directory(tmp_path, name: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        seen = json.loads(owner.stdout.readline())
+        number = seen["display"].lstrip(":")
+        paths = [f"/tmp/.X11-unix/X{number}", seen["dir"], seen["shm"]]
+        assert len(seen["pids"]) == 2 and all(os.path.lexists(p) for p in paths), seen
+        paths.append(f"/tmp/.X{number}-lock")  # if Xvfb made one
+    finally:
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        left = [p for p in seen["pids"] if not _gone(p)] + [p for p in paths if os.path.lexists(p)]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left, f"left behind after kill -9 of the owner: {left}"

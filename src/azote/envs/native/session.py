@@ -1,6 +1,8 @@
 """Processes of one native-game environment: a private Xvfb display, the game (LD_PRELOADed with the clock
 shim) in its own process group, and an XTEST connection that types the gamepad into it. Everything a session
-starts it kills on `close()` (also run by a finalizer and at interpreter exit)."""
+starts it kills on `close()` (also run by a finalizer and at interpreter exit); if its owner dies without closing
+it (SIGKILL), the owner's warden (`azote.lifetime`) kills the process groups and removes the display's socket,
+the clock file and the session directory."""
 
 from __future__ import annotations
 
@@ -18,15 +20,27 @@ import numpy as np
 
 from azote.envs.native.game import MOUSE_BUTTONS, NativeGame
 from azote.envs.native.shm import ClockShm, shim_path
+from azote.errors import AzoteError
+from azote.lifetime import warden
+
+SESSION_PREFIX = "azote-native-"
+OWNER_FILE = "owner"  # the pid of the process whose session this directory is
 
 
-class NativeGameError(RuntimeError):
+class NativeGameError(AzoteError, RuntimeError):
     """The game or its display failed: did not start, crashed, or stopped presenting frames."""
 
 
+def _start_group(argv: list[str], **kwargs: Any) -> subprocess.Popen:
+    """A program in a process group of its own, which the warden kills if this process dies first."""
+    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
+    warden().guard_group(proc.pid)
+    return proc
+
+
 def _kill_group(proc: subprocess.Popen | None, grace: float = 0.0) -> None:
-    """Kills a process started with start_new_session=True together with its whole process group (SIGTERM first
-    when `grace` > 0, so that it can clean up, then SIGKILL)."""
+    """Kills a process started by `_start_group` together with its whole process group (SIGTERM first when
+    `grace` > 0, so that it can clean up, then SIGKILL), and releases it from the warden."""
     if proc is None:
         return
     if grace > 0 and proc.poll() is None:
@@ -43,6 +57,19 @@ def _kill_group(proc: subprocess.Popen | None, grace: float = 0.0) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not get ignored
         pass
+    warden().release_group(proc.pid)
+
+
+def _remove_stale_sessions() -> None:
+    """Session directories of owners that died when their warden could not clean up (it was killed too)."""
+    for d in Path(tempfile.gettempdir()).glob(f"{SESSION_PREFIX}*"):
+        try:
+            owner = int((d / OWNER_FILE).read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):  # not ours to judge (no owner file yet, another user's)
+            continue
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -61,10 +88,10 @@ class Xvfb:
             raise NativeGameError("Xvfb is not installed: run `sudo bash scripts/native-deps.sh`")
         rfd, wfd = os.pipe()
         with open(log, "ab") as err:
-            self.proc: subprocess.Popen | None = subprocess.Popen(
+            self.proc: subprocess.Popen | None = _start_group(
                 ["Xvfb", "-displayfd", str(wfd), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
                  "-noreset", "+extension", "GLX", "+extension", "XTEST"],
-                pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
+                pass_fds=(wfd,), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
             )
         os.close(wfd)
         digits = b""
@@ -84,6 +111,12 @@ class Xvfb:
         finally:
             os.close(rfd)
         self.display = f":{int(digits.strip())}"
+        for leftover in self._files():  # Xvfb removes them on SIGTERM, not when killed
+            warden().guard_path(leftover)
+
+    def _files(self) -> tuple[str, str]:
+        number = self.display.lstrip(":")
+        return f"/tmp/.X11-unix/X{number}", f"/tmp/.X{number}-lock"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -91,19 +124,20 @@ class Xvfb:
     def close(self) -> None:
         _kill_group(self.proc, grace=5.0)  # SIGTERM: Xvfb removes its socket and lock file
         self.proc = None
-        number = self.display.lstrip(":")
-        for leftover in (f"/tmp/.X11-unix/X{number}", f"/tmp/.X{number}-lock"):
+        for leftover in self._files():
             try:
                 os.unlink(leftover)  # only if it was killed before it could clean up: the display was ours
             except OSError:
                 pass
+            warden().release_path(leftover)
 
 
 class XInput:
     """Keyboard and mouse through XTEST on one display; remembers what it holds."""
 
     def __init__(self, display: str) -> None:
-        from Xlib import X, XK, display as xdisplay
+        from Xlib import XK, X
+        from Xlib import display as xdisplay
         from Xlib.ext import xtest
 
         self._X, self._XK, self._xtest = X, XK, xtest
@@ -184,7 +218,10 @@ class Session:
                  warmup: str) -> None:
         self.game, self.resolution, self.fps = game, resolution, fps
         self.warmup_frames, self.warmup = warmup_frames, warmup
-        self.dir = Path(tempfile.mkdtemp(prefix=f"azote-native-{game.name}-"))
+        _remove_stale_sessions()
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{game.name}-"))
+        warden().guard_path(self.dir)
+        (self.dir / OWNER_FILE).write_text(str(os.getpid()))
         self.xvfb: Xvfb | None = None
         self.input: XInput | None = None
         self.proc: subprocess.Popen | None = None
@@ -211,6 +248,7 @@ class Session:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text.format(**values))
         self.shm = ClockShm(self.fps, self.warmup_frames, self.warmup, (h, w))
+        warden().guard_path(self.shm.path)
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SDL_", "LIBGL_", "XDG_", "WAYLAND"))},
             "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local/share"),
@@ -227,8 +265,8 @@ class Session:
                                   "sudo bash scripts/native-deps.sh)")
         argv[0] = shutil.which(argv[0], path=env.get("PATH", os.defpath) + os.pathsep + "/usr/games") or argv[0]
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(argv, env=env, cwd=str(home), stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = _start_group(argv, env=env, cwd=str(home), stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=subprocess.STDOUT)
         shm = self.shm
         if not shm.wait_until(lambda: shm["lockstep"] == 1, self.game.start_timeout, self.alive):
             self._fail(f"did not reach lockstep ({shm['frames']} of {self.warmup_frames} start-up frames shown)",
@@ -299,6 +337,7 @@ class Session:
         self.proc = None
         if self.shm is not None:
             self.shm.close()
+            warden().release_path(self.shm.path)
             self.shm = None
         self.window = None
 
@@ -314,6 +353,7 @@ class Session:
         self.stop_game()
         self.close_display()
         shutil.rmtree(self.dir, ignore_errors=True)
+        warden().release_path(self.dir)
 
     def pids(self) -> list[int]:
         """Process ids this session started that are still running (for leak checks)."""
