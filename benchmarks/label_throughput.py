@@ -30,7 +30,7 @@ def make_videos(root: Path, count: int, seconds: float) -> tuple[list[Path], Pat
     from azote.agents import RandomAgent
     from azote.envs.rollout import play_episode
     from azote.labeling.compose import Placement
-    from azote.labeling.pipeline_hooks import render_overlay_video
+    from azote.labeling.roundtrip import render_overlay_video
     from azote.labeling.skingen import heldout_presets
     from azote.labeling.synth import random_actions
 

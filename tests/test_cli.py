@@ -111,3 +111,30 @@ def test_user_errors_are_one_line_and_a_nonzero_exit(tmp_path):
         assert done.returncode != 0 and len(lines) == 1 and message in lines[0], (argv, done.stderr)
         assert "Traceback" not in done.stderr + done.stdout
     assert not out.exists()
+
+
+def test_an_azote_error_out_of_any_command_is_one_line_and_exit_2(monkeypatch, tmp_path):
+    """The root command is the one place that turns an AzoteError into `error: <message>` (line breaks collapsed),
+    exit 2, no traceback; other exceptions are not its business."""
+    import azote.envs
+    from azote.errors import AzoteError
+
+    def broken(family=None):
+        raise AzoteError("a message\nover two lines")
+
+    monkeypatch.setattr(azote.envs, "list_games", broken)
+    result = runner.invoke(app, ["games"])
+    assert result.exit_code == 2 and result.output.strip() == "error: a message over two lines", result.output
+    assert isinstance(result.exception, SystemExit)
+
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("tasks: [{id: x, game: atari/Pong}]\n")  # a TaskError, which `bench` no longer catches itself
+    result = runner.invoke(app, ["bench", "--suite", str(suite), "--list"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith(f"error: {suite}: task x: "), result.output
+
+    def bug(family=None):
+        raise KeyError("not an AzoteError")
+
+    monkeypatch.setattr(azote.envs, "list_games", bug)
+    assert isinstance(runner.invoke(app, ["games"]).exception, KeyError)

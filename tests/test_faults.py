@@ -301,9 +301,8 @@ def test_train_killed_and_rerun(tmp_path):
 
 
 def test_label_killed_and_rerun(tmp_path):
-    from test_labeling import _make_video
-
     from azote.labeling.skingen import shipped_presets
+    from test_labeling import _make_video
 
     videos = [tmp_path / f"v{i}.mp4" for i in range(3)]
     for i, v in enumerate(videos):

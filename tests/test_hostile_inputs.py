@@ -32,13 +32,14 @@ DEEP_JSON = "[" * 100_000 + "]" * 100_000
 @pytest.fixture(scope="module", autouse=True)
 def _loaded_once():
     """What the commands import lazily, imported once here, so the children measure the refusal alone."""
+    import torch.utils.tensorboard  # noqa: F401
+    from transformers import SiglipVisionModel  # noqa: F401
+
     import azote.bench.runner  # noqa: F401
     import azote.labeling.detect  # noqa: F401
     import azote.labeling.label  # noqa: F401
     import azote.labeling.train  # noqa: F401
     import azote.training.trainer  # noqa: F401
-    import torch.utils.tensorboard  # noqa: F401
-    from transformers import SiglipVisionModel  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -125,9 +126,8 @@ def test_train_refuses_a_hostile_model_config(dataset, tmp_path, case, text):
 
 # --- label: videos, presets, parser weights ---------------------------------------------------------------------
 def _truncated(path: Path) -> None:
-    from test_labeling import _make_video
-
     from azote.labeling.skingen import shipped_presets
+    from test_labeling import _make_video
 
     _make_video(path, shipped_presets()["retro-snes-filled-dark"], frames=30)
     data = path.read_bytes()

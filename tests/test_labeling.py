@@ -52,7 +52,7 @@ def _frames(preset, placement: Placement, pads: list[Gamepad], seed: int = 0) ->
 
 
 def _make_video(path: Path, preset, frames: int = 96, seed: int = 0, placement: Placement | None = None) -> ActionChunk:
-    from azote.labeling.pipeline_hooks import render_overlay_video
+    from azote.labeling.roundtrip import render_overlay_video
     from azote.labeling.synth import random_actions
 
     actions = random_actions(np.random.default_rng(seed), frames)

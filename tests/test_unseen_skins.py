@@ -16,9 +16,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _bank():
-    from test_labeling import backgrounds
-
     from azote.labeling.synth import BackgroundBank
+    from test_labeling import backgrounds
 
     return BackgroundBank({"test/blocks": backgrounds(200, seed=3)})
 
@@ -49,8 +48,8 @@ def test_discovery_finds_each_shown_buttons_two_pictures():
 
 
 def test_the_shipped_namer_loads_and_a_foreign_or_damaged_file_is_refused(tmp_path):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     from azote.labeling.namer import PAIR_FEATURES, NamerError, load_namer, save_namer
 
@@ -84,10 +83,9 @@ def test_label_refuses_a_weights_directory_with_a_damaged_namer(tmp_path):
 
 
 def test_a_held_out_style_is_labelled_zero_shot_by_its_elements(tmp_path):
-    from test_labeling import _make_video
-
     from azote.labeling.evaluate import f1, shown
     from azote.labeling.label import LabelConfig, label_videos, load_labels
+    from test_labeling import _make_video
 
     preset = next(p for p in heldout_presets() if p.family == "xbox")
     assert any(s in preset.name for s in HELDOUT_STYLES)

@@ -18,6 +18,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from azote.errors import AzoteError
+
 BUTTONS: tuple[str, ...] = (
     "back", "dpad_down", "dpad_left", "dpad_right", "dpad_up", "east", "guide", "left_shoulder",
     "left_thumb", "left_trigger", "north", "right_shoulder", "right_thumb", "right_trigger", "south",
@@ -41,7 +43,7 @@ J_LEFT_SLOTS = slice(21, 23)
 J_RIGHT_SLOTS = slice(23, 25)
 
 
-class GamepadError(ValueError):
+class GamepadError(AzoteError, ValueError):
     """An action that is not a valid gamepad state (unknown button, wrong shape, NaN, out of range)."""
 
 

@@ -16,10 +16,11 @@ from azote.dataset import EpisodeWriter, is_complete
 from azote.envs import make
 from azote.envs.base import GamepadEnv
 from azote.envs.rollout import play_episode
+from azote.errors import AzoteError
 from azote.lifetime import worker_pool
 
 
-class AgentSpecError(ValueError):
+class AgentSpecError(AzoteError, ValueError):
     """A policy spec that names nothing usable."""
 
 

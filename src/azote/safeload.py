@@ -35,10 +35,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from azote.errors import AzoteError
+
 __all__ = ["DEFAULT_LIMITS", "CheckpointError", "ForeignObject", "LoadLimits", "UnsafeCheckpointError", "safe_load"]
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(AzoteError, RuntimeError):
     """A checkpoint that cannot be loaded: a missing file, unreadable weights, or names/shapes that do not fit."""
 
 
@@ -716,7 +718,7 @@ def safe_load(path: str | Path, limits: LoadLimits = DEFAULT_LIMITS) -> Any:
 
 
 # --- JSON ------------------------------------------------------------------------------------------------------------
-class JsonFileError(ValueError):
+class JsonFileError(AzoteError, ValueError):
     """A JSON file refused: too big, unreadable, not UTF-8, not JSON, or nested too deep. One line naming the file."""
 
 

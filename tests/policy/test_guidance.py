@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from azote.policy import Policy, build_model, get_preset
-from azote.policy import fast
+from azote.policy import Policy, build_model, fast, get_preset
 from azote.policy.sampling import last_frame_only
 from azote.policy.seeded import fill_seeded_
 

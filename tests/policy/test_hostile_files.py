@@ -37,10 +37,11 @@ MARKER_ENV = "AZOTE_HOSTILE_MARKER"
 @pytest.fixture(scope="module", autouse=True)
 def _loaded_once():
     """What the commands import lazily, imported once here, so the children measure the refusal alone."""
+    from transformers import SiglipVisionModel  # noqa: F401
+
     import azote.serving.play  # noqa: F401
     import azote.serving.server  # noqa: F401
     import azote.training  # noqa: F401
-    from transformers import SiglipVisionModel  # noqa: F401
 
 
 # --- torch zip files, written byte by byte ---------------------------------------------------------------------

@@ -18,6 +18,7 @@ from azote.agents import Agent
 from azote.bench.tasks import Suite, Task
 from azote.envs import make
 from azote.envs.base import GamepadEnv
+from azote.errors import AzoteError
 from azote.gamepad import ActionChunk, Gamepad
 from azote.lifetime import worker_pool
 
@@ -177,7 +178,7 @@ def run_job(suite_path: str, task_id: str, episode: int, spec: str, video_dir: s
         env.close()
 
 
-class ResultsMismatch(ValueError):
+class ResultsMismatch(AzoteError, ValueError):
     """OUT/results.jsonl holds episodes of another benchmark (policy, suite version, task definition or seed)."""
 
 

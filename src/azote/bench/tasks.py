@@ -20,11 +20,11 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from azote.envs import game_info
+from azote.envs import VIEWS, game_info
+from azote.errors import AzoteError, describe_validation_error
 from azote.gamepad import Gamepad
 
 CATEGORIES = ("combat", "navigation", "game-specific")
-VIEWS = ("2d-side", "2d-top", "3d")
 SUITES_DIR = Path(__file__).parent / "suites"
 # Variables each family reports in `info` (besides frame, return, score), for checking conditions on load.
 FAMILY_VARIABLES: dict[str, set[str]] = {
@@ -40,7 +40,7 @@ FAMILY_VARIABLES: dict[str, set[str]] = {
 COMMON_VARIABLES = {"frame", "score", "step", "seconds"}  # `return` is a Python keyword: use score
 
 
-class TaskError(ValueError):
+class TaskError(AzoteError, ValueError):
     """A task that does not validate: names the suite file and the task."""
 
 
@@ -151,7 +151,7 @@ class Task(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     game: str
     category: Literal["combat", "navigation", "game-specific"]
-    view: Literal["2d-side", "2d-top", "3d"] | None = None
+    view: Literal[VIEWS] | None = None  # the simulator's views (envs.VIEWS), not a copy
     description: str
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)  # reset options (a Procgen level, ...)
@@ -243,8 +243,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
             if task.mode == "reach" and not task.success:
                 raise ValueError("a 'reach' task needs a success condition")
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'task'}: {e['msg']}" for e in exc.errors())
-            raise TaskError(f"{path}: task {label}: {problems}") from None
+            raise TaskError(describe_validation_error(exc, f"{path}: task {label}", "task")) from None
         except (ValueError, KeyError) as exc:
             why = str(exc.args[0] if exc.args else exc)
             raise TaskError(f"{path}: task {label}: {why[:300]}{'...' if len(why) > 300 else ''}") from None

@@ -37,12 +37,9 @@ def bench(
     its files), the suite version, the task's definition and the episode seed; OUT holding another key is refused."""
     if ctx.invoked_subcommand is not None:
         return
-    from azote.bench import TaskError, load_suite
+    from azote.bench import load_suite
 
-    try:
-        s = load_suite(suite)
-    except TaskError as exc:
-        fail(str(exc))
+    s = load_suite(suite)
     task_ids = _known("task", tasks, [t.id for t in s.tasks], s.name)
     game_ids = _known("game", games, s.games(), s.name)
     chosen = [t for t in s.tasks if (task_ids is None or t.id in task_ids)
@@ -66,16 +63,13 @@ def bench(
     from tqdm import tqdm
 
     from azote.bench.report import write_report
-    from azote.bench.runner import ResultsMismatch, check_results, job_keys, results_for, run_suite
+    from azote.bench.runner import check_results, job_keys, results_for, run_suite
 
     ids = [t.id for t in chosen]
-    try:
-        check_results(out, job_keys(s, policy, episodes, ids), policy)  # before any progress bar is drawn
-        # the total is known before the first episode (run_suite sets the same), so the ETA shows from the start
-        with tqdm(total=len(ids) * episodes, unit="episode", desc=f"bench {s.name} ({policy})") as bar:
-            run_suite(s, policy, episodes, out, workers=workers, videos=videos, tasks=ids, progress=bar)
-    except ResultsMismatch as exc:
-        fail(str(exc))
+    check_results(out, job_keys(s, policy, episodes, ids), policy)  # before any progress bar is drawn
+    # the total is known before the first episode (run_suite sets the same), so the ETA shows from the start
+    with tqdm(total=len(ids) * episodes, unit="episode", desc=f"bench {s.name} ({policy})") as bar:
+        run_suite(s, policy, episodes, out, workers=workers, videos=videos, tasks=ids, progress=bar)
     summary = write_report(out, s, results_for(out, job_keys(s, policy, episodes, ids)), policy)
     overall = summary["overall"]
     typer.echo(f"success {overall['successes']}/{overall['episodes']}; report: {out / 'report.md'}")
@@ -112,17 +106,19 @@ def solve(
     force: bool = typer.Option(False, help="Solve again tasks that have a solution."),
 ) -> None:
     """Find and store a successful action sequence per task (planning expert, else novelty search)."""
-    from azote.bench import TaskError, load_suite
+    from azote.bench import load_suite
     from azote.bench.solutions import (
-        SOLUTIONS_DIR, save_solution, search_moves, solution_path, solve_with_expert, solve_with_patterns,
+        SOLUTIONS_DIR,
+        save_solution,
+        search_moves,
+        solution_path,
+        solve_with_expert,
+        solve_with_patterns,
         solve_with_search,
     )
     from azote.envs import game_info
 
-    try:
-        s = load_suite(suite)
-    except TaskError as exc:
-        fail(str(exc))
+    s = load_suite(suite)
     root = out or SOLUTIONS_DIR
     task_ids = _known("task", tasks, [t.id for t in s.tasks], s.name)
     for task in s.tasks:

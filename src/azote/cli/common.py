@@ -14,6 +14,7 @@ from azote.envs.base import GamepadEnv
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
+    """`error: message` on stderr and exit `code`; for what is not an `AzoteError` (those reach the root command)."""
     typer.echo(f"error: {message}", err=True)
     # SystemExit, not typer.Exit: click's Exit is a RuntimeError, so a `fail` inside `try: ... except
     # RuntimeError` was caught and reported again as "error: 2".
@@ -33,17 +34,11 @@ def open_game(game: str, **kwargs: Any) -> GamepadEnv:
 
 def agent_from_spec(spec: str, env: GamepadEnv, seed: int | None = None) -> Agent:
     """`random` | `expert` | a checkpoint directory | `tcp://HOST:PORT` (a running `azote serve`)."""
-    from azote.recording import AgentSpecError, make_agent
+    from azote.recording import make_agent
 
     try:
         return make_agent(spec, env, seed)
-    except (AgentSpecError, ValueError) as exc:
-        fail(str(exc))
-    except RuntimeError as exc:  # CheckpointError: a checkpoint that cannot be loaded
-        from azote.policy import CheckpointError
-
-        if not isinstance(exc, CheckpointError):
-            raise
+    except ValueError as exc:  # AgentSpecError, and a plain ValueError from a checkpoint's files
         fail(str(exc))
 
 
@@ -59,12 +54,11 @@ def check_agent_spec(spec: str) -> None:
 def check_checkpoint_dir(path: str | os.PathLike) -> None:
     """Fails in one line unless a checkpoint directory's config validates and its weights' header fits it (no
     weights are read): before any game, data or socket is opened."""
-    from azote.policy import CheckpointError, ConfigError
     from azote.policy.checkpoint import check_checkpoint
 
     try:
-        check_checkpoint(path)
-    except (CheckpointError, ConfigError, FileNotFoundError) as exc:
+        check_checkpoint(path)  # CheckpointError, ConfigError: one line from `azote`'s root command
+    except FileNotFoundError as exc:
         fail(str(exc))
 
 

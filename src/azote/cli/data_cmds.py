@@ -53,11 +53,10 @@ def _check_format(fmt: str) -> None:
 def _convert(work, *args, **kwargs) -> dict:
     """Runs an export or import; a user's mistake (bad or missing file, existing output) is one line, exit 2."""
     from azote.cli.common import fail
-    from azote.dataset import VideoError
 
     try:
         return work(*args, **kwargs)
-    except (ValueError, VideoError, FileExistsError, FileNotFoundError) as exc:  # DatasetError is a ValueError
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:  # VideoError, DatasetError: the root's line
         fail(str(exc))
     except OSError as exc:  # disk full, no permission: the system's words
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))

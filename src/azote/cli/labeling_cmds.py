@@ -116,20 +116,14 @@ def label(
     video. Resumable: a rerun skips videos already labelled. A video that cannot be read is reported and skipped."""
     from tqdm import tqdm
 
-    from azote.labeling.detect import DetectError
     from azote.labeling.label import LabelConfig, label_videos, load_models
-    from azote.labeling.namer import NamerError
-    from azote.labeling.parser import WeightsError
 
     if backend not in ("process", "ray"):
         fail(f"--backend must be process or ray, got {backend!r}")
     missing = [str(v) for v in videos if not v.is_file()]
     if missing and len(missing) == len(videos):
         fail(f"no such video: {', '.join(missing[:3])}")
-    try:
-        load_models(weights)
-    except (WeightsError, DetectError, NamerError) as exc:
-        fail(str(exc))
+    load_models(weights)  # unusable weights (WeightsError, DetectError, NamerError) fail before any video
     tpl = [p for p, _ in _load_presets(list(templates or []), "--templates")]
     cfg = LabelConfig(adapt=not no_adapt, adapt_minutes=adapt_minutes)
     cfg.post.min_density = min_density

@@ -2,11 +2,40 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
+
+from azote.cli import (
+    bench_cmds,
+    data_cmds,
+    demo_cmds,
+    envs_cmds,
+    labeling_cmds,
+    pipeline_cmds,
+    policy_cmds,
+    serving_cmds,
+    training_cmds,
+)
+from azote.errors import AzoteError, one_line
+
+
+class AzoteGroup(TyperGroup):
+    """The root command. The one place that turns an `AzoteError` out of any command into `error: <message>` on
+    one line of stderr and exit code 2, so that commands need no handler of their own for them. Here rather than
+    around `main()` alone so that a test invoking `app` (typer's CliRunner) gets what the `azote` command gives."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AzoteError as exc:
+            typer.echo(f"error: {one_line(exc) or type(exc).__name__}", err=True)
+            raise SystemExit(2) from None  # SystemExit, as `fail` (click's Exit is a RuntimeError)
+
 
 app = typer.Typer(
     name="azote",
@@ -14,20 +43,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=AzoteGroup,
 )
 
-# Modules under azote.cli that define `register(app)`; imported lazily per module so a broken optional stage
-# does not take the whole command down with it.
-_COMMAND_MODULES = ("envs_cmds", "data_cmds", "policy_cmds", "training_cmds", "bench_cmds", "pipeline_cmds",
-                    "demo_cmds", "serving_cmds", "labeling_cmds")
-
-for _name in _COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"azote.cli.{_name}")
-    except ModuleNotFoundError as exc:  # a stage that has not landed yet
-        if exc.name != f"azote.cli.{_name}":
-            raise
-        continue
+for _module in (envs_cmds, data_cmds, policy_cmds, training_cmds, bench_cmds, pipeline_cmds, demo_cmds, serving_cmds,
+                labeling_cmds):
     _module.register(app)
 
 
@@ -54,6 +74,7 @@ def spread_preset_lists(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    """The `azote` command; an `AzoteError` from any verb ends it with one line and exit code 2 (`AzoteGroup`)."""
     app(args=spread_preset_lists(sys.argv[1:]), prog_name="azote")
 
 

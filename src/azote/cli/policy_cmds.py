@@ -8,13 +8,15 @@ from typing import NoReturn, Optional
 
 import typer
 
+from azote.cli.common import fail
+
 # Errors that carry a message for the user (bad input, missing or unsafe files); anything else is a bug.
 _EXPECTED_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def _fail(exc: BaseException) -> NoReturn:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(1)
+    # exit 1, not the root command's 2 for an AzoteError: these verbs have always exited 1 on bad input
+    fail(str(exc), code=1)
 
 
 def model_info(

@@ -12,7 +12,6 @@ import typer
 
 from azote.cli.common import agent_from_spec, check_agent_spec, check_checkpoint_dir, fail, open_game
 
-
 _MAX_TOKEN_BYTES = 4096  # a shared secret is a line; a bigger file is not one (and is never read whole)
 
 
@@ -111,7 +110,8 @@ def play(
     from tqdm import tqdm
 
     from azote.serving.client import ServeError, ServeTimeout
-    from azote.serving.play import PlayOptions, play as play_game
+    from azote.serving.play import PlayOptions
+    from azote.serving.play import play as play_game
 
     check_agent_spec(policy)
     _set_threads(threads)
@@ -158,12 +158,9 @@ def _keymouse(game: str, spec: str) -> tuple[Any, bool, dict[str, Any]]:
     """(profile, applied to the game, env kwargs). A named profile on a native game replaces its input mapping."""
     if spec in ("auto", "off"):
         return None, False, {}
-    from azote.serving.keymouse import ProfileError, load_profile
+    from azote.serving.keymouse import load_profile
 
-    try:
-        profile = load_profile(spec)
-    except ProfileError as exc:
-        fail(str(exc))
+    profile = load_profile(spec)
     try:
         from azote.envs import game_info
 

@@ -29,15 +29,11 @@ def _one_line(exc: Exception) -> str:
 
 
 def _run(source: str, values: dict[str, Any], config: Optional[Path], resume: bool) -> None:
-    from azote.training import TrainConfig, TrainConfigError, Trainer
-
     from azote.policy import CheckpointError, ConfigError
+    from azote.training import TrainConfig, Trainer
 
     values = {k: v for k, v in values.items() if v is not None}
-    try:
-        cfg = TrainConfig.load(config, **values) if config else TrainConfig.build(source, **values)
-    except TrainConfigError as exc:
-        fail(str(exc))
+    cfg = TrainConfig.load(config, **values) if config else TrainConfig.build(source, **values)
     try:
         _check_model(cfg)  # a bad checkpoint or policy config fails now, not after the data is opened
         final = Trainer(cfg, resume=resume).run()

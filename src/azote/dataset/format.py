@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from azote.errors import AzoteError
 from azote.gamepad import BUTTONS, STICKS, ActionChunk, GamepadError
 
 CHUNK_SECONDS = 20.0
@@ -36,7 +37,7 @@ ACTIONS_FILE = "actions_raw.parquet"
 METADATA_FILE = "metadata.json"
 
 
-class DatasetError(ValueError):
+class DatasetError(AzoteError, ValueError):
     """A bad file in a dataset: names the file and the field at fault."""
 
     def __init__(self, path: str | os.PathLike, field: str, message: str) -> None:

@@ -24,10 +24,11 @@ import torch
 from azote.dataset.frames import resize_frame
 from azote.dataset.reader import Chunk, Dataset
 from azote.dataset.video import VideoError
+from azote.errors import AzoteError
 from azote.gamepad import MODEL_ACTION_DIM
 
 
-class SampleError(ValueError):
+class SampleError(AzoteError, ValueError):
     """The datasets cannot make training samples (nothing usable, games outside the vocabulary)."""
 
 

@@ -10,8 +10,10 @@ from typing import Iterator
 import av
 import numpy as np
 
+from azote.errors import AzoteError
 
-class VideoError(RuntimeError):
+
+class VideoError(AzoteError, RuntimeError):
     """A video that cannot be opened or decoded; names the file."""
 
 

@@ -10,6 +10,7 @@ import gymnasium as gym
 import msgpack
 import numpy as np
 
+from azote.errors import AzoteError
 from azote.gamepad import Gamepad, as_gamepad, gym_space
 
 VIEWS = ("2d-side", "2d-top", "3d")
@@ -43,7 +44,7 @@ class GameInfo:
         return d
 
 
-class StateNotSupported(NotImplementedError):
+class StateNotSupported(AzoteError, NotImplementedError):
     """The game's engine cannot save and restore its state."""
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from azote.errors import AzoteError
 from azote.labeling.presets import FAMILIES, Preset
 from azote.lifetime import run_jobs
 
@@ -35,7 +36,7 @@ ARCH = 1
 MIN_CONFIDENCE = 0.3
 
 
-class DetectError(RuntimeError):
+class DetectError(AzoteError, RuntimeError):
     """No overlay in the video (or the detector's weights are unusable)."""
 
 

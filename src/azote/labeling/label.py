@@ -33,6 +33,7 @@ import torch
 from azote.dataset.format import CHUNK_SECONDS, ChunkMetadata, OriginalVideo, chunk_name, video_relpath, write_chunk
 from azote.dataset.video import VideoError, container_extension, probe
 from azote.dataset.writer import video_labels_dir
+from azote.errors import AzoteError
 from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, invert, region_rgb, source_box, warp
@@ -45,7 +46,7 @@ REPORT_DIR = "labeling"
 VERSION = 7  # bumped when the same weights and settings label differently (7: non-reference frames not deblocked)
 
 
-class LabelError(RuntimeError):
+class LabelError(AzoteError, RuntimeError):
     """A video that cannot be labelled (unreadable, or no overlay found); names the file."""
 
 

@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from azote.errors import AzoteError
 from azote.labeling.presets import CONTROLLER_TYPE, Preset
 
 MIN_INLIERS = 14
@@ -47,7 +48,7 @@ OVERLAY_WIDTHS = (24.0, 3200.0)  # video pixels an overlay may span (keypoint si
 CACHE_VERSION = 3
 
 
-class LocateError(RuntimeError):
+class LocateError(AzoteError, RuntimeError):
     """No overlay was found in the video."""
 
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 import torch
 
+from azote.errors import AzoteError
 from azote.gamepad import BUTTONS, NUM_BUTTONS
 from azote.labeling.elements import Element, correlation
 
@@ -45,7 +46,7 @@ MIN_COVER = 0.3  # a known preset's element lies in a button's drawn region at l
 SAME_ELEMENT = 0.95  # an element is a button's when they agree on this share of frames (either way round)
 
 
-class NamerError(RuntimeError):
+class NamerError(AzoteError, RuntimeError):
     """Namer weights that are missing or made for other features."""
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from azote.errors import AzoteError
 from azote.gamepad import BUTTONS, NUM_BUTTONS
 from azote.labeling.presets import FAMILIES
 
@@ -52,7 +53,7 @@ FAMILY_INDEX = {f: i for i, f in enumerate(FAMILIES)}
 ARCH = 4  # bumped when the network's inputs or outputs change meaning
 
 
-class WeightsError(RuntimeError):
+class WeightsError(AzoteError, RuntimeError):
     """Parser weights that are missing or were made for another network."""
 
 

@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping
 import cv2
 import numpy as np
 
+from azote.errors import AzoteError
 from azote.gamepad import BUTTON_INDEX, BUTTONS, Gamepad
 
 FAMILIES = ("xbox", "playstation", "switch", "retro")
@@ -63,7 +64,7 @@ MAX_CANVAS = 8192
 MAX_RADIUS = 4096
 
 
-class PresetError(ValueError):
+class PresetError(AzoteError, ValueError):
     """A preset that cannot be read or does not make sense; the message names the file and the field."""
 
 

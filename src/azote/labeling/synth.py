@@ -23,11 +23,11 @@ import av
 import numpy as np
 
 from azote.dataset.video import ENCODER_THREADS
-from azote.lifetime import run_jobs
 from azote.gamepad import BUTTONS, NUM_BUTTONS, ActionChunk, Gamepad
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, region_rgb, similarity, warp
 from azote.labeling.presets import FAMILIES, Preset
+from azote.lifetime import run_jobs
 
 # Games that give the parser's training backgrounds, and games kept for evaluation only.
 TRAIN_GAMES = ("atari/Breakout", "atari/Pong", "atari/SpaceInvaders", "atari/Boxing", "atari/MsPacman",

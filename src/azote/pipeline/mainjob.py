@@ -79,7 +79,7 @@ def run_main_job(cfg: MainJobConfig, log: Callable[[str], None] = print) -> dict
 
     from azote.bench import load_suite
     from azote.dataset.subset import make_subset
-    from azote.labeling import pipeline_hooks as lab
+    from azote.labeling import roundtrip
     from azote.recording import record_episodes
 
     root = Path(cfg.out)
@@ -103,7 +103,7 @@ def run_main_job(cfg: MainJobConfig, log: Callable[[str], None] = print) -> dict
         videos = _truth_by_video(truth)
         made = {}
         for i, (vid, (game, video, actions)) in enumerate(tqdm(videos.items(), desc="render overlays", unit="video")):
-            made[vid] = lab.render_stream(video, actions, d / f"{vid}.mp4", index=i, seed=cfg.seed)
+            made[vid] = roundtrip.render_stream_from_video(video, actions, d / f"{vid}.mp4", index=i, seed=cfg.seed)
         return made
 
     streams = stages.run("overlay", overlay)
@@ -111,8 +111,8 @@ def run_main_job(cfg: MainJobConfig, log: Callable[[str], None] = print) -> dict
     def label(d: Path) -> Any:
         paths = [root / "overlay" / f"{vid}.mp4" for vid in streams]
         games = {f"{vid}": _truth_by_video(truth)[vid][0] for vid in streams}
-        report = lab.label_streams(paths, d / "dataset", games=games, workers=cfg.workers)
-        accuracy = lab.score_labels(d / "dataset", truth)
+        report = roundtrip.label_streams(paths, d / "dataset", games=games, workers=cfg.workers)
+        accuracy = roundtrip.score_labels(d / "dataset", truth)
         return {"labelling": report, "accuracy": accuracy}
 
     labelled = stages.run("label", label)

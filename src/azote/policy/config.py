@@ -9,6 +9,8 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from azote.errors import AzoteError, describe_validation_error
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -33,7 +35,7 @@ MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few kB
 Activation = Literal["gelu-approximate", "gelu"]  # tanh-approximated or exact GELU (diffusers' names)
 
 
-class ConfigError(ValueError):
+class ConfigError(AzoteError, ValueError):
     """A policy configuration that does not validate (the message names the field and, when known, the file)."""
 
 
@@ -291,10 +293,8 @@ def _validate(cls: type[BaseModel], data: Mapping[str, Any], source: str) -> Any
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(config)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{source}: invalid policy configuration: {problems}") from None
+        where = f"{source}: invalid policy configuration"
+        raise ConfigError(describe_validation_error(exc, where, "(config)")) from None
 
 
 # The released tower, google/siglip2-large-patch16-256 (the name the released checkpoint gives).

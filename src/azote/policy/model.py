@@ -9,8 +9,9 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from azote.errors import AzoteError
 from azote.policy.config import ConfigError, PolicyConfig, VisionConfig
-from azote.policy.modules import KV, DiT, ActionDecoder, ActionEncoder, VLSelfAttention
+from azote.policy.modules import KV, ActionDecoder, ActionEncoder, DiT, VLSelfAttention
 
 # Parameter groups by name prefix, for freezing parts of the model during training.
 PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -23,7 +24,7 @@ PARAMETER_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-class ShapeError(ValueError):
+class ShapeError(AzoteError, ValueError):
     """An input tensor with the wrong shape or dtype for this model's configuration."""
 
 

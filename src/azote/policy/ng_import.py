@@ -17,10 +17,22 @@ from typing import Any, Mapping
 from torch import Tensor
 
 from azote.policy.checkpoint import (
-    CheckpointError, check_dtypes, check_state_dict, expected_shapes, save_checkpoint, write_games,
+    CheckpointError,
+    check_dtypes,
+    check_state_dict,
+    expected_shapes,
+    save_checkpoint,
+    write_games,
 )
 from azote.policy.config import (
-    KNOWN_VISION_TOWERS, MAX_FRAMES, MAX_GAMES, MAX_WIDTH, ConfigError, PolicyConfig, VisionConfig, read_json,
+    KNOWN_VISION_TOWERS,
+    MAX_FRAMES,
+    MAX_GAMES,
+    MAX_WIDTH,
+    ConfigError,
+    PolicyConfig,
+    VisionConfig,
+    read_json,
 )
 from azote.safeload import DATA_MODULES, ForeignObject, UnsafeCheckpointError, safe_load
 

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from azote.gamepad import ActionChunk
+from azote.policy.fast import default_dtype, pack_for_cpu
 from azote.policy.model import NitroGenModel, check_device
 from azote.policy.preprocess import preprocess_frames
-from azote.policy.fast import default_dtype, pack_for_cpu
 from azote.policy.sampling import check_num_steps, sample_actions
 
 

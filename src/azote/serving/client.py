@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import zmq
 
+from azote.errors import AzoteError
 from azote.gamepad import BUTTONS, ActionChunk
 from azote.serving.protocol import PROTOCOL_VERSION, Limits, ProtocolError, decode_array, encode_array, pack, unpack
 
@@ -23,7 +24,7 @@ TOKEN_ENV = "AZOTE_SERVE_TOKEN"
 _REPLY_LIMIT = Limits().hard_message_bytes
 
 
-class ServeError(RuntimeError):
+class ServeError(AzoteError, RuntimeError):
     """The server answered with an error (`code` is one of `azote.serving.protocol.ERROR_CODES`)."""
 
     def __init__(self, code: str, message: str, address: str) -> None:
@@ -31,7 +32,7 @@ class ServeError(RuntimeError):
         self.code, self.message, self.address = code, message, address
 
 
-class ServeTimeout(TimeoutError):
+class ServeTimeout(AzoteError, TimeoutError):
     """No reply within the timeout, after every retry."""
 
 

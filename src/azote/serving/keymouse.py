@@ -28,12 +28,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from azote.envs.native.game import InputProfile, StickKeys, StickMouse
+from azote.errors import AzoteError
 from azote.gamepad import BUTTON_INDEX, ActionChunk, Gamepad
 
 MOUSE_BUTTONS = ("mouse1", "mouse2", "mouse3")
 
 
-class ProfileError(ValueError):
+class ProfileError(AzoteError, ValueError):
     """A keyboard/mouse profile that cannot be used (unknown button, bad stick mapping, unreadable file)."""
 
 

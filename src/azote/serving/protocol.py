@@ -32,6 +32,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from azote.errors import AzoteError
+
 PROTOCOL_VERSION = 1
 REQUEST_TYPES = ("ping", "info", "reset", "predict")
 ERROR_CODES = ("bad_message", "bad_request", "bad_array", "too_large", "unauthorized", "unsupported", "internal")
@@ -48,7 +50,7 @@ MAX_GAME_CHARS = 256
 MAX_TOKEN_CHARS = 4096
 
 
-class ProtocolError(ValueError):
+class ProtocolError(AzoteError, ValueError):
     """A message that breaks the protocol; `code` is one of `ERROR_CODES` and goes into the error reply."""
 
     def __init__(self, code: str, message: str) -> None:

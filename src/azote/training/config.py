@@ -7,11 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from azote.errors import AzoteError, describe_validation_error
 from azote.policy import PARAMETER_GROUPS
 from azote.policy.config import ConfigError, read_json
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(AzoteError, ValueError):
     pass
 
 
@@ -66,8 +67,7 @@ class TrainConfig(BaseModel):
         try:
             return TrainConfig(**values)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
-            raise TrainConfigError(f"{source}: {problems}") from None
+            raise TrainConfigError(describe_validation_error(exc, source)) from None
 
     @staticmethod
     def load(path: str | Path, **overrides: Any) -> "TrainConfig":

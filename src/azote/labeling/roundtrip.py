@@ -1,5 +1,6 @@
-"""What the end-to-end pipeline (`azote.pipeline.mainjob`) calls: make overlay videos from recorded episodes,
-label them, score the labels against the recorded actions."""
+"""The labelling round trip on recorded play, where the true actions are known: draw an overlay of the recorded
+actions on the episode's video, label that video, score the labels against the recorded actions (the main job's
+label stage, `azote.pipeline.mainjob`, and the labelling tests and benchmark use it)."""
 
 from __future__ import annotations
 
@@ -41,9 +42,6 @@ def render_stream_from_video(video: str | os.PathLike, actions: ActionChunk, out
                                     seed=int(rng.integers(1 << 30)))
     return {**out_info, "source": str(video)}
 
-
-# the name the main job calls: render_stream(video, actions, out, index=, seed=)
-render_stream = render_stream_from_video
 
 
 def label_streams(paths: Sequence[str | os.PathLike], out: str | os.PathLike, games: dict[str, str] | None = None,
