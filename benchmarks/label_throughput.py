@@ -28,11 +28,11 @@ import numpy as np
 def make_videos(root: Path, count: int, seconds: float) -> tuple[list[Path], Path]:
     import azote.envs as envs
     from azote.agents import RandomAgent
-    from azote.envs.rollout import play_episode
     from azote.labeling.compose import Placement
     from azote.labeling.roundtrip import render_overlay_video
     from azote.labeling.skingen import heldout_presets
     from azote.labeling.synth import random_actions
+    from azote.play.loop import play_episode
 
     preset = heldout_presets()[0]
     tpl = preset.save_input_overlay(root / "preset")

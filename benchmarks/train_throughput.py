@@ -26,7 +26,7 @@ import azote.envs as envs
 from azote.agents import RandomAgent
 from azote.dataset import Dataset, EpisodeWriter
 from azote.dataset.samples import SampleConfig, TrainingSamples, prepare_frame
-from azote.envs.rollout import play_episode
+from azote.play.loop import play_episode
 from azote.policy import build_model, get_preset
 from azote.training.augment import AugmentConfig, augment
 from azote.training.schedule import EMA

@@ -18,8 +18,8 @@ import azote.envs as envs
 from azote.agents import RandomAgent
 from azote.dataset import Dataset, DatasetError, EpisodeWriter, read_actions, read_metadata
 from azote.dataset.format import BUTTONS
-from azote.envs.rollout import play_episode
 from azote.gamepad import ActionChunk
+from azote.play.loop import play_episode
 
 
 def record(root: Path, video_id: str, steps: int, chunk_seconds: float = 1.0, seed: int = 0):

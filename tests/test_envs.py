@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import azote.envs as envs
-from azote.gamepad import Gamepad
+from azote.gamepad import Gamepad, direction
 
 RIGHT = Gamepad.make(["dpad_right"])
 STICK_RIGHT = Gamepad.make(j_left=(1.0, 0.0))
@@ -255,4 +255,103 @@ def test_retro_airstriker_fires_and_moves():
                                            j_left=(0.8 if (i // 60) % 2 else -0.8, 0)) for i in range(400)])
     assert infos[-1]["score"] > 0  # shots hit something
     assert {"lives", "score"} <= set(infos[-1])
+    env.close()
+
+
+# --- a family declared in one place --------------------------------------------------------------------------
+class DotEnv(envs.GamepadEnv):
+    """A tiny deterministic game for the family test: a white dot on a 16x16 frame, moved one pixel per step by
+    the stick or d-pad; `info` reports its position."""
+
+    def __init__(self, game_id: str, render_mode: str | None = "rgb_array", noop_max: int | None = None) -> None:
+        super().__init__(envs.game_info(game_id), render_mode, noop_max)
+        self._x, self._y = 2, 8
+
+    def map_action(self, action: Gamepad) -> tuple[int, int]:
+        return direction(action)
+
+    def _observe(self) -> tuple[np.ndarray, dict]:
+        frame = np.zeros((16, 16, 3), np.uint8)
+        frame[self._y, self._x] = 255
+        return frame, {"x": self._x, "y": self._y}
+
+    def _reset_game(self, seed, options):
+        self._x, self._y = 2, 8
+        return self._observe()
+
+    def _step_game(self, action):
+        dx, dy = self.map_action(action)
+        self._x, self._y = min(15, max(0, self._x + dx)), min(15, max(0, self._y + dy))
+        frame, info = self._observe()
+        return frame, 0.0, False, False, info
+
+    def get_state(self) -> bytes:
+        return self._pack_state(bytes([self._x, self._y]))
+
+    def set_state(self, state: bytes) -> np.ndarray:
+        engine, _ = self._unpack_state(state)
+        self._x, self._y = engine[0], engine[1]
+        return self._frame
+
+
+DOT_RIGHT = (Gamepad.make(j_left=(1, 0)), Gamepad.make(j_left=(0, 1)))
+
+
+@pytest.fixture
+def dot_family():
+    """What the adapter module of a new family does at import: declare the family, register its games."""
+    from azote.envs.family import distinct, joystick_candidates
+    from azote.envs.registry import unregister_family
+
+    family = envs.register_family(envs.Family(
+        "dot",
+        variables={"x", "y"},
+        planning=envs.Planning(lambda env: distinct(env, joystick_candidates(fire=())), horizon=6, decide_every=2,
+                               progress=lambda info: float(info["x"]), name="dot-runner",
+                               lost_life=lambda before, after: after["y"] != 8),  # the dot must keep to its row
+        search_moves=envs.SearchMoves(DOT_RIGHT, hold=3),
+    ))
+    envs.register_game(envs.GameInfo("dot/Runner", "dot", (16, 16), 30.0, 1, "2d-top", "a dot to move"),
+                       f"{__name__}:DotEnv")
+    yield family
+    unregister_family("dot")
+    assert "dot" not in {f.name for f in envs.list_families()} and "azote/dot/Runner-v0" not in gym.registry
+    with pytest.raises(KeyError, match="unknown game"):
+        envs.game_info("dot/Runner")
+
+
+def test_a_family_registered_once_is_usable_everywhere(dot_family, tmp_path):
+    from azote.bench.solutions import search_moves
+    from azote.bench.tasks import TaskError, load_suite
+    from azote.experts import expert_for, profile_for
+
+    assert envs.get_family("dot") is dot_family and "dot/Runner" in {g.id for g in envs.list_games("dot")}
+    env = envs.make("dot/Runner")
+    assert isinstance(env, DotEnv)
+    assert gym.make("azote/dot/Runner-v0").reset(seed=0)[1]["x"] == 2
+
+    # the benchmark checks conditions against the declared variables
+    suite = tmp_path / "dot.yaml"
+    suite.write_text("tasks:\n- {id: dot-right, game: dot/Runner, category: navigation, description: move right,\n"
+                     "   time_limit: 1, success: 'x - start.x >= 10 and y == 8'}\n")
+    task = load_suite(suite).task("dot-right")
+    success, _ = task.conditions()
+    suite.write_text(suite.read_text().replace("y == 8", "kills > 0"))
+    with pytest.raises(TaskError, match="unknown variables.*kills"):
+        load_suite(suite)
+
+    # the planning expert plans with the declared profile, and reaches the task's goal
+    profile = profile_for(env)
+    assert (profile.name, profile.horizon, profile.decide_every, len(profile.candidates)) == ("dot-runner", 6, 2, 9)
+    assert profile.lost_life({"y": 8}, {"y": 9}) and not profile.lost_life({"y": 8}, {"y": 8})
+    expert = expert_for(env, seed=0)
+    _, start = env.reset(seed=0)
+    info = start
+    for _ in range(5):
+        for a in expert.act(env.render()):
+            _, _, _, _, info = env.step(a)
+    assert success.evaluate(info, start), info
+
+    # the novelty search uses the declared moves
+    assert search_moves("dot") == (list(DOT_RIGHT), 3)
     env.close()

@@ -6,8 +6,8 @@ import pytest
 
 import azote.envs as envs
 from azote.agents import RandomAgent
-from azote.envs.rollout import play_episode
 from azote.experts import expert_for
+from azote.play.loop import play_episode
 
 
 def episode_return(env, agent, steps, seed=0):

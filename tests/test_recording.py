@@ -1,8 +1,8 @@
 import json
 
+from azote.agents import make_agent
 from azote.envs import make
 from azote.policy import build_model, get_preset
-from azote.recording import make_agent
 
 
 def test_a_checkpoint_trained_with_game_ids_acts_with_the_game_token(tmp_path):
@@ -15,6 +15,6 @@ def test_a_checkpoint_trained_with_game_ids_acts_with_the_game_token(tmp_path):
             agent = make_agent(str(ckpt), env, seed=0)
             assert agent.game_id == expected
             frame, _ = env.reset(seed=0)
-            assert len(agent.act(frame)) == agent.policy.horizon
+            assert len(agent.act(frame)) == agent.horizon  # a Policy is the agent itself
         finally:
             env.close()

@@ -24,25 +24,27 @@ from typer.testing import CliRunner
 from azote.cli.main import app
 from azote.dataset import probe
 from azote.gamepad import BUTTON_INDEX, ActionChunk, Gamepad
-from azote.policy import Policy, build_model, get_preset
-from azote.serving import (
+from azote.play import (
     ActionSchedule,
     KeyMouseMapper,
     KeyMouseProfile,
+    ProfileError,
+    RealtimeRunner,
+    StickToKeys,
+    StickToMouse,
+    load_profile,
+)
+from azote.policy import Policy, build_model, get_preset
+from azote.serving import (
     Limits,
     PolicyServer,
-    ProfileError,
     ProtocolError,
-    RealtimeRunner,
     RemotePolicy,
     ServeClient,
     ServeError,
     ServeTimeout,
-    StickToKeys,
-    StickToMouse,
     decode_array,
     encode_array,
-    load_profile,
 )
 from azote.serving.protocol import pack, unpack
 
@@ -147,12 +149,11 @@ def test_predictions_equal_the_in_process_policy(server: PolicyServer, policy: P
         client.reset(3)
 
 
-def test_remote_policy_is_an_agent_that_acts_like_the_in_process_one(server: PolicyServer, policy: Policy) -> None:
+def test_remote_policy_is_an_agent_that_acts_like_the_in_process_one(server: PolicyServer, checkpoint: Path) -> None:
     from azote.agents import Agent
-    from azote.recording import PolicyAgent
 
-    remote, local = RemotePolicy(server.address, seed=5, timeout=30), PolicyAgent(policy, seed=5)
-    assert isinstance(remote, Agent)
+    remote, local = RemotePolicy(server.address, seed=5, timeout=30), Policy.from_pretrained(checkpoint)
+    assert isinstance(remote, Agent) and isinstance(local, Agent)
     remote.reset(9)
     local.reset(9)
     for i in range(2):

@@ -17,7 +17,7 @@ import azote.envs as envs
 from azote.agents import RandomAgent
 from azote.dataset import Dataset, EpisodeWriter
 from azote.dataset.samples import SampleConfig, TrainingSamples
-from azote.envs.rollout import play_episode
+from azote.play.loop import play_episode
 from azote.policy import PolicyConfig, build_model, get_preset
 from azote.training.augment import AugmentConfig, augment
 from azote.training.schedule import wsd_factor

@@ -39,7 +39,7 @@ def _loaded_once():
     """What the commands import lazily, imported once here, so the children measure the refusal alone."""
     from transformers import SiglipVisionModel  # noqa: F401
 
-    import azote.serving.play  # noqa: F401
+    import azote.play.player  # noqa: F401
     import azote.serving.server  # noqa: F401
     import azote.training  # noqa: F401
 
@@ -385,7 +385,7 @@ def coinrun_data(tmp_path_factory) -> Path:
     import azote.envs as envs
     from azote.agents import RandomAgent
     from azote.dataset import EpisodeWriter
-    from azote.envs.rollout import play_episode
+    from azote.play.loop import play_episode
 
     root = tmp_path_factory.mktemp("coinrun")
     env = envs.make("procgen/coinrun")

@@ -12,34 +12,19 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import gymnasium as gym
 import numpy as np
 
-from azote.agents import Agent
+from azote.agents import Agent, make_agent
 from azote.bench.tasks import Suite, Task
 from azote.envs import make
 from azote.envs.base import GamepadEnv
 from azote.errors import AzoteError
-from azote.gamepad import ActionChunk, Gamepad
+from azote.gamepad import Gamepad
 from azote.lifetime import worker_pool
+from azote.play.loop import play_episode
 
 RESULTS = "results.jsonl"
-
-
-class ScriptedAgent:
-    """Plays a fixed action sequence (a task's recorded solution), then holds nothing."""
-
-    name = "scripted"
-
-    def __init__(self, actions: ActionChunk, chunk: int = 16) -> None:
-        self.actions, self.chunk, self._at = actions, chunk, 0
-
-    def reset(self, seed: int | None = None) -> None:
-        self._at = 0
-
-    def act(self, frame: np.ndarray) -> ActionChunk:
-        part = self.actions[self._at : self._at + self.chunk]
-        self._at += len(part)
-        return part if len(part) else ActionChunk.neutral(self.chunk)
 
 
 def episode_seed(task: Task, episode: int) -> int:
@@ -62,47 +47,72 @@ def start(task: Task, env: GamepadEnv, episode: int = 0, noops: int | None = Non
     return frame, info
 
 
+class TaskEnv(gym.Wrapper):
+    """A game as one benchmark task, decided from the game's own info after every step.
+
+    `reset(seed=e)` starts episode e of the task (`start`: the game reset with seed `task.seed + e`, then the
+    task's scripted opening; `options={"noops": k}` fixes the no-op count). A step that meets the failure
+    condition, or in a reach task the success condition, ends the episode (terminated); the time limit truncates
+    it (a survive task has then succeeded). `info` gains `step`, `seconds` (what conditions may use) and
+    `outcome`: None while the episode runs, then success, failure, timeout, or terminated / truncated when the
+    game itself ended it first."""
+
+    def __init__(self, env: GamepadEnv, task: Task) -> None:
+        super().__init__(env)
+        self.task = task
+        self._success, self._failure = task.conditions()
+        self._first: dict[str, Any] = {}
+        self._steps = 0
+        self.episode = 0
+        self.noops = 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        self.episode = 0 if seed is None else int(seed)
+        frame, info = start(self.task, self.env.unwrapped, self.episode, (options or {}).get("noops"))
+        self.noops, self._first, self._steps = int(info.get("noops", 0)), dict(info), 0
+        return frame, {**info, "step": 0, "seconds": 0.0, "outcome": None}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        frame, reward, terminated, truncated, info = self.env.step(action)
+        task, self._steps = self.task, self._steps + 1
+        info = {**info, "step": self._steps, "seconds": self._steps / task.fps}
+        outcome = None
+        if self._failure is not None and self._failure.evaluate(info, self._first):
+            outcome = "failure"
+        elif self._success is not None and task.mode == "reach" and self._success.evaluate(info, self._first):
+            outcome = "success"
+        elif terminated or truncated:
+            outcome = "terminated" if terminated else "truncated"
+        elif self._steps >= task.max_steps:
+            outcome, truncated = ("success" if task.mode == "survive" else "timeout"), True
+        info["outcome"] = outcome
+        return frame, reward, terminated or outcome in ("success", "failure"), truncated, info
+
+
 def run_episode(task: Task, env: GamepadEnv, agent: Agent, episode: int,
                 on_step: Callable[[np.ndarray, Gamepad], None] | None = None,
                 actions: list[Gamepad] | None = None, noops: int | None = None) -> dict[str, Any]:
-    """Plays one episode of a task; success and failure are decided by the task's conditions after every step.
+    """Plays one episode of a task (the one episode loop, `azote.play.play_episode`, over `TaskEnv`).
 
     `on_step(frame, action)` sees every frame with the action taken on it (for videos); `actions` collects them.
     """
-    success_if, failure_if = task.conditions()
-    frame, info = start(task, env, episode, noops)
-    noops = info.get("noops", 0)
-    first = dict(info)
-    agent.reset(episode)
-    t0, step, reason = time.time(), 0, "timeout"
-    limit = task.max_steps
-    done = False
-    while not done:
-        chunk = agent.act(frame)
-        for action in chunk:
-            if on_step is not None:
-                on_step(frame, action)
-            if actions is not None:
-                actions.append(action)
-            frame, _, terminated, truncated, info = env.step(action)
-            step += 1
-            info = {**info, "step": step, "seconds": step / task.fps}
-            if failure_if is not None and failure_if.evaluate(info, first):
-                reason, done = "failure", True
-            elif success_if is not None and task.mode == "reach" and success_if.evaluate(info, first):
-                reason, done = "success", True
-            elif terminated or truncated:
-                reason, done = ("terminated" if terminated else "truncated"), True
-            elif step >= limit:
-                reason, done = ("success" if task.mode == "survive" else "timeout"), True
-            if done:
-                break
+    game = TaskEnv(env, task)
+    t0, step, info = time.time(), 0, {}
+    options = None if noops is None else {"noops": noops}
+    for s in play_episode(game, agent, task.max_steps, seed=episode, options=options):
+        if on_step is not None:
+            on_step(s.frame, s.action)
+        if actions is not None:
+            actions.append(s.action)
+        step, info = s.index + 1, s.info
+    reason = info.get("outcome") or "timeout"
     return {
-        "task": task.id, "episode": episode, "seed": episode_seed(task, episode), "noops": noops,
+        "task": task.id, "episode": episode, "seed": episode_seed(task, episode), "noops": game.noops,
         "success": reason == "success", "reason": reason, "steps": step,
         "game_seconds": round(step / task.fps, 2), "wall_seconds": round(time.time() - t0, 2),
         "final": {k: (v if isinstance(v, (bool, int, float, str)) else None) for k, v in info.items()
-                  if isinstance(v, (bool, int, float, str))},
+                  if isinstance(v, (bool, int, float, str)) and k != "outcome"},
     }
 
 
@@ -112,8 +122,6 @@ _AGENTS: dict[tuple[str, str], Agent] = {}
 
 def _agent(spec: str, env: GamepadEnv, episode: int) -> Agent | None:
     """The agent for a job. Experts are bound to the env; models are loaded once per worker process."""
-    from azote.recording import make_agent
-
     if spec == "expert":
         from azote.experts import expert_for
 

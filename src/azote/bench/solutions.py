@@ -17,9 +17,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from azote.bench.runner import ScriptedAgent, run_episode, start
+from azote.agents import ScriptedAgent
+from azote.bench.runner import run_episode, start
 from azote.bench.tasks import Hold, Task
-from azote.envs import make
+from azote.envs import get_family, make
 from azote.gamepad import ActionChunk, Gamepad
 
 SOLUTIONS_DIR = Path(__file__).parent / "solutions"
@@ -218,12 +219,7 @@ def _signature(frame: np.ndarray, info: dict[str, Any]) -> bytes:
 
 
 def search_moves(env_family: str) -> tuple[list[Gamepad], int]:
-    """The novelty search's moves and how many steps each is held, per family: Procgen moves whole cells per
-    step (mazes need fine turns), Doom needs walking and turning."""
-    if env_family == "doom":
-        return [Gamepad.make(j_left=(0, -1)), Gamepad.make(j_right=(1, 0)), Gamepad.make(j_right=(-1, 0)),
-                Gamepad.make(j_left=(0, -1), j_right=(0.5, 0)), Gamepad.make(j_left=(0, -1), j_right=(-0.5, 0)),
-                Gamepad.make(["right_trigger"])], 8
-    if env_family == "procgen":
-        return [Gamepad.make(j_left=m) for m in ((0, -1), (0, 1), (-1, 0), (1, 0))], 2
-    return [Gamepad.make(j_left=m) for m in ((0, -1), (0, 1), (-1, 0), (1, 0), (1, -1), (-1, -1))], 8
+    """The novelty search's moves and how many steps each is held: what the family declares
+    (`azote.envs.Family.search_moves`, in its adapter module)."""
+    declared = get_family(env_family).search_moves
+    return list(declared.moves), declared.hold

@@ -20,23 +20,13 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from azote.envs import VIEWS, game_info
+from azote.envs import VIEWS, game_info, get_family
 from azote.errors import AzoteError, describe_validation_error
 from azote.gamepad import Gamepad
 
 CATEGORIES = ("combat", "navigation", "game-specific")
 SUITES_DIR = Path(__file__).parent / "suites"
-# Variables each family reports in `info` (besides frame, return, score), for checking conditions on load.
-FAMILY_VARIABLES: dict[str, set[str]] = {
-    "atari": {"lives", "ram"},
-    "doom": {"health", "armor", "kills", "items", "secrets", "ammo", "weapon", "x", "y", "z", "angle", "dead",
-             "hits_taken", "damage_taken", "frags", "deaths", "exited"},
-    "nes": {"x", "y", "world", "stage", "area", "lives", "coins", "time", "status", "player_state", "flag_get",
-            "life_lost", "game_over", "enemies", "stomped"},
-    "procgen": {"level", "level_complete"},
-    "retro": set(),  # the integration's own variables; not known before the game is opened
-    "native": set(),
-}
+# Besides these, a condition may use the variables its game's family declares (`azote.envs.Family.variables`).
 COMMON_VARIABLES = {"frame", "score", "step", "seconds"}  # `return` is a Python keyword: use score
 
 
@@ -169,7 +159,7 @@ class Task(BaseModel):
         return v
 
     def conditions(self) -> tuple[Condition | None, Condition | None]:
-        allowed = FAMILY_VARIABLES.get(game_info(self.game).family, set())
+        allowed = set(get_family(game_info(self.game).family).variables)
         return (Condition(self.success, allowed) if self.success else None,
                 Condition(self.failure, allowed) if self.failure else None)
 

@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from azote.cli.common import check_agent_spec, fail
+from azote.agents import check_spec
+from azote.cli.common import fail
 
 bench_app = typer.Typer(help="The benchmark: tasks whose success is decided by the game's own variables.",
                         invoke_without_command=True)
@@ -59,7 +60,7 @@ def bench(
         fail("--out is required to run the benchmark")
     if not chosen:
         fail("no task matches --tasks/--games")
-    check_agent_spec(policy)
+    check_spec(policy)
     from tqdm import tqdm
 
     from azote.bench.report import write_report

@@ -34,21 +34,12 @@ def open_game(game: str, **kwargs: Any) -> GamepadEnv:
 
 def agent_from_spec(spec: str, env: GamepadEnv, seed: int | None = None) -> Agent:
     """`random` | `expert` | a checkpoint directory | `tcp://HOST:PORT` (a running `azote serve`)."""
-    from azote.recording import make_agent
+    from azote.agents import make_agent
 
     try:
         return make_agent(spec, env, seed)
     except ValueError as exc:  # AgentSpecError, and a plain ValueError from a checkpoint's files
         fail(str(exc))
-
-
-def check_agent_spec(spec: str) -> None:
-    """Fails early on a spec that cannot name an agent (before worker processes start)."""
-    if spec in ("random", "expert") or spec.startswith("tcp://"):
-        return
-    if not (Path(spec).is_dir() and (Path(spec) / "config.json").is_file()):
-        fail(f"unknown policy {spec!r}: use random, expert, a checkpoint directory (with config.json) or tcp://HOST:PORT")
-    check_checkpoint_dir(spec)
 
 
 def check_checkpoint_dir(path: str | os.PathLike) -> None:

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from azote.cli.common import check_agent_spec, fail, open_game, write_json
+from azote.agents import check_spec
+from azote.cli.common import fail, open_game, write_json
 
 
 def games(
@@ -64,7 +65,7 @@ def _record(game: str, policy: str, episodes: int, max_steps: int, out: Path, se
             crf: int, workers: int) -> None:
     from tqdm import tqdm
 
-    from azote.recording import record_episodes
+    from azote.play.recording import record_episodes
 
     env = open_game(game)  # a clear error for a bad game id (or a game the expert cannot plan) before any worker
     try:
@@ -76,7 +77,7 @@ def _record(game: str, policy: str, episodes: int, max_steps: int, out: Path, se
         fail(str(exc))
     finally:
         env.close()
-    check_agent_spec(policy)
+    check_spec(policy)
     # one worker ticks every step; a pool ticks a whole episode (as max_steps) when it finishes
     with tqdm(total=episodes * max_steps, unit="step", desc=f"record {game} ({policy})") as bar:
         results = record_episodes(game, policy, out, list(range(seed, seed + episodes)), max_steps,

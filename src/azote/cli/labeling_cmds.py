@@ -23,8 +23,8 @@ def collect_backgrounds(games: list[str], frames: int = 500, stride: int = 2, se
 
     from azote.agents import RandomAgent
     from azote.envs import make
-    from azote.envs.rollout import play_episode
     from azote.labeling.synth import BackgroundBank
+    from azote.play.loop import play_episode
 
     out = {}
     for game in games:

@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 import typer
 
-from azote.cli.common import agent_from_spec, check_agent_spec, check_checkpoint_dir, fail, open_game
+from azote.agents import check_spec
+from azote.cli.common import agent_from_spec, check_checkpoint_dir, fail, open_game
 
 _MAX_TOKEN_BYTES = 4096  # a shared secret is a line; a bigger file is not one (and is never read whole)
 
@@ -109,16 +110,16 @@ def play(
     summary.json."""
     from tqdm import tqdm
 
+    from azote.play import PlayOptions
+    from azote.play import play as play_game
     from azote.serving.client import ServeError, ServeTimeout
-    from azote.serving.play import PlayOptions
-    from azote.serving.play import play as play_game
 
-    check_agent_spec(policy)
+    check_spec(policy)
     _set_threads(threads)
     profile, applied, kwargs = _keymouse(game, keymouse)
     env = open_game(game) if not kwargs else _open_with(game, kwargs)
     if profile is None and keymouse == "auto":
-        from azote.serving.keymouse import native_profile_of
+        from azote.play.keymouse import native_profile_of
 
         profile = native_profile_of(env)
         applied = profile is not None
@@ -158,7 +159,7 @@ def _keymouse(game: str, spec: str) -> tuple[Any, bool, dict[str, Any]]:
     """(profile, applied to the game, env kwargs). A named profile on a native game replaces its input mapping."""
     if spec in ("auto", "off"):
         return None, False, {}
-    from azote.serving.keymouse import load_profile
+    from azote.play.keymouse import load_profile
 
     profile = load_profile(spec)
     try:

@@ -5,11 +5,21 @@
 """
 
 from azote.envs.base import VIEWS, GameInfo, GamepadEnv, StateNotSupported
-from azote.envs.registry import game_info, list_games, make, missing_families, register_game
+from azote.envs.family import Family, Planning, SearchMoves
+from azote.envs.registry import (
+    game_info,
+    get_family,
+    list_families,
+    list_games,
+    make,
+    missing_families,
+    register_family,
+    register_game,
+)
 
 __all__ = [
-    "VIEWS", "GameInfo", "GamepadEnv", "StateNotSupported", "game_info", "list_games", "make",
-    "missing_families", "register_game",
+    "VIEWS", "Family", "GameInfo", "GamepadEnv", "Planning", "SearchMoves", "StateNotSupported", "game_info",
+    "get_family", "list_families", "list_games", "make", "missing_families", "register_family", "register_game",
 ]
 
 

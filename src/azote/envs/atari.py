@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from azote.envs.base import GameInfo, GamepadEnv
-from azote.envs.registry import register_game
+from azote.envs.family import Family, Planning, distinct, joystick_candidates, lives_dropped
+from azote.envs.registry import register_family, register_game
 from azote.gamepad import BUTTON_INDEX, Gamepad, direction
 
 FAMILY = "atari"
@@ -195,6 +196,26 @@ def rom_ids() -> list[str]:
     from ale_py import roms
 
     return sorted(roms.get_all_rom_ids())
+
+
+# Games whose reward is too sparse for the search horizon, with a RAM variable that grows with progress.
+# The weight keeps one point of reward worth more than the progress lost when the variable resets on scoring.
+_PROGRESS = {
+    "atari/Freeway": (lambda info: float(info["ram"][14]), 0.004),  # the chicken's height on the road
+}
+
+
+def _planning(env: AtariEnv) -> Planning:
+    progress, weight = _PROGRESS.get(env.game.id, (None, 0.0))
+    candidates = distinct(env, joystick_candidates(), allowed=set(env.minimal_actions()))
+    # About 240 simulated frames per played frame: long horizons for games with few actions (Breakout
+    # needs 80 frames to see a missed ball coming), shorter ones for games with all 18.
+    horizon = max(24, min(80, 480 // len(candidates)))
+    return Planning(candidates, horizon=horizon, decide_every=4, lost_life=lives_dropped, progress=progress,
+                    progress_weight=weight, name="atari-joystick")
+
+
+register_family(Family(FAMILY, variables={"lives", "ram"}, planning=_planning))
 
 
 def _register() -> None:

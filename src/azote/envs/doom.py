@@ -36,7 +36,8 @@ import msgpack
 import numpy as np
 
 from azote.envs.base import GameInfo, GamepadEnv
-from azote.envs.registry import register_game
+from azote.envs.family import Family, SearchMoves
+from azote.envs.registry import register_family, register_game
 from azote.gamepad import BUTTON_INDEX, Gamepad
 
 FAMILY = "doom"
@@ -238,6 +239,20 @@ class DoomEnv(GamepadEnv):
 def _shutdown(game: Any, directory: str) -> None:
     game.close()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+register_family(Family(
+    FAMILY,
+    variables={"health", "armor", "kills", "items", "secrets", "ammo", "weapon", "x", "y", "z", "angle", "dead",
+               "hits_taken", "damage_taken", "frags", "deaths", "exited"},
+    planning=None,  # the planning expert has no profile for Doom; its tasks are solved by scripts and the search
+    # The novelty search needs walking and turning (and walking while turning, and shooting).
+    search_moves=SearchMoves((
+        Gamepad.make(j_left=(0, -1)), Gamepad.make(j_right=(1, 0)), Gamepad.make(j_right=(-1, 0)),
+        Gamepad.make(j_left=(0, -1), j_right=(0.5, 0)), Gamepad.make(j_left=(0, -1), j_right=(-0.5, 0)),
+        Gamepad.make(["right_trigger"]),
+    ), hold=8),
+))
 
 
 def _register() -> None:

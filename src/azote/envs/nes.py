@@ -31,7 +31,8 @@ import numpy as np
 
 from azote.envs._libretro import ButtonMapper, close_machine, open_machine
 from azote.envs.base import GameInfo, GamepadEnv
-from azote.envs.registry import register_game
+from azote.envs.family import Family, Planning
+from azote.envs.registry import register_family, register_game
 from azote.gamepad import Gamepad
 
 FAMILY = "nes"
@@ -195,6 +196,23 @@ class MarioEnv(GamepadEnv):
     def close(self) -> None:
         close_machine(getattr(self, "_machine", None))
         self._machine = None  # type: ignore[assignment]
+
+
+_RUN, _JUMP = "west", "south"  # B (run) and A (jump)
+# Mario's moves: mostly rightwards (walk, run, jump, running jump), a little back, a standing jump and waiting.
+_MOVES = (
+    Gamepad.make(j_left=(1, 0)), Gamepad.make([_RUN], j_left=(1, 0)), Gamepad.make([_JUMP], j_left=(1, 0)),
+    Gamepad.make([_JUMP, _RUN], j_left=(1, 0)), Gamepad.make(j_left=(-1, 0)), Gamepad.make([_JUMP], j_left=(-1, 0)),
+    Gamepad.make([_JUMP]), Gamepad.neutral(),
+)
+
+register_family(Family(
+    FAMILY,
+    variables={"x", "y", "world", "stage", "area", "lives", "coins", "time", "status", "player_state", "flag_get",
+               "life_lost", "game_over", "enemies", "stomped"},
+    planning=Planning(_MOVES, horizon=36, decide_every=6, progress=lambda i: float(i.get("x", 0)),
+                      progress_weight=1.0, lost_life=lambda b, a: bool(a.get("life_lost")), name="mario-runner"),
+))
 
 
 def _register() -> None:

@@ -28,7 +28,8 @@ import msgpack
 import numpy as np
 
 from azote.envs.base import GameInfo, GamepadEnv
-from azote.envs.registry import register_game
+from azote.envs.family import Family, Planning, SearchMoves, distinct, joystick_candidates
+from azote.envs.registry import register_family, register_game
 from azote.gamepad import BUTTON_INDEX, Gamepad, direction
 
 FAMILY = "procgen"
@@ -122,6 +123,16 @@ class ProcgenEnv(GamepadEnv):
 
     def close(self) -> None:
         self._env = None
+
+
+register_family(Family(
+    FAMILY,
+    variables={"level", "level_complete"},
+    planning=Planning(lambda env: distinct(env, joystick_candidates(fire=())), horizon=40, decide_every=4,
+                      name="procgen-moves"),
+    # Procgen moves whole cells per step, so the novelty search holds each move 2 steps (mazes need fine turns).
+    search_moves=SearchMoves(tuple(Gamepad.make(j_left=m) for m in ((0, -1), (0, 1), (-1, 0), (1, 0))), hold=2),
+))
 
 
 def _register() -> None:

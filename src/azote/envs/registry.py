@@ -1,5 +1,8 @@
-"""The game registry: every adapter's games, registered with Gymnasium as `azote/<family>/<name>-v0` (the
-unversioned id resolves to it)."""
+"""The game registry: every adapter's family (`register_family`: what the family declares about itself) and
+games, registered with Gymnasium as `azote/<family>/<name>-v0` (the unversioned id resolves to it).
+
+Adding a family: write its adapter module (it calls `register_family`, then `register_game` for each game) and
+add the module's name to `FAMILIES`."""
 
 from __future__ import annotations
 
@@ -11,10 +14,13 @@ import gymnasium as gym
 from gymnasium.envs import registration as _gym_registration
 
 from azote.envs.base import ENV_VERSION, GameInfo, GamepadEnv
+from azote.envs.family import Family
 
+_FAMILIES: dict[str, Family] = {}
 _GAMES: dict[str, GameInfo] = {}
 _ENTRY_POINTS: dict[str, str] = {}
-# Families whose adapters register their games when imported; a family whose engine is not installed is skipped.
+# Modules of the families (azote.envs.<name>), which register their family and games when imported; a family
+# whose engine is not installed has no games.
 FAMILIES = ("atari", "doom", "nes", "procgen", "retro", "native")
 
 # Gymnasium ids allow one namespace ("ns/name"); Azote ids are "azote/<family>/<name>", so the parser is
@@ -34,8 +40,40 @@ def _parse_env_id(env_id: str) -> tuple[str | None, str, int | None]:
 _gym_registration.parse_env_id = _parse_env_id
 
 
+def register_family(family: Family) -> Family:
+    """Declares a game family (its adapter module calls this when imported, before registering its games); a
+    family registered again under the same name replaces the earlier declaration."""
+    if not isinstance(family, Family):
+        raise TypeError(f"register_family takes a Family, got {type(family).__name__}")
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(name: str) -> Family:
+    """A registered family's declaration (its variables, planning, search moves)."""
+    _load_families()
+    if name not in _FAMILIES:
+        raise KeyError(f"unknown game family {name!r}; families: {', '.join(sorted(_FAMILIES))}")
+    return _FAMILIES[name]
+
+
+def list_families() -> list[Family]:
+    _load_families()
+    return list(_FAMILIES.values())
+
+
+def unregister_family(name: str) -> None:
+    """Removes a family and its games from Azote's and Gymnasium's registries (for tests that register one)."""
+    _FAMILIES.pop(name, None)
+    for game_id in [g for g, info in _GAMES.items() if info.family == name]:
+        gym.registry.pop(_GAMES.pop(game_id).gym_id, None)
+        _ENTRY_POINTS.pop(game_id, None)
+
+
 def register_game(info: GameInfo, entry_point: str, max_episode_steps: int | None = None) -> None:
-    """Adds a game to Azote's registry and to Gymnasium's (`gym.make(info.gym_id)`)."""
+    """Adds a game of a registered family to Azote's registry and to Gymnasium's (`gym.make(info.gym_id)`)."""
+    if info.family not in _FAMILIES:
+        raise ValueError(f"{info.id}: its family {info.family!r} is not registered (register_family first)")
     _GAMES[info.id] = info
     _ENTRY_POINTS[info.id] = entry_point
     if info.gym_id not in gym.registry:

@@ -28,7 +28,8 @@ import numpy as np
 
 from azote.envs._libretro import CONSOLE_BUTTONS, ButtonMapper, close_machine, open_machine
 from azote.envs.base import GameInfo, GamepadEnv
-from azote.envs.registry import register_game
+from azote.envs.family import Family, Planning, distinct, joystick_candidates, lives_dropped
+from azote.envs.registry import register_family, register_game
 from azote.gamepad import Gamepad
 
 FAMILY = "retro"
@@ -113,6 +114,14 @@ def installed_games() -> list[str]:
         if ext not in ("sha", "delta") and game.split("-")[-2 if game.endswith("-v0") else -1] in CONSOLE_BUTTONS:
             games.append(game)
     return sorted(games)
+
+
+register_family(Family(
+    FAMILY,
+    variables=set(),  # each integration's own variables: not known before the game is opened
+    planning=Planning(lambda env: distinct(env, joystick_candidates()), horizon=30, decide_every=4,
+                      lost_life=lives_dropped, name="retro-joystick"),
+))
 
 
 def _register() -> None:

@@ -62,7 +62,7 @@ def run_experiment(cfg: ExperimentConfig, log: Callable[[str], None] = print) ->
 
     from azote.bench import load_suite
     from azote.dataset.subset import make_subset
-    from azote.recording import record_episodes
+    from azote.play.recording import record_episodes
 
     root = Path(cfg.out)
     stages = Stages(root, log)

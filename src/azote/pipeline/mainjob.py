@@ -80,7 +80,7 @@ def run_main_job(cfg: MainJobConfig, log: Callable[[str], None] = print) -> dict
     from azote.bench import load_suite
     from azote.dataset.subset import make_subset
     from azote.labeling import roundtrip
-    from azote.recording import record_episodes
+    from azote.play.recording import record_episodes
 
     root = Path(cfg.out)
     stages = Stages(root, log)

@@ -30,7 +30,13 @@ class Policy:
     conditional on all context frames, unconditional on the last frame only); `game_guidance` guides on the
     game id (0.0 = off). `guidance_scale` is the older name of game guidance as a classic weight w (s = w - 1).
     `fast=True` pre-packs the denoising steps' weights for float32 CPU inference (`azote.policy.fast`).
+
+    A `Policy` is an `azote.agents.Agent`: after `reset(seed)`, the call with index c (from 1) of `act(frame)`
+    without a seed samples with seed `seed * 1_000_003 + c`, so an episode replays exactly (a served policy,
+    `RemotePolicy`, seeds its calls the same way); `game_id` is the game token its acts use by default.
     """
+
+    name = "policy"
 
     def __init__(
         self,
@@ -58,6 +64,13 @@ class Policy:
             raise ValueError("game_guidance and history_guidance cannot be combined: choose one")
         self.cached = cached
         self._generator = torch.Generator().manual_seed(seed)
+        self.game_id: int | None = None
+        self._episode: int | None = None  # the episode seed, once reset() has been called
+        self._calls = 0
+
+    def reset(self, seed: int | None = None) -> None:
+        """Starts an episode: its acts are seeded by `seed` and their count (see the class)."""
+        self._episode, self._calls = (seed if seed is not None else self._episode or 0), 0
 
     @property
     def guidance_scale(self) -> float:
@@ -129,6 +142,10 @@ class Policy:
 
     def act(self, observation: Any, *, seed: int | None = None, game_id: int | None = None) -> ActionChunk:
         """One observation -> one chunk of gamepad actions."""
+        if seed is None and self._episode is not None:
+            self._calls += 1
+            seed = self._episode * 1_000_003 + self._calls
+        game_id = self.game_id if game_id is None else game_id
         ids = None if game_id is None else [game_id]
         return ActionChunk.from_model_vectors(self.predict([np.asarray(observation)], seed=seed, game_ids=ids)[0])
 

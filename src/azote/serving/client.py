@@ -217,7 +217,7 @@ def _chunks(gamepad: Any, actions: np.ndarray) -> list[ActionChunk]:
 
 
 class RemotePolicy:
-    """A policy served by `azote serve`, as an `Agent`. Like the in-process `PolicyAgent`, the call with index c
+    """A policy served by `azote serve`, as an `Agent`. Like the in-process `Policy`, the call with index c
     (from 1) in an episode of seed s samples with seed `s * 1_000_003 + c`, so both play the same episode.
 
     `game`: the game's id (e.g. "atari/Pong"), for a checkpoint trained with game tokens."""

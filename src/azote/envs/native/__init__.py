@@ -10,10 +10,11 @@ from __future__ import annotations
 import shutil
 
 from azote.envs.base import GameInfo
+from azote.envs.family import Family
 from azote.envs.native.env import FAMILY, GAMES, NativeEnv, NativeGameError
 from azote.envs.native.game import InputProfile, NativeGame, StickKeys, StickMouse
 from azote.envs.native.games import GAMES as _SHIPPED
-from azote.envs.registry import register_game
+from azote.envs.registry import register_family, register_game
 
 __all__ = [
     "FAMILY", "GAMES", "InputProfile", "NativeEnv", "NativeGame", "NativeGameError", "StickKeys", "StickMouse",
@@ -29,6 +30,10 @@ def register_native_game(game: NativeGame, max_episode_steps: int | None = None)
                     {"game": game.name})
     register_game(info, "azote.envs.native.env:NativeEnv", max_episode_steps)
     return info
+
+
+# Each game's own variables (not known before it is opened); no snapshots, so no planning.
+register_family(Family(FAMILY, variables=set(), planning=None))
 
 
 def _register() -> None:

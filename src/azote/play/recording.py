@@ -1,5 +1,5 @@
-"""Playing games with an agent named by a spec (random, expert, checkpoint, server) and recording the episodes
-as a dataset, in one process or a pool of them."""
+"""Recording episodes of an agent named by a spec (random, expert, checkpoint, server) as a dataset, in one
+process or a pool of them."""
 
 from __future__ import annotations
 
@@ -11,83 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from azote.agents import Agent, RandomAgent
+from azote.agents import Agent, make_agent
 from azote.dataset import EpisodeWriter, is_complete
 from azote.envs import make
 from azote.envs.base import GamepadEnv
-from azote.envs.rollout import play_episode
-from azote.errors import AzoteError
 from azote.lifetime import worker_pool
-
-
-class AgentSpecError(AzoteError, ValueError):
-    """A policy spec that names nothing usable."""
-
-
-def make_agent(spec: str, env: GamepadEnv, seed: int | None = None, **options: Any) -> Agent:
-    """`random` | `expert` | a checkpoint directory | `tcp://HOST:PORT` (a running `azote serve`)."""
-    if spec == "random":
-        return RandomAgent(seed=seed)
-    if spec == "expert":
-        from azote.experts import expert_for
-
-        return expert_for(env, seed=seed)
-    if spec.startswith("tcp://"):
-        try:
-            from azote.serving.client import RemotePolicy
-        except ImportError as exc:
-            raise AgentSpecError(f"policy {spec!r}: serving is not available ({exc})") from None
-        return RemotePolicy(spec, **options)
-    path = Path(spec)
-    if path.is_dir() and (path / "config.json").is_file():
-        try:
-            from azote.policy import Policy
-        except ImportError as exc:
-            raise AgentSpecError(f"policy {spec!r}: the policy package is not available ({exc})") from None
-        policy = Policy.from_pretrained(path, **options)
-        if str(options.get("device", "cpu")).startswith("cpu"):
-            _acting_threads()
-        return PolicyAgent(policy, seed, game_id=_game_id(path, env.game.id, policy))
-    raise AgentSpecError(
-        f"unknown policy {spec!r}: use random, expert, a checkpoint directory (with config.json) or tcp://HOST:PORT"
-    )
-
-
-def _acting_threads() -> None:
-    """Torch threads for a policy acting on the CPU: AZOTE_TORCH_THREADS, else 1. One frame at a time gains
-    nothing from more threads (tiny: 58 ms per chunk with 1 thread, 111 ms with 2, on 2 cores), and spinning
-    OpenMP threads next to the video encoder and the emulator made a recorded episode 8x slower."""
-    import torch
-
-    torch.set_num_threads(max(1, int(os.environ.get("AZOTE_TORCH_THREADS", "1"))))
-
-
-def _game_id(checkpoint: Path, game: str, policy: Any) -> int | None:
-    """The game token a checkpoint trained with game ids knows this game by (its games.json), else none."""
-    from azote.policy.checkpoint import GAMES_NAME, read_games
-
-    if not policy.config.num_games or not (checkpoint / GAMES_NAME).is_file():
-        return None
-    games = read_games(checkpoint)
-    return games.index(game) + 1 if game in games else 0  # 0: the "no game" token learned by game dropout
-
-
-class PolicyAgent:
-    """A `Policy` as an `Agent`: each episode's sampling is seeded by the episode seed and the call count, so an
-    episode replays exactly."""
-
-    name = "policy"
-
-    def __init__(self, policy: Any, seed: int | None = None, game_id: int | None = None) -> None:
-        self.policy, self._seed, self._calls, self.game_id = policy, seed or 0, 0, game_id
-
-    def reset(self, seed: int | None = None) -> None:
-        self._seed, self._calls = (seed if seed is not None else self._seed), 0
-
-    def act(self, frame: Any) -> Any:
-        self._calls += 1
-        return self.policy.act(frame, seed=self._seed * 1_000_003 + self._calls, game_id=self.game_id)
-
+from azote.play.loop import play_episode
 
 EPISODES = "episodes"  # per-episode results beside the dataset, read back when a rerun skips the episode
 

@@ -1,43 +1,39 @@
-"""Running an agent in a game: each chunk the agent returns is executed (all of it, or its first k actions
-before asking again), one gamepad action per environment step."""
+"""The one episode loop: an agent in a game, one gamepad action per environment step. Lockstep (each chunk the
+agent returns runs whole, or its first k actions before it sees a new frame) or real time (a `RealtimeRunner`: the
+game on a wall clock, the agent planning in the background). Recording, playing and the benchmark all run it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import numpy as np
+import gymnasium as gym
 
 from azote.agents import Agent
-from azote.envs.base import GamepadEnv
-from azote.gamepad import Gamepad
+from azote.play.step import Step
 
-
-@dataclass
-class Step:
-    index: int
-    frame: np.ndarray  # the frame the action was chosen for (what a dataset row pairs with the action)
-    action: Gamepad
-    reward: float
-    terminated: bool
-    truncated: bool
-    info: dict[str, Any]
+if TYPE_CHECKING:  # the runner is given, never made here: realtime builds on this module's Step
+    from azote.play.realtime import RealtimeRunner
 
 
 def play_episode(
-    env: GamepadEnv,
+    env: gym.Env,
     agent: Agent,
     max_steps: int,
     seed: int | None = None,
     execute: int | None = None,
     options: dict[str, Any] | None = None,
+    realtime: "RealtimeRunner | None" = None,
 ) -> Iterator[Step]:
     """Yields every step of one episode; stops at termination, truncation or `max_steps`.
 
     `execute` is how many actions of each chunk run before the agent sees a new frame (None: the whole chunk).
+    `realtime`: a runner bound to this game and agent, which plays the episode on its wall clock instead.
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if realtime is not None:
+        yield from realtime.run_episode(max_steps, seed=seed)
+        return
     if execute is not None and execute < 1:
         raise ValueError(f"execute must be >= 1 (or None for whole chunks), got {execute}")
     frame, info = env.reset(seed=seed, options=options)

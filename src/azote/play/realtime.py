@@ -20,8 +20,8 @@ import numpy as np
 
 from azote.agents import Agent
 from azote.envs.base import GamepadEnv
-from azote.envs.rollout import Step
 from azote.gamepad import NUM_BUTTONS, ActionChunk, Gamepad
+from azote.play.step import Step
 
 
 class ActionSchedule:

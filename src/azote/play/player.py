@@ -4,7 +4,7 @@ buttons and stick positions drawn beside it, and the keys and mouse move under i
 
 Lockstep (default): the game waits for the policy; each chunk is executed whole, or its first `execute` actions
 before the policy sees a new frame. Real time (`realtime=True`): the game runs on a wall clock at its frame rate
-and the policy plans in a background thread (`azote.serving.realtime`).
+and the policy plans in a background thread (`azote.play.realtime`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ import numpy as np
 
 from azote.agents import Agent
 from azote.envs.base import GamepadEnv
-from azote.envs.rollout import Step, play_episode
 from azote.gamepad import ActionChunk
-from azote.serving.keymouse import KeyMouseAction, KeyMouseMapper, KeyMouseProfile, keymouse_strip
+from azote.play.keymouse import KeyMouseAction, KeyMouseMapper, KeyMouseProfile, keymouse_strip
+from azote.play.loop import play_episode
+from azote.play.realtime import RealtimeRunner
+from azote.play.recording import plain_info
+from azote.play.step import Step
 
 
 @dataclass
@@ -135,15 +138,11 @@ def play(
 ) -> dict[str, Any]:
     """Plays `options.steps` steps (restarting episodes), writes the recordings under `out`, returns the summary
     (also written as `summary.json`)."""
-    from azote.recording import plain_info
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timed = _TimedAgent(agent)
     runner = None
     if options.realtime:
-        from azote.serving.realtime import RealtimeRunner
-
         runner = RealtimeRunner(env, timed, fps=options.fps, replan_every=options.replan_every, blend=options.blend)
     mapper = KeyMouseMapper(options.keymouse) if options.keymouse is not None else None
     recorder = _Recorder(out, runner.fps if runner else env.game.fps)
@@ -153,10 +152,7 @@ def play(
     try:
         while done < options.steps:
             seed = options.seed + ep
-            if runner is not None:
-                steps = runner.run_episode(options.steps - done, seed=seed)
-            else:
-                steps = play_episode(env, timed, options.steps - done, seed=seed, execute=options.execute)
+            steps = play_episode(env, timed, options.steps - done, seed=seed, execute=options.execute, realtime=runner)
             if mapper is not None:
                 mapper.reset()
             total, n, info = 0.0, 0, {}
