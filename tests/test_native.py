@@ -137,6 +137,8 @@ def test_other_games_deterministic_with_input(name: str) -> None:
     env = gym.make(f"azote/native/{name}-v0")
     try:
         actions = [Gamepad.make(j_left=(1.0, 0.0))] * 30 + _actions(20, seed=3)
+        if name == "extremetuxracer":  # its course intro ignores the gamepad (any key ends it): start is Return
+            actions = [Gamepad.make(["start"])] + actions
         first = _run(env.unwrapped, actions)
         assert first == _run(env.unwrapped, actions, pauses=np.random.default_rng(2))
         idle = _run(env.unwrapped, [Gamepad.neutral()] * 30)
@@ -208,3 +210,114 @@ def test_kill_9_of_the_owner_leaves_no_process_socket_or_directory(tmp_path, nam
             break
         time.sleep(0.1)
     assert not left, f"left behind after kill -9 of the owner: {left}"
+
+
+# --- the gamepad as a gamepad (PadProfile: SDL virtual game controller, Linux joystick device) ---------------------
+
+
+def _pan(a: np.ndarray, b: np.ndarray, rows: slice, cols: slice) -> float:
+    """How far the view turned right from frame a to frame b, in pixels: the horizontal shift of a band of distant
+    scenery (sky), by phase correlation; a chase camera turns as the player moves sideways or steers."""
+    import cv2
+
+    ga, gb = (cv2.cvtColor(np.ascontiguousarray(f[rows, cols]), cv2.COLOR_RGB2GRAY).astype(np.float32) for f in (a, b))
+    (dx, _), _ = cv2.phaseCorrelate(ga, gb, cv2.createHanningWindow((ga.shape[1], ga.shape[0]), cv2.CV_32F))
+    return -dx
+
+
+def test_pad_state_layout() -> None:
+    from azote.envs.native import PadProfile
+
+    bits, axes = PadProfile().state(Gamepad.make(["south", "left_trigger"], j_left=(0.5, -1.0), j_right=(-0.25, 1.0)))
+    assert bits == (1 << 14) | (1 << 9) and axes == (16384, -32767, -8192, 32767, 32767, 0)
+    assert PadProfile("js", right_stick=False).state(Gamepad.make(j_right=(1.0, 1.0)))[1] == (0,) * 6
+    with pytest.raises(ValueError, match="api"):
+        PadProfile("uinput")
+
+
+def test_neverball_left_stick_tilts_in_proportion(neverball: NativeEnv) -> None:
+    """Neverball reads the SDL virtual game controller: the left stick tilts the floor by ANGLE_BOUND * deflection,
+    so the ball rolls sideways with an acceleration in proportion to it and the chase camera turns after it."""
+    assert neverball.pad is not None and neverball.pad.api == "sdl"
+    pans = {}
+    for v in (0.5, 1.0):
+        obs, info = neverball.reset()
+        s = neverball._session
+        assert s.shm["pad_status"] & 1, "the shim should have attached an SDL pad when Neverball started SDL"
+        for _ in range(150):  # past "Ready?", "Set?", "GO!": the stick tilts the floor from now on
+            start, *_ = neverball.step(Gamepad.neutral())
+        for _ in range(20):
+            obs, *_ = neverball.step(Gamepad.make(j_left=(v, 0.0)))
+        assert s.shm["pad_synced"] == s.shm["frames"] - 1  # copied when the game woke for the last frame
+        pans[v] = _pan(start, obs, slice(0, 40), slice(None))
+    assert pans[1.0] > 5, pans
+    assert 0.3 < pans[0.5] / pans[1.0] < 0.7, pans  # measured: 4.9 and 10.8 px (0.46)
+
+
+def test_extremetuxracer_steers_in_proportion_through_a_linux_joystick() -> None:
+    """Extreme Tux Racer (SFML, no SDL) reads /dev/input/js*: the shim lists a js device in udev's enumeration and
+    feeds it js_event records; the left stick's x is the steering factor, so Tux turns (and the camera with him)
+    in proportion to it."""
+    env = NativeEnv(game="extremetuxracer")
+    try:
+        assert env.pad is not None and env.pad.api == "js"
+        pans = {}
+        for v in (0.5, 1.0):
+            env.reset()
+            assert env._session.shm["pad_status"] & 2, "SFML should have opened the shim's joystick device"
+            env.step(Gamepad.make(["start"]))  # Return ends the course intro: the race starts
+            start, *_ = env.step(Gamepad.neutral())
+            for _ in range(30):
+                obs, *_ = env.step(Gamepad.make(j_left=(v, 0.0)))
+            pans[v] = _pan(start, obs, slice(0, 22), slice(80, 240))  # sky, between the HUD's clock and herring
+        assert pans[1.0] > 8, pans
+        assert 0.3 < pans[0.5] / pans[1.0] < 0.7, pans  # measured: 8.5 and 19.4 px (0.44)
+    finally:
+        env.close()
+
+
+def test_neverball_with_an_analog_pad_is_deterministic(neverball: NativeEnv) -> None:
+    rng = np.random.default_rng(7)
+    buttons = ["south", "west", "left_shoulder", "right_shoulder", "left_trigger"]
+    actions = [Gamepad.make([b for b in buttons if rng.random() < 0.1], j_left=rng.uniform(-1, 1, 2),
+                            j_right=rng.uniform(-1, 1, 2)) for _ in range(STEPS)]
+    first = _run(neverball, actions)
+    assert len(set(first)) > STEPS // 2
+    assert first == _run(neverball, actions, pauses=np.random.default_rng(3))
+
+
+def test_supertux_reads_the_pad_through_its_game_controller_support() -> None:
+    """SuperTux opens SDL game controllers by itself; it walks past a dead zone (8000/32767: digital, so 0.5 and
+    1.0 walk alike) and A jumps."""
+    env = NativeEnv(game="supertux")
+    try:
+        def run(pad: Gamepad) -> list[str]:
+            return _run(env, [pad] * 25)
+
+        idle = run(Gamepad.neutral())
+        assert env._session.shm["pad_status"] & 1
+        assert run(Gamepad.make(j_left=(0.2, 0.0))) == idle  # inside SuperTux's own dead zone
+        walk = run(Gamepad.make(j_left=(0.5, 0.0)))
+        assert walk != idle and walk == run(Gamepad.make(j_left=(1.0, 0.0)))
+        jump = run(Gamepad.make(["south"]))
+        assert jump != idle and jump != walk
+    finally:
+        env.close()
+
+
+def test_a_game_without_sdl_joysticks_is_unaffected_by_the_sdl_pad(monkeypatch) -> None:
+    """Extreme Tux Racer does not use SDL: asking the shim for an SDL pad changes nothing in it (same frames with
+    the same keys), and no pad is attached."""
+    from azote.envs.native import session as session_mod
+    from azote.envs.native.shm import PAD_SDL, ClockShm
+
+    actions = [Gamepad.make(j_left=(1.0, 0.0))] * 10 + _actions(10, seed=5)
+    env = NativeEnv(game="extremetuxracer", gamepad=False)
+    try:
+        plain = _run(env, actions)
+        monkeypatch.setattr(session_mod, "ClockShm", lambda *a, **k: ClockShm(*a, **{**k, "pad": PAD_SDL}))
+        with_pad = _run(env, actions)
+        assert env._session.shm["pad_enabled"] == PAD_SDL and env._session.shm["pad_status"] == 0
+        assert with_pad == plain
+    finally:
+        env.close()

@@ -12,13 +12,13 @@ import shutil
 from azote.envs.base import GameInfo
 from azote.envs.family import Family
 from azote.envs.native.env import FAMILY, GAMES, NativeEnv, NativeGameError
-from azote.envs.native.game import InputProfile, NativeGame, StickKeys, StickMouse
+from azote.envs.native.game import InputProfile, NativeGame, PadProfile, StickKeys, StickMouse
 from azote.envs.native.games import GAMES as _SHIPPED
 from azote.envs.registry import register_family, register_game
 
 __all__ = [
-    "FAMILY", "GAMES", "InputProfile", "NativeEnv", "NativeGame", "NativeGameError", "StickKeys", "StickMouse",
-    "register_native_game",
+    "FAMILY", "GAMES", "InputProfile", "NativeEnv", "NativeGame", "NativeGameError", "PadProfile", "StickKeys",
+    "StickMouse", "register_native_game",
 ]
 
 

@@ -28,6 +28,8 @@ class NativeEnv(GamepadEnv):
     `observed_time` (the last monotonic clock value the game's main thread read, s), plus the game's reader.
     A crashed or hung game raises `NativeGameError`; `reset()` then starts it again. A seeded reset lets 0-30
     frames (`noop_max`, drawn from the seed) pass with nothing pressed before the first observation.
+    A game with a `PadProfile` (`NativeGame.pad`) gets the gamepad as a gamepad (analog sticks, buttons) unless
+    `gamepad=False`, which plays it through its keyboard/mouse `profile` instead.
     """
 
     NOOP_MAX = 30
@@ -42,22 +44,31 @@ class NativeEnv(GamepadEnv):
         warmup: str | None = None,
         render_mode: str | None = "rgb_array",
         noop_max: int | None = None,
+        gamepad: bool | None = None,
     ) -> None:
         spec = _game_spec(game if game is not None else (game_id or "").rpartition("/")[2])
         self.native_game = spec
+        if gamepad and spec.pad is None:
+            raise ValueError(f"native game {spec.name!r} has no gamepad profile (NativeGame.pad); gamepad=True needs one")
+        self.pad = spec.pad if gamepad is not False else None
         res = tuple(int(v) for v in (resolution or spec.resolution))
         if len(res) != 2 or min(res) < 16:
             raise ValueError(f"resolution must be (height, width), got {resolution}")
         rate = float(fps or spec.fps)
         info = GameInfo(game_id or f"{FAMILY}/{spec.name}", FAMILY, res, rate, 1, spec.view, spec.description)  # type: ignore[arg-type]
         super().__init__(info, render_mode, noop_max)
-        self.MAPPING = spec.profile.mapping()
-        self._session = Session(spec, res, rate, int(warmup_frames or spec.warmup_frames), warmup or spec.warmup)
+        self.MAPPING = self.pad.mapping() if self.pad else spec.profile.mapping()
+        self._session = Session(spec, res, rate, int(warmup_frames or spec.warmup_frames), warmup or spec.warmup,
+                                pad=self.pad is not None)
         self._finalizer = weakref.finalize(self, self._session.close)
         _LIVE.add(self)
 
-    def map_action(self, action: Gamepad) -> tuple[set[str], tuple[int, int]]:
-        return self.native_game.profile.native(action)
+    def map_action(self, action: Gamepad) -> tuple[set[str], tuple[int, int], tuple[int, tuple[int, ...]] | None]:
+        """(keys held, mouse motion, pad state or None): the pad (`PadProfile.state`) for a game played with one,
+        and then only its profile's extra keys."""
+        if self.pad is not None:
+            return (*self.pad.keys.native(action), self.pad.state(action))
+        return (*self.native_game.profile.native(action), None)
 
     def _observe(self) -> tuple[np.ndarray, dict[str, Any]]:
         s = self._session
@@ -79,8 +90,8 @@ class NativeEnv(GamepadEnv):
         return self._observe()
 
     def _step_game(self, action: Gamepad) -> tuple[np.ndarray, float, bool, bool, dict]:
-        held, motion = self.map_action(action)
-        self._session.step(held, motion)
+        held, motion, pad = self.map_action(action)
+        self._session.step(held, motion, pad)
         frame, info = self._observe()
         reward = float(info.get("reward", 0.0))
         return frame, reward, bool(info.get("terminated", False)), False, info

@@ -1,5 +1,6 @@
 """What it takes to wrap a native Linux game: a `NativeGame` (command line, private config files, window class,
-frame rate, input profile) and an `InputProfile` (gamepad -> keys and mouse)."""
+frame rate, input profile), an `InputProfile` (gamepad -> keys and mouse) and, for games that read a gamepad, a
+`PadProfile` (the gamepad reaches the game as a gamepad: analog sticks, buttons)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from azote.envs.base import VIEWS
-from azote.gamepad import BUTTON_INDEX, Gamepad
+from azote.gamepad import BUTTON_INDEX, BUTTONS, Gamepad
 
 # A mouse button in a profile: "mouse1" (left), "mouse2" (middle), "mouse3" (right).
 MOUSE_BUTTONS = {"mouse1": 1, "mouse2": 2, "mouse3": 3}
@@ -102,6 +103,80 @@ class InputProfile:
         return tuple(rows)
 
 
+# How the clock shim hands the game a gamepad (no /dev/uinput needed): "sdl", an SDL2 virtual game controller
+# attached when the game brings up SDL's joystick subsystem; "js", a Linux joystick device (/dev/input/js*, the
+# js API) that udev enumeration lists, for games that read one (SFML). Values: the shim's pad_enabled bits.
+PAD_APIS = {"sdl": 1, "js": 2}
+AXIS_MAX = 32767
+# What each gamepad button is on the game's side, per API (the shim's layouts, shim/clockshim.c).
+_SDL_NAMES = {
+    "south": "A", "east": "B", "west": "X", "north": "Y", "back": "back", "guide": "guide", "start": "start",
+    "left_thumb": "left stick button", "right_thumb": "right stick button", "left_shoulder": "left shoulder",
+    "right_shoulder": "right shoulder", "dpad_up": "d-pad up", "dpad_down": "d-pad down", "dpad_left": "d-pad left",
+    "dpad_right": "d-pad right", "left_trigger": "left trigger (axis, full)", "right_trigger": "right trigger (axis, full)",
+}
+_JS_BUTTONS = ("south", "east", "west", "north", "left_shoulder", "right_shoulder", "left_trigger", "right_trigger",
+               "back", "start", "guide", "left_thumb", "right_thumb", "dpad_up", "dpad_down", "dpad_left", "dpad_right")
+
+
+def _axis(value: float) -> int:
+    return int(round(max(-1.0, min(1.0, float(value))) * AXIS_MAX))
+
+
+@dataclass(frozen=True)
+class PadProfile:
+    """The game reads a gamepad: the unified gamepad reaches it as one, through the clock shim (see `PAD_APIS`):
+    sticks analog (a stick at 0.5 is half a deflection to the game), buttons as buttons, triggers full or rest.
+    The pad's state is written to the shared clock file each step and copied into the game at the frame
+    boundary, so step t's pad is what the game reads in frame t+1. `keys` (an `InputProfile`) holds keys besides
+    the pad for what the game does not read from its pad (menus, restart); `files` are written into the private
+    home instead of the game's own `files` of the same name when the pad is in use (config that turns the
+    game's joystick support on). `left_stick` / `right_stick` False keep that stick centred (for a game that
+    gives it an unwanted meaning)."""
+
+    api: str = "sdl"
+    keys: InputProfile = field(default_factory=InputProfile)
+    files: Mapping[str, str] = field(default_factory=dict)
+    left_stick: bool = True
+    right_stick: bool = True
+
+    def __post_init__(self) -> None:
+        if self.api not in PAD_APIS:
+            raise ValueError(f"PadProfile.api must be one of {sorted(PAD_APIS)}, got {self.api!r}")
+
+    @property
+    def bits(self) -> int:
+        """The shim's pad_enabled value for this profile."""
+        return PAD_APIS[self.api]
+
+    def state(self, pad: Gamepad) -> tuple[int, tuple[int, ...]]:
+        """(buttons bitmask, six axes) as the shim reads them: bit i is `BUTTONS[i]`; axes left x, left y,
+        right x, right y (-32767..32767, y down positive, as the gamepad's), left and right trigger (0 or 32767)."""
+        bits = 0
+        for i in np.flatnonzero(pad.buttons):
+            bits |= 1 << int(i)
+        lx, ly = (_axis(v) for v in pad.j_left) if self.left_stick else (0, 0)
+        rx, ry = (_axis(v) for v in pad.j_right) if self.right_stick else (0, 0)
+        lt = AXIS_MAX if pad.buttons[BUTTON_INDEX["left_trigger"]] else 0
+        rt = AXIS_MAX if pad.buttons[BUTTON_INDEX["right_trigger"]] else 0
+        return bits, (lx, ly, rx, ry, lt, rt)
+
+    def mapping(self) -> tuple[tuple[str, str], ...]:
+        if self.api == "sdl":
+            where = "SDL game controller"
+            sticks = {"left stick": "left stick (analog)", "right stick": "right stick (analog)"}
+            names = _SDL_NAMES
+        else:
+            where = "Linux joystick"
+            sticks = {"left stick": "axes 0/1 (analog)", "right stick": "axes 2/3 (analog)"}
+            names = {b: f"button {i}" for i, b in enumerate(_JS_BUTTONS)}
+        rows = [(name, f"{where} {target}") for name, target in sticks.items()
+                if (self.left_stick if name == "left stick" else self.right_stick)]
+        rows += [(b, f"{where} {names[b]}") for b in BUTTONS]
+        rows += [(b, f"and key {k}") if b in BUTTON_INDEX else (b, k) for b, k in self.keys.mapping()]
+        return tuple(rows)
+
+
 @dataclass(frozen=True)
 class NativeGame:
     """One native Linux game.
@@ -112,6 +187,8 @@ class NativeGame:
     `info` from the frame and from files the game writes in its private home (`reader(frame, home)`); a
     `terminated` key in what it returns ends the episode. Start-up runs in `warmup` time until `warmup_frames` frames are shown (see
     shim/clockshim.c); then each step presents exactly one frame and advances the game's clock by 1/`fps` s.
+    `pad`, for a game that reads a gamepad, hands it the gamepad as one (`PadProfile`); `profile` (keys and
+    mouse) is then used only when the environment is made with `gamepad=False`.
     """
 
     name: str
@@ -139,6 +216,7 @@ class NativeGame:
     # Inputs played in lockstep by reset() before the first observation, to get past a "click to begin"
     # screen: (keys or mouse buttons held, frames) pairs.
     start_inputs: tuple[tuple[tuple[str, ...], int], ...] = ()
+    pad: PadProfile | None = None
 
     def __post_init__(self) -> None:
         if not self.command:

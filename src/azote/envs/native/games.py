@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from azote.envs.native.game import InputProfile, NativeGame, StickKeys
+from azote.envs.native.game import InputProfile, NativeGame, PadProfile, StickKeys
 
 ARROWS = StickKeys("Up", "Down", "Left", "Right")
 DPAD = {"dpad_up": "Up", "dpad_down": "Down", "dpad_left": "Left", "dpad_right": "Right"}
@@ -35,6 +35,27 @@ mouse_camera_toggle none
 mouse_camera_l none
 mouse_camera_r none
 """
+# With the gamepad (SDL virtual game controller, shim/clockshim.c): joystick on, device 0 (the virtual pad, on a
+# machine with no gamepad plugged in), its axes and buttons in SDL's game-controller order: left stick tilts the
+# floor (in proportion to the deflection), right stick x turns the camera, A/B select/back, X changes the camera,
+# shoulders turn the camera. Start stays unmapped (no pause, as with the keyboard profile): pausing stops the
+# level clock.
+_NEVERBALL_RC_PAD = _NEVERBALL_RC.replace("joystick 0\n", """joystick 1
+joystick_device 0
+joystick_axis_x0 0
+joystick_axis_y0 1
+joystick_axis_x1 2
+joystick_axis_y1 3
+joystick_button_a 0
+joystick_button_b 1
+joystick_button_x 2
+joystick_button_y 3
+joystick_button_l1 9
+joystick_button_r1 10
+joystick_button_l2 -1
+joystick_button_r2 -1
+joystick_button_start -1
+""")
 
 
 def neverball_clock_glyphs(frame: np.ndarray) -> list[np.ndarray]:
@@ -93,6 +114,9 @@ NEVERBALL = NativeGame(
     description="Neverball level 'easy' (tilt the floor to roll the ball to the goal)",
     packages=("neverball",),
     reader=neverball_outcome,
+    # Neverball reads the d-pad only from tilt sensors, not from SDL joysticks: it stays on the arrow keys.
+    pad=PadProfile("sdl", keys=InputProfile(buttons={**DPAD, "back": "r"}),
+                   files={".neverball/neverballrc": _NEVERBALL_RC_PAD}),
 )
 
 # SuperTux: a level file on the command line starts it directly (`--renderer opengl`: the shim needs GL).
@@ -113,6 +137,9 @@ SUPERTUX = NativeGame(
     view="2d-side",
     description="SuperTux level 'Welcome to Antarctica' (2D platformer: run right to the end of the level)",
     packages=("supertux",),
+    # SuperTux opens every SDL game controller (its default `use_game_controller`): A jumps, X acts, B and start
+    # are menu back and menu; the left stick walks past a dead zone of 8000/32767 (digital, no analog speed).
+    pad=PadProfile("sdl"),
 )
 
 # Extreme Tux Racer has no command-line options and a fixed list of window sizes (the smallest is 800x600):
@@ -141,6 +168,11 @@ ETR = NativeGame(
     view="3d",
     description="Extreme Tux Racer, Canadian Cup race 'Bunny Hill' (3D: slide down, steer, collect herring)",
     packages=("extremetuxracer",),
+    # SFML reads Linux joystick devices (js API): the left stick's x steers in proportion to it (past 0.2), its y
+    # paddles (up) or brakes (down); buttons 0-3 (A B X Y): paddle, trick, brake, jump. The game takes every axis
+    # but x for that paddle/brake axis, so the right stick stays centred. Menus and the course intro (which any
+    # key ends, the pad does not): keys.
+    pad=PadProfile("js", keys=InputProfile(buttons={**DPAD, "start": "Return"}), right_stick=False),
 )
 
 GAMES = [NEVERBALL, SUPERTUX, ETR]

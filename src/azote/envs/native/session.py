@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from azote.envs.native.game import MOUSE_BUTTONS, NativeGame
+from azote.envs.native.game import MOUSE_BUTTONS, PAD_APIS, NativeGame
 from azote.envs.native.shm import ClockShm, shim_path
 from azote.errors import AzoteError
 from azote.lifetime import warden
@@ -215,9 +215,12 @@ class Session:
     """Display + game + input + shared clock of one environment. Holds no reference to the env (finalizers)."""
 
     def __init__(self, game: NativeGame, resolution: tuple[int, int], fps: float, warmup_frames: int,
-                 warmup: str) -> None:
+                 warmup: str, pad: bool = False) -> None:
         self.game, self.resolution, self.fps = game, resolution, fps
         self.warmup_frames, self.warmup = warmup_frames, warmup
+        if pad and game.pad is None:
+            raise ValueError(f"{game.name}: no gamepad profile (NativeGame.pad) to play it with a gamepad")
+        self.pad = game.pad if pad else None  # the game gets the gamepad as a gamepad (see PadProfile)
         _remove_stale_sessions()
         self.dir = Path(tempfile.mkdtemp(prefix=f"{SESSION_PREFIX}{game.name}-"))
         warden().guard_path(self.dir)
@@ -243,11 +246,12 @@ class Session:
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir()
         values = {"home": str(home), "width": w, "height": h}
-        for rel, text in self.game.files.items():
+        files = {**self.game.files, **(self.pad.files if self.pad else {})}
+        for rel, text in files.items():
             path = home / rel.format(**values)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text.format(**values))
-        self.shm = ClockShm(self.fps, self.warmup_frames, self.warmup, (h, w))
+        self.shm = ClockShm(self.fps, self.warmup_frames, self.warmup, (h, w), pad=self.pad.bits if self.pad else 0)
         warden().guard_path(self.shm.path)
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("SDL_", "LIBGL_", "XDG_", "WAYLAND"))},
@@ -273,6 +277,10 @@ class Session:
                        self.game.start_timeout)
         if shm["capture_fail"]:
             self._fail("the shim found no glReadPixels in the game (not an OpenGL game?)", 0)
+        if self.pad is not None and not shm["pad_status"] & PAD_APIS[self.pad.api]:
+            self._fail(f"the game did not take the gamepad ({self.pad.api}: "
+                       + ("SDL has no virtual joysticks, 2.24 or later needed" if shm["pad_status"] & 4 else
+                          "it never opened a joystick; does its config turn joysticks on?") + ")", 0)
         self.window = self.input.find_window(self.game.window_class) if self.input else None
         if self.window is not None:
             self.input.focus(self.window)
@@ -302,8 +310,10 @@ class Session:
         raise NativeGameError(f"{self.game.name}: {what}: {why}; reset() restarts it. Game output:\n{log}")
 
     # --- stepping --------------------------------------------------------------------------------------------
-    def step(self, held: set[str], motion: tuple[int, int]) -> None:
-        """Sends the input, releases one frame and waits until the game has presented the next one."""
+    def step(self, held: set[str], motion: tuple[int, int],
+             pad: tuple[int, tuple[int, ...]] | None = None) -> None:
+        """Sends the input, releases one frame and waits until the game has presented the next one. `pad`
+        (buttons, axes; see PadProfile.state) is the gamepad for games played with one (None: centred, released)."""
         if self.proc is None or self.shm is None:
             raise NativeGameError(f"{self.game.name}: the game is not running; call reset()")
         if not self.alive():
@@ -311,6 +321,8 @@ class Session:
         assert self.input is not None
         self.input.apply(held, motion)
         shm = self.shm
+        if self.pad is not None:
+            shm.set_pad(*(pad or (0, (0,) * 6)))  # the shim copies it when the game wakes for the next frame
         n = shm["frames"]
         shm["grant"] = n
         shm.wake("grant")

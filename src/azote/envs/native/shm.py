@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 MAGIC = 0x4C435A41  # "AZCL"
-VERSION = 1
+VERSION = 2  # 2: the gamepad fields (pad_*)
 PIXELS_OFFSET = 4096
 WARMUP_MODES = {"real": 0, "frames": 1, "virtual": 2}
 
@@ -22,11 +22,16 @@ WARMUP_MODES = {"real": 0, "frames": 1, "virtual": 2}
 _U32 = {
     "magic": 0, "version": 4, "frames": 8, "grant": 12, "lockstep": 16, "warmup_frames": 20, "warmup_mode": 24,
     "capture_w": 28, "capture_h": 32, "captured": 36, "lockstep_frame": 40, "pid": 44, "capture_fail": 112,
+    "pad_enabled": 144, "pad_buttons": 148, "pad_status": 164, "pad_synced": 168,
 }
 _I64 = {
     "frame_ns": 48, "epoch_ns": 56, "mono_ns": 64, "vtime_ns": 72, "t0_ns": 80, "observed_ns": 88,
     "clock_reads": 96, "sleeps": 104, "fps_milli": 120, "wall0_ns": 128, "start_ns": 136,
 }
+
+_PAD_AXES = 152  # int16[6]: left x, left y, right x, right y, left trigger, right trigger
+PAD_SDL, PAD_JS = 1, 2  # pad_enabled bits: SDL2 virtual game controller, Linux joystick device (js API)
+PAD_STATUS = {"sdl": 1, "js": 2, "sdl_failed": 4}  # pad_status bits (set by the shim)
 
 _SYS_FUTEX = 202  # x86_64
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1
@@ -65,6 +70,7 @@ class ClockShm:
         # blocks for minutes; likewise the wall clock's fixed epoch lies in the past.
         mono_ns: int = 10**9,
         start_ns: int = 60 * 10**9,  # frame-time start-up begins 60 s after load (unless loading took longer)
+        pad: int = 0,  # PAD_SDL | PAD_JS: the gamepad the shim gives the game (0: none)
     ) -> None:
         if warmup not in WARMUP_MODES:
             raise ValueError(f"warmup must be one of {sorted(WARMUP_MODES)}, got {warmup!r}")
@@ -79,7 +85,8 @@ class ClockShm:
         self._base = ctypes.addressof(self._anchor)
         self.capture = (h, w)
         for name, value in (("version", VERSION), ("warmup_frames", warmup_frames),
-                            ("warmup_mode", WARMUP_MODES[warmup]), ("capture_w", w), ("capture_h", h)):
+                            ("warmup_mode", WARMUP_MODES[warmup]), ("capture_w", w), ("capture_h", h),
+                            ("pad_enabled", pad)):
             self[name] = value
         for name, value in (("frame_ns", round(1e9 / fps)), ("fps_milli", round(fps * 1000)),
                             ("epoch_ns", epoch_ns), ("mono_ns", mono_ns), ("start_ns", start_ns)):
@@ -96,6 +103,19 @@ class ClockShm:
             struct.pack_into("<I", self._mm, _U32[name], int(value) & 0xFFFFFFFF)
         else:
             struct.pack_into("<q", self._mm, _I64[name], int(value))
+
+    def set_pad(self, buttons: int, axes: tuple[int, ...]) -> None:
+        """The gamepad the game reads from the next frame on: `buttons` a bitmask (bit i = azote.gamepad.BUTTONS[i]),
+        `axes` six int16 (left x, left y, right x, right y in -32767..32767, y down positive; triggers 0..32767).
+        Write it while the game waits for its grant (the shim copies it at the frame boundary)."""
+        if len(axes) != 6:
+            raise ValueError(f"set_pad: expected 6 axes, got {len(axes)}")
+        struct.pack_into("<6h", self._mm, _PAD_AXES, *axes)
+        self["pad_buttons"] = buttons
+
+    def pad(self) -> tuple[int, tuple[int, ...]]:
+        """(buttons, axes) as last written by `set_pad`."""
+        return self["pad_buttons"], struct.unpack_from("<6h", self._mm, _PAD_AXES)
 
     def wake(self, name: str) -> None:
         _libc.syscall(_SYS_FUTEX, ctypes.c_void_p(self._base + _U32[name]), _FUTEX_WAKE, 0x7FFFFFFF, None, None, 0)

@@ -17,18 +17,31 @@
  *   finds its deadline met); other threads wait until virtual time reaches their deadline.
  * - Frames: SDL_GL_SwapWindow, glXSwapBuffers and eglSwapBuffers read the back buffer (glReadPixels, RGBA) into
  *   the shared file before presenting it, when the controller asked for a capture size.
+ * - Gamepad (when the controller sets `pad_enabled`): the pad's state (axes, buttons) lives in the shared file,
+ *   written by the controller before it grants a frame; the shim copies it into the game at the frame boundary
+ *   (right after the game wakes in the buffer swap), so what step t sets is what the game reads in frame t+1.
+ *   Two ways in, no /dev/uinput needed: bit 0, an SDL2 virtual game controller attached when the game brings up
+ *   SDL's joystick subsystem (SDL_Init / SDL_InitSubSystem; SDL is called through dlsym, never linked); bit 1, a
+ *   Linux joystick device (the js API: open, ioctl JSIOCG*, read js_event) that udev enumeration lists, for games
+ *   that read /dev/input/js* (SFML). See "gamepad" below.
  * Without AZOTE_SHM in the environment every call goes straight to the real function.
  */
+#undef _FORTIFY_SOURCE /* the shim defines open(); fortify's inline wrapper of it would clash */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <linux/joystick.h>
+#include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -36,7 +49,7 @@
 #include <unistd.h>
 
 #define AZ_MAGIC 0x4c435a41u /* "AZCL" */
-#define AZ_VERSION 1u
+#define AZ_VERSION 2u
 #define AZ_PIXELS_OFFSET 4096
 
 /* The layout the Python side (azote/envs/native/shm.py) mirrors: keep both in step. */
@@ -66,6 +79,12 @@ struct az_shm {
     int64_t fps_milli;       /* 120: frames per 1000 s (lockstep time is k * 1e12 / fps_milli ns, no drift) */
     int64_t wall0_ns;        /* 128: virtual time at which the wall clock (epoch_ns) starts to run */
     int64_t start_ns;        /* 136: virtual time of the first frame in frame-time start-up */
+    uint32_t pad_enabled;    /* 144: gamepad: bit 0 SDL virtual game controller, bit 1 Linux joystick device */
+    uint32_t pad_buttons;    /* 148: held buttons, bit i = azote.gamepad.BUTTONS[i] */
+    int16_t pad_axes[6];     /* 152: left x, left y, right x, right y (-32767..32767, y > 0 down), triggers (0..32767) */
+    uint32_t pad_status;     /* 164: set by the shim: bit 0 SDL pad attached, bit 1 js device opened, bit 2 SDL failed */
+    uint32_t pad_synced;     /* 168: frames presented when the pad was last copied into the game */
+    uint32_t pad_reserved;   /* 172 */
 };
 
 static struct az_shm *shm;
@@ -275,6 +294,391 @@ int getpwuid_r(uid_t uid, struct passwd *pwd, char *buf, size_t len, struct pass
     return r;
 }
 
+/* ---- gamepad: the pad's state from the shared file, copied into the game at each frame boundary ------------- */
+#define PAD_SDL 1u           /* pad_enabled: an SDL2 virtual game controller */
+#define PAD_JS 2u            /* pad_enabled: a Linux joystick device (js API) */
+#define PAD_ST_SDL 1u        /* pad_status: the SDL pad is attached and open */
+#define PAD_ST_JS 2u         /* pad_status: the game opened the js device */
+#define PAD_ST_SDL_FAILED 4u /* pad_status: SDL has no virtual joysticks (older than 2.24) or refused */
+
+/* Bit i of pad_buttons is azote.gamepad.BUTTONS[i]. */
+enum { B_BACK, B_DOWN, B_LEFT, B_RIGHT, B_UP, B_EAST, B_GUIDE, B_LSHOULDER, B_LTHUMB, B_LTRIGGER, B_NORTH,
+       B_RSHOULDER, B_RTHUMB, B_RTRIGGER, B_SOUTH, B_START, B_WEST };
+
+static int pad_flag(uint32_t bit) { return shm && (load32(&shm->pad_enabled) & bit); }
+static void pad_status(uint32_t bit) { __atomic_or_fetch(&shm->pad_status, bit, __ATOMIC_ACQ_REL); }
+static int16_t pad_axis(int i) { return __atomic_load_n(&shm->pad_axes[i], __ATOMIC_ACQUIRE); }
+
+/* SDL2: SDL_VirtualJoystickDesc (SDL 2.24+, version 1) declared here, since the shim does not build against SDL.
+ * Type game controller, 6 axes, 15 buttons and no hat: SDL gives such a joystick its own controller mapping, with
+ * buttons in SDL_GameControllerButton order (A B X Y back guide start lstick rstick lshoulder rshoulder up down
+ * left right) and axes in SDL_GameControllerAxis order (left x, left y, right x, right y, left/right trigger). */
+typedef struct {
+    uint16_t version, type, naxes, nbuttons, nhats, vendor_id, product_id, padding;
+    uint32_t button_mask, axis_mask;
+    const char *name;
+    void *userdata;
+    void (*Update)(void *);
+    void (*SetPlayerIndex)(void *, int);
+    int (*Rumble)(void *, uint16_t, uint16_t);
+    int (*RumbleTriggers)(void *, uint16_t, uint16_t);
+    int (*SetLED)(void *, uint8_t, uint8_t, uint8_t);
+    int (*SendEffect)(void *, const void *, int);
+} az_sdl_vjoy_desc;
+#define AZ_SDL_INIT_JOYSTICK 0x200u
+#define AZ_SDL_INIT_GAMECONTROLLER 0x2000u
+#define AZ_PAD_NAME "Azote virtual gamepad"
+static const uint8_t SDL_PAD_BUTTONS[15] = {B_SOUTH, B_EAST, B_WEST, B_NORTH, B_BACK, B_GUIDE, B_START, B_LTHUMB,
+                                            B_RTHUMB, B_LSHOULDER, B_RSHOULDER, B_UP, B_DOWN, B_LEFT, B_RIGHT};
+static void *sdl_pad; /* the SDL_Joystick the shim holds open (SDL counts the game's opens of it on top) */
+static int (*sdl_set_axis)(void *, int, int16_t);
+static int (*sdl_set_button)(void *, int, uint8_t);
+
+static void sdl_pad_sync(void) {
+    uint32_t b = load32(&shm->pad_buttons);
+    for (int i = 0; i < 4; i++) sdl_set_axis(sdl_pad, i, pad_axis(i));
+    for (int i = 4; i < 6; i++) { /* a trigger's raw axis rests at -32768; the controller mapping makes it 0..32767 */
+        int32_t t = pad_axis(i) < 0 ? 0 : pad_axis(i);
+        sdl_set_axis(sdl_pad, i, (int16_t)(t * 65535 / 32767 - 32768));
+    }
+    for (int i = 0; i < 15; i++) sdl_set_button(sdl_pad, i, (uint8_t)((b >> SDL_PAD_BUTTONS[i]) & 1));
+}
+
+static void sdl_pad_attach(void) {
+    if (sdl_pad || !pad_flag(PAD_SDL)) return;
+    int (*attach)(const az_sdl_vjoy_desc *) = (int (*)(const az_sdl_vjoy_desc *))dlsym(RTLD_NEXT, "SDL_JoystickAttachVirtualEx");
+    void *(*open_joystick)(int) = (void *(*)(int))dlsym(RTLD_NEXT, "SDL_JoystickOpen");
+    sdl_set_axis = (int (*)(void *, int, int16_t))dlsym(RTLD_NEXT, "SDL_JoystickSetVirtualAxis");
+    sdl_set_button = (int (*)(void *, int, uint8_t))dlsym(RTLD_NEXT, "SDL_JoystickSetVirtualButton");
+    if (!attach || !open_joystick || !sdl_set_axis || !sdl_set_button) { pad_status(PAD_ST_SDL_FAILED); return; }
+    az_sdl_vjoy_desc d;
+    memset(&d, 0, sizeof d);
+    d.version = 1; /* SDL_VIRTUAL_JOYSTICK_DESC_VERSION */
+    d.type = 1;    /* SDL_JOYSTICK_TYPE_GAMECONTROLLER */
+    d.naxes = 6;
+    d.nbuttons = 15;
+    d.name = AZ_PAD_NAME;
+    int index = attach(&d);
+    void *joystick = index >= 0 ? open_joystick(index) : NULL;
+    if (!joystick) { pad_status(PAD_ST_SDL_FAILED); return; }
+    sdl_pad = joystick;
+    pad_status(PAD_ST_SDL);
+    sdl_pad_sync();
+}
+
+/* The game brings up SDL's joystick (or game controller) subsystem: attach the pad (and report it as the game's
+ * SDL_Init would see a pad plugged in: a device-added event waits in the queue). */
+static int sdl_init_with(const char *name, uint32_t flags) {
+    int (*real)(uint32_t) = (int (*)(uint32_t))dlsym(RTLD_NEXT, name);
+    if (!real) return -1; /* no SDL in this process: nobody should call this */
+    int r = real(flags);
+    if (r == 0 && (flags & (AZ_SDL_INIT_JOYSTICK | AZ_SDL_INIT_GAMECONTROLLER))) sdl_pad_attach();
+    return r;
+}
+int SDL_Init(uint32_t flags) { return sdl_init_with("SDL_Init", flags); }
+int SDL_InitSubSystem(uint32_t flags) { return sdl_init_with("SDL_InitSubSystem", flags); }
+
+/* Quitting the joystick subsystem closes and frees every joystick: forget ours (an init later attaches anew). */
+void SDL_QuitSubSystem(uint32_t flags) {
+    void (*real)(uint32_t) = (void (*)(uint32_t))dlsym(RTLD_NEXT, "SDL_QuitSubSystem");
+    if (real) real(flags);
+    uint32_t (*was_init)(uint32_t) = (uint32_t (*)(uint32_t))dlsym(RTLD_NEXT, "SDL_WasInit");
+    if (sdl_pad && (!was_init || !(was_init(AZ_SDL_INIT_JOYSTICK) & AZ_SDL_INIT_JOYSTICK))) sdl_pad = NULL;
+}
+void SDL_Quit(void) {
+    void (*real)(void) = (void (*)(void))dlsym(RTLD_NEXT, "SDL_Quit");
+    sdl_pad = NULL;
+    if (real) real();
+}
+
+/* Linux joystick device (the js API, what SFML reads): a node that udev enumeration lists among the input
+ * devices and that open() turns into one end of a socket pair; the shim writes struct js_event records into the
+ * other end at each frame boundary (only what changed; JS_EVENT_INIT records of the whole state at open) and
+ * answers the JSIOCG* ioctls. Layout: the Linux xpad driver's with triggers and d-pad as buttons (its
+ * triggers_to_buttons and dpad_to_buttons options): axes X Y RX RY; 17 buttons, one per gamepad button. */
+#define JS_NODE "/dev/input/js-azote0"
+#define JS_SYSNAME "js-azote0"
+#define JS_SYSPATH "/sys/devices/virtual/input/azote-pad/js-azote0"
+#define JS_NAXES 4
+#define JS_NBUTTONS 17
+#define JS_MAX_OPEN 8
+static const uint8_t JS_AXMAP[JS_NAXES] = {ABS_X, ABS_Y, ABS_RX, ABS_RY};
+static const uint16_t JS_BTNMAP[JS_NBUTTONS] = {
+    BTN_A, BTN_B, BTN_X, BTN_Y, BTN_TL, BTN_TR, BTN_TL2, BTN_TR2, BTN_SELECT, BTN_START, BTN_MODE, BTN_THUMBL,
+    BTN_THUMBR, BTN_TRIGGER_HAPPY3, BTN_TRIGGER_HAPPY4, BTN_TRIGGER_HAPPY1, BTN_TRIGGER_HAPPY2};
+static const uint8_t JS_BUTTONS[JS_NBUTTONS] = {B_SOUTH, B_EAST, B_WEST, B_NORTH, B_LSHOULDER, B_RSHOULDER,
+                                                B_LTRIGGER, B_RTRIGGER, B_BACK, B_START, B_GUIDE, B_LTHUMB,
+                                                B_RTHUMB, B_UP, B_DOWN, B_LEFT, B_RIGHT};
+
+struct js_conn {
+    int game_fd, our_fd;
+    ino_t ino; /* of the game's end: an fd number the game closed and reused is not ours */
+    int16_t axes[JS_NAXES];
+    uint8_t buttons[JS_NBUTTONS];
+};
+static struct js_conn js_conns[JS_MAX_OPEN];
+static int js_count;
+static int js_opened; /* the js node was opened at least once: only then ioctl looks at fds */
+static pthread_mutex_t js_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int js_path(const char *path) { return path && pad_flag(PAD_JS) && strcmp(path, JS_NODE) == 0; }
+
+/* 1 if sent, 0 if the game's end is full (retried next frame), -1 if it is closed. */
+static int js_send(struct js_conn *c, uint8_t type, uint8_t number, int16_t value) {
+    struct js_event e;
+    e.time = (uint32_t)(vnow() / 1000000);
+    e.value = value;
+    e.type = type;
+    e.number = number;
+    ssize_t n = send(c->our_fd, &e, sizeof e, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == (ssize_t)sizeof e) return 1;
+    return (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) ? 0 : -1;
+}
+
+/* Sends what changed (everything, flagged JS_EVENT_INIT, when init). 0, or -1 if the game closed its end. */
+static int js_sync_conn(struct js_conn *c, int init) {
+    uint32_t b = load32(&shm->pad_buttons);
+    uint8_t flag = init ? JS_EVENT_INIT : 0;
+    for (int i = 0; i < JS_NAXES; i++) {
+        int16_t v = pad_axis(i);
+        if (v < -32767) v = -32767;
+        if (!init && v == c->axes[i]) continue;
+        int r = js_send(c, JS_EVENT_AXIS | flag, (uint8_t)i, v);
+        if (r < 0) return -1;
+        if (r > 0) c->axes[i] = v;
+    }
+    for (int i = 0; i < JS_NBUTTONS; i++) {
+        uint8_t v = (uint8_t)((b >> JS_BUTTONS[i]) & 1);
+        if (!init && v == c->buttons[i]) continue;
+        int r = js_send(c, JS_EVENT_BUTTON | flag, (uint8_t)i, v);
+        if (r < 0) return -1;
+        if (r > 0) c->buttons[i] = v;
+    }
+    return 0;
+}
+
+/* Drops entry i (its game end was closed). Called with js_lock held. */
+static void js_drop(int i) {
+    close(js_conns[i].our_fd);
+    js_conns[i] = js_conns[--js_count];
+}
+
+static int js_peer_closed(struct js_conn *c) {
+    char x;
+    return recv(c->our_fd, &x, 1, MSG_DONTWAIT | MSG_PEEK) == 0;
+}
+
+static int js_open(int flags) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+    if (!(flags & O_CLOEXEC)) fcntl(sv[0], F_SETFD, 0);
+    if (flags & O_NONBLOCK) fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    struct stat st;
+    fstat(sv[0], &st);
+    pthread_mutex_lock(&js_lock);
+    for (int i = js_count - 1; i >= 0; i--)
+        if (js_peer_closed(&js_conns[i])) js_drop(i);
+    if (js_count == JS_MAX_OPEN) {
+        pthread_mutex_unlock(&js_lock);
+        close(sv[0]);
+        close(sv[1]);
+        errno = EBUSY;
+        return -1;
+    }
+    struct js_conn *c = &js_conns[js_count++];
+    memset(c, 0, sizeof *c);
+    c->game_fd = sv[0];
+    c->our_fd = sv[1];
+    c->ino = st.st_ino;
+    js_sync_conn(c, 1);
+    js_opened = 1;
+    pthread_mutex_unlock(&js_lock);
+    pad_status(PAD_ST_JS);
+    return sv[0];
+}
+
+static void js_sync(void) {
+    pthread_mutex_lock(&js_lock);
+    for (int i = js_count - 1; i >= 0; i--)
+        if (js_peer_closed(&js_conns[i]) || js_sync_conn(&js_conns[i], 0) < 0) js_drop(i);
+    pthread_mutex_unlock(&js_lock);
+}
+
+static int js_is_ours(int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return 0;
+    pthread_mutex_lock(&js_lock);
+    int found = 0;
+    for (int i = 0; i < js_count; i++) found |= js_conns[i].game_fd == fd && js_conns[i].ino == st.st_ino;
+    pthread_mutex_unlock(&js_lock);
+    return found;
+}
+
+/* The JSIOC* requests of linux/joystick.h, by number (their sizes vary across kernel headers). */
+static int js_ioctl(unsigned long request, void *arg) {
+    unsigned size = _IOC_SIZE(request);
+    switch (_IOC_NR(request)) {
+    case 0x01: *(uint32_t *)arg = JS_VERSION; return 0;             /* JSIOCGVERSION */
+    case 0x11: *(uint8_t *)arg = JS_NAXES; return 0;                /* JSIOCGAXES */
+    case 0x12: *(uint8_t *)arg = JS_NBUTTONS; return 0;             /* JSIOCGBUTTONS */
+    case 0x13: {                                                    /* JSIOCGNAME(len) */
+        size_t n = strlen(AZ_PAD_NAME) + 1;
+        if (n > size) n = size;
+        memcpy(arg, AZ_PAD_NAME, n);
+        return (int)n;
+    }
+    case 0x32: /* JSIOCGAXMAP */
+        memset(arg, 0, size);
+        memcpy(arg, JS_AXMAP, size < JS_NAXES ? size : JS_NAXES);
+        return 0;
+    case 0x34: /* JSIOCGBTNMAP */
+        memset(arg, 0, size);
+        memcpy(arg, JS_BTNMAP, size < sizeof JS_BTNMAP ? size : sizeof JS_BTNMAP);
+        return 0;
+    case 0x22: memset(arg, 0, size); return 0;                      /* JSIOCGCORR: no correction */
+    case 0x21: case 0x31: case 0x33: return 0;                      /* JSIOCS*: accepted, ignored */
+    default: errno = EINVAL; return -1;
+    }
+}
+
+int ioctl(int fd, unsigned long request, ...) {
+    va_list ap;
+    va_start(ap, request);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (js_opened && _IOC_TYPE(request) == 'j' && js_is_ours(fd)) return js_ioctl(request, arg);
+    static int (*real)(int, unsigned long, ...);
+    if (!real) real = (int (*)(int, unsigned long, ...))dlsym(RTLD_NEXT, "ioctl");
+    return real(fd, request, arg);
+}
+
+#ifndef __OPEN_NEEDS_MODE
+#define __OPEN_NEEDS_MODE(flags) (((flags) & O_CREAT) != 0 || ((flags) & O_TMPFILE) == O_TMPFILE)
+#endif
+#define OPEN_HOOK(name)                                                                      \
+    int name(const char *path, int flags, ...) {                                             \
+        int mode = 0;                                                                        \
+        if (__OPEN_NEEDS_MODE(flags)) {                                                      \
+            va_list ap;                                                                      \
+            va_start(ap, flags);                                                             \
+            mode = va_arg(ap, int);                                                          \
+            va_end(ap);                                                                      \
+        }                                                                                    \
+        if (js_path(path)) return js_open(flags);                                            \
+        static int (*real)(const char *, int, ...);                                          \
+        if (!real) real = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, #name);          \
+        return real(path, flags, mode);                                                      \
+    }
+OPEN_HOOK(open)
+OPEN_HOOK(open64)
+
+/* libudev, as the game links it (SFML does; SDL dlopens its own and does not see this): enumerations list the
+ * js node first; the node's device answers the few queries a joystick scan makes. Handles of the fake entry and
+ * device are addresses in the shim that libudev never sees. */
+struct udev;
+struct udev_device;
+struct udev_enumerate;
+struct udev_list_entry;
+static char fake_entry_tag, fake_device_tag;
+#define FAKE_ENTRY ((struct udev_list_entry *)&fake_entry_tag)
+#define FAKE_DEVICE ((struct udev_device *)&fake_device_tag)
+static struct udev_list_entry *fake_entry_next; /* the real list after ours (one enumeration at a time) */
+#define UDEV_REAL(ret, name, params) static ret(*real) params; if (!real) real = (ret(*) params)dlsym(RTLD_NEXT, #name)
+
+struct udev_list_entry *udev_enumerate_get_list_entry(struct udev_enumerate *e) {
+    UDEV_REAL(struct udev_list_entry *, udev_enumerate_get_list_entry, (struct udev_enumerate *));
+    struct udev_list_entry *first = real(e);
+    if (!pad_flag(PAD_JS)) return first;
+    fake_entry_next = first;
+    return FAKE_ENTRY;
+}
+struct udev_list_entry *udev_list_entry_get_next(struct udev_list_entry *entry) {
+    UDEV_REAL(struct udev_list_entry *, udev_list_entry_get_next, (struct udev_list_entry *));
+    return entry == FAKE_ENTRY ? fake_entry_next : real(entry);
+}
+const char *udev_list_entry_get_name(struct udev_list_entry *entry) {
+    UDEV_REAL(const char *, udev_list_entry_get_name, (struct udev_list_entry *));
+    return entry == FAKE_ENTRY ? JS_SYSPATH : real(entry);
+}
+const char *udev_list_entry_get_value(struct udev_list_entry *entry) {
+    UDEV_REAL(const char *, udev_list_entry_get_value, (struct udev_list_entry *));
+    return entry == FAKE_ENTRY ? NULL : real(entry);
+}
+struct udev_device *udev_device_new_from_syspath(struct udev *udev, const char *syspath) {
+    UDEV_REAL(struct udev_device *, udev_device_new_from_syspath, (struct udev *, const char *));
+    if (syspath && pad_flag(PAD_JS) && strcmp(syspath, JS_SYSPATH) == 0) return FAKE_DEVICE;
+    return real(udev, syspath);
+}
+struct udev_device *udev_device_ref(struct udev_device *d) {
+    UDEV_REAL(struct udev_device *, udev_device_ref, (struct udev_device *));
+    return d == FAKE_DEVICE ? d : real(d);
+}
+struct udev_device *udev_device_unref(struct udev_device *d) {
+    UDEV_REAL(struct udev_device *, udev_device_unref, (struct udev_device *));
+    return d == FAKE_DEVICE ? NULL : real(d);
+}
+#define UDEV_STRING(name, fake_value)                                                        \
+    const char *name(struct udev_device *d) {                                                \
+        UDEV_REAL(const char *, name, (struct udev_device *));                               \
+        return d == FAKE_DEVICE ? fake_value : real(d);                                      \
+    }
+UDEV_STRING(udev_device_get_devnode, JS_NODE)
+UDEV_STRING(udev_device_get_syspath, JS_SYSPATH)
+UDEV_STRING(udev_device_get_devpath, JS_SYSPATH + 4)
+UDEV_STRING(udev_device_get_sysname, JS_SYSNAME)
+UDEV_STRING(udev_device_get_sysnum, "0")
+UDEV_STRING(udev_device_get_subsystem, "input")
+UDEV_STRING(udev_device_get_devtype, NULL)
+UDEV_STRING(udev_device_get_driver, NULL)
+UDEV_STRING(udev_device_get_action, NULL)
+dev_t udev_device_get_devnum(struct udev_device *d) {
+    UDEV_REAL(dev_t, udev_device_get_devnum, (struct udev_device *));
+    return d == FAKE_DEVICE ? 0 : real(d);
+}
+int udev_device_get_is_initialized(struct udev_device *d) {
+    UDEV_REAL(int, udev_device_get_is_initialized, (struct udev_device *));
+    return d == FAKE_DEVICE ? 1 : real(d);
+}
+struct udev *udev_device_get_udev(struct udev_device *d) {
+    UDEV_REAL(struct udev *, udev_device_get_udev, (struct udev_device *));
+    return d == FAKE_DEVICE ? NULL : real(d);
+}
+struct udev_list_entry *udev_device_get_properties_list_entry(struct udev_device *d) {
+    UDEV_REAL(struct udev_list_entry *, udev_device_get_properties_list_entry, (struct udev_device *));
+    return d == FAKE_DEVICE ? NULL : real(d);
+}
+const char *udev_device_get_property_value(struct udev_device *d, const char *key) {
+    UDEV_REAL(const char *, udev_device_get_property_value, (struct udev_device *, const char *));
+    if (d != FAKE_DEVICE) return real(d, key);
+    if (!key) return NULL;
+    if (!strcmp(key, "ID_INPUT") || !strcmp(key, "ID_INPUT_JOYSTICK")) return "1";
+    if (!strcmp(key, "ID_VENDOR_ID")) return "045e"; /* an Xbox 360 pad's ids */
+    if (!strcmp(key, "ID_MODEL_ID")) return "028e";
+    return NULL;
+}
+const char *udev_device_get_sysattr_value(struct udev_device *d, const char *name) {
+    UDEV_REAL(const char *, udev_device_get_sysattr_value, (struct udev_device *, const char *));
+    return d == FAKE_DEVICE ? NULL : real(d, name);
+}
+struct udev_device *udev_device_get_parent(struct udev_device *d) {
+    UDEV_REAL(struct udev_device *, udev_device_get_parent, (struct udev_device *));
+    return d == FAKE_DEVICE ? NULL : real(d);
+}
+struct udev_device *udev_device_get_parent_with_subsystem_devtype(struct udev_device *d, const char *subsystem,
+                                                                  const char *devtype) {
+    UDEV_REAL(struct udev_device *, udev_device_get_parent_with_subsystem_devtype,
+              (struct udev_device *, const char *, const char *));
+    return d == FAKE_DEVICE ? NULL : real(d, subsystem, devtype);
+}
+
+/* At each frame boundary (after the game wakes in its buffer swap, before it polls its input). */
+static void pad_sync(void) {
+    if (!load32(&shm->pad_enabled)) return;
+    if (sdl_pad) sdl_pad_sync();
+    if (js_opened) js_sync();
+    __atomic_store_n(&shm->pad_synced, load32(&shm->frames), __ATOMIC_RELEASE);
+}
+
 /* ---- frames ---------------------------------------------------------------------------------------------- */
 typedef void (*gl_fn)(void);
 typedef void (*glReadPixels_fn)(int, int, int, int, unsigned, unsigned, void *);
@@ -390,6 +794,7 @@ static void after_present(void) {
             /* frame-time start-up: real time only until the first frame (window set-up may wait on the clock) */
             if (phase == 0 && shm->warmup_mode != 0) __atomic_store_n(&shm->lockstep, 2, __ATOMIC_RELEASE);
             futex(&shm->frames, FUTEX_WAKE, 0x7fffffff, NULL);
+            pad_sync();
             return;
         }
         store64(&shm->t0_ns, load64(&shm->vtime_ns));
@@ -409,6 +814,7 @@ static void after_present(void) {
     int64_t t = load64(&shm->t0_ns) + (int64_t)(k * 1000000000000LL / shm->fps_milli);
     if (load64(&shm->vtime_ns) < t) store64(&shm->vtime_ns, t);
     futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL); /* sleeping threads re-check virtual time */
+    pad_sync(); /* the pad the controller wrote before granting this frame */
 }
 
 #define HOOK(ret, name, params, args)                                                        \
