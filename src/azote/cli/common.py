@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 
 from azote.agents import Agent
 from azote.envs.base import GamepadEnv
+from azote.files import write_json  # noqa: F401  (the verbs' JSON output)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -51,12 +50,3 @@ def check_checkpoint_dir(path: str | os.PathLike) -> None:
         check_checkpoint(path)  # CheckpointError, ConfigError: one line from `azote`'s root command
     except FileNotFoundError as exc:
         fail(str(exc))
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Writes JSON atomically (temporary name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)

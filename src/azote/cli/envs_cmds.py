@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from azote.agents import check_spec
-from azote.cli.common import fail, open_game, write_json
+from azote.cli.common import fail, open_game
+from azote.files import write_json
 
 
 def games(

@@ -10,7 +10,8 @@ from typing import Any, Callable, Optional
 
 import typer
 
-from azote.cli.common import fail, write_json
+from azote.cli.common import fail
+from azote.files import write_json
 
 overlay_app = typer.Typer(help="Controller overlay skins: list the shipped ones, draw a preset in a given state, "
                                "render a video.", no_args_is_help=True)

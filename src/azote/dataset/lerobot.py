@@ -58,6 +58,7 @@ from azote.dataset.format import DatasetError, local_url_problem
 from azote.dataset.reader import Chunk, Dataset
 from azote.dataset.video import VideoError, VideoWriter, probe, read_frames
 from azote.dataset.writer import EpisodeWriter
+from azote.files import write_atomic, write_json
 from azote.gamepad import MODEL_ACTION_DIM, MODEL_SLOTS, ActionChunk, GamepadError
 
 CODEBASE_VERSION = "v3.0"
@@ -105,22 +106,12 @@ class LeRobotError(DatasetError):
 
 
 # --- small helpers ---------------------------------------------------------------------------------------------
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _atomic_json(path: Path, data: Any) -> None:
-    _atomic_bytes(path, (json.dumps(data, indent=4, allow_nan=False) + "\n").encode())
+    write_json(path, data, indent=4, allow_nan=False)
 
 
 def _atomic_parquet(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="snappy")
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="snappy"))
 
 
 def _next_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:

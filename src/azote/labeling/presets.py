@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 
 from azote.errors import AzoteError
+from azote.files import write_atomic
 from azote.gamepad import BUTTON_INDEX, BUTTONS, Gamepad
 
 FAMILIES = ("xbox", "playstation", "switch", "retro")
@@ -262,7 +263,7 @@ class Preset:
             files = {}
             for key, pic in e.pictures.items():
                 files[key] = f"e{i:03d}-{key}.png"
-                _atomic_write(directory / files[key], _png_bytes(pic))
+                write_atomic(directory / files[key], _png_bytes(pic))
             kind = "picture" if e.kind == "button" and not e.button else e.kind  # a key never pressed by a pad
             d: dict[str, Any] = {"type": kind, "id": e.name, "pos": [round(e.pos[0], 3), round(e.pos[1], 3)],
                                  "image": files["normal"]}
@@ -279,7 +280,7 @@ class Preset:
             elements.append(d)
         doc = {"azote_template": 1, "name": self.name, "family": self.family, "size": list(self.size),
                "elements": elements}
-        _atomic_write(directory / "template.json", json.dumps(doc, indent=1).encode())
+        write_atomic(directory / "template.json", json.dumps(doc, indent=1).encode())
         return directory / "template.json"
 
     def save_input_overlay(self, directory: str | os.PathLike, stem: str | None = None) -> Path:
@@ -313,8 +314,8 @@ class Preset:
             elements.append(d)
         doc = {"azote_family": self.family, "default_width": 0, "default_height": 0, "space_h": 0, "space_v": 0,
                "flags": 6, "overlay_width": self.size[0], "overlay_height": self.size[1], "elements": elements}
-        _atomic_write(directory / f"{stem}.png", _png_bytes(atlas))
-        _atomic_write(directory / f"{stem}.json", json.dumps(doc, indent=1).encode())
+        write_atomic(directory / f"{stem}.png", _png_bytes(atlas))
+        write_atomic(directory / f"{stem}.json", json.dumps(doc, indent=1).encode())
         return directory / f"{stem}.json"
 
 
@@ -731,9 +732,3 @@ def _png_bytes(rgba: np.ndarray) -> bytes:
     if not ok:
         raise OSError("PNG encoding failed")
     return buf.tobytes()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
