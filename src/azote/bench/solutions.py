@@ -20,7 +20,7 @@ import numpy as np
 from azote.agents import ScriptedAgent
 from azote.bench.runner import run_episode, start
 from azote.bench.tasks import Hold, Task
-from azote.envs import get_family, make
+from azote.envs import game_info, get_family, make
 from azote.gamepad import ActionChunk, Gamepad
 
 SOLUTIONS_DIR = Path(__file__).parent / "solutions"
@@ -204,6 +204,23 @@ def solve_with_search(task: Task, candidates: list[Gamepad], hold: int = 8, budg
         return None
     finally:
         env.close()
+
+
+def solve(task: Task, attempts: int = 3, horizon: int | None = None, budget: int = 300_000,
+          hold: int | None = None, beam: int | None = None) -> tuple[str, Solution] | None:
+    """A solution and how it was found, trying in order: the planning expert (`attempts` seeds), for 3D games
+    the scripted patterns, then the novelty search over snapshots (`budget` game steps, moves held `hold` steps,
+    default per family)."""
+    solution = solve_with_expert(task, attempts, horizon)
+    if solution is not None:
+        return "expert", solution
+    if game_info(task.game).view == "3d":
+        found = solve_with_patterns(task)
+        if found is not None:
+            return f"script {found[0]}", found[1]
+    moves, default_hold = search_moves(game_info(task.game).family)
+    solution = solve_with_search(task, moves, hold=hold or default_hold, budget=budget, beam=beam)
+    return None if solution is None else ("search", solution)
 
 
 def _signature(frame: np.ndarray, info: dict[str, Any]) -> bytes:

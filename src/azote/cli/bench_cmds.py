@@ -108,16 +108,7 @@ def solve(
 ) -> None:
     """Find and store a successful action sequence per task (planning expert, else novelty search)."""
     from azote.bench import load_suite
-    from azote.bench.solutions import (
-        SOLUTIONS_DIR,
-        save_solution,
-        search_moves,
-        solution_path,
-        solve_with_expert,
-        solve_with_patterns,
-        solve_with_search,
-    )
-    from azote.envs import game_info
+    from azote.bench.solutions import SOLUTIONS_DIR, save_solution, solution_path, solve
 
     s = load_suite(suite)
     root = out or SOLUTIONS_DIR
@@ -127,18 +118,11 @@ def solve(
             continue
         if solution_path(task, root).exists() and not force:
             continue
-        how, solution = "expert", solve_with_expert(task, attempts, horizon)
-        if solution is None and game_info(task.game).view == "3d":
-            found = solve_with_patterns(task)
-            if found is not None:
-                how, solution = f"script {found[0]}", found[1]
-        if solution is None:
-            how = "search"
-            moves, default_hold = search_moves(game_info(task.game).family)
-            solution = solve_with_search(task, moves, hold=hold or default_hold, budget=budget, beam=beam)
-        if solution is None:
+        found = solve(task, attempts, horizon, budget, hold, beam)
+        if found is None:
             typer.echo(f"{task.id}: not solved", err=True)
             continue
+        how, solution = found
         save_solution(task, solution, root, how)
         typer.echo(f"{task.id}: solved by {how} in {len(solution.actions)} steps")
 

@@ -19,36 +19,11 @@ overlay_app = typer.Typer(help="Controller overlay skins: list the shipped ones,
 
 def collect_backgrounds(games: list[str], frames: int = 500, stride: int = 2, seed: int = 0,
                         log: Any = print) -> Any:
-    """Runs of game frames (a random player) to put overlays on: `frames` per game, every `stride`-th step."""
-    import numpy as np
-
-    from azote.agents import RandomAgent
-    from azote.envs import make
+    """A background bank of game frames (a random player) to put overlays on."""
     from azote.labeling.synth import BackgroundBank
-    from azote.play.loop import play_episode
+    from azote.play.frames import game_frames
 
-    out = {}
-    for game in games:
-        try:
-            env = make(game)
-        except Exception as exc:  # an engine that is not installed here: use the other games
-            log(f"backgrounds: skipping {game} ({exc})")
-            continue
-        got: list[np.ndarray] = []
-        episode = 0
-        try:
-            while len(got) < frames and episode < 20:
-                for step in play_episode(env, RandomAgent(seed=seed + episode, press_p=0.3),
-                                         (frames - len(got)) * stride + 30, seed=seed + episode):
-                    if step.index >= 30 and step.index % stride == 0:
-                        got.append(step.frame)
-                episode += 1
-        finally:
-            env.close()
-        if got:
-            out[game] = np.stack(got[:frames])
-            log(f"backgrounds: {game} {len(got[:frames])} frames")
-    return BackgroundBank(out)
+    return BackgroundBank(game_frames(games, frames, stride, seed, log))
 
 
 def _bank(path: Path, games: list[str], frames: int, seed: int) -> Path:
