@@ -282,3 +282,126 @@ def test_train_with_nothing_usable_fails_in_one_line(tmp_path):
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no usable chunks" in errors[0] and "2 bad" in errors[0]
+
+
+# --- one configuration tree per run (issue 19, item 5) -----------------------------------------------------------
+def invoke(args: list[str]):
+    """`azote ARGS` in this process; (exit code, output)."""
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A 2-step run of the micro model with a shift of 3 (the released model's), non-default betas and
+    augmentation; returns its directory."""
+    root = tmp_path_factory.mktemp("pretrain")
+    synthetic_video(root / "data", "dark", 60, frames=60)
+    model = micro_config(root / "micro.json")
+    out = root / "run"
+    code, text = invoke(["train", "--data", root / "data", "--out", out, "--model", model, "--steps", "2",
+                         "--batch-size", "2", "--num-workers", "0", "--min-action-density", "0", "--threads", "1",
+                         "--shift", "3", "--hue", "0.05", "--set", "optim.betas=[0.8, 0.9]",
+                         "--set", "sampling.game_weights={\"synthetic\": 2}"])
+    assert code == 0, text[-2000:]
+    return out
+
+
+def test_a_run_saves_its_whole_configuration_as_run_json(pretrained):
+    from azote.policy.checkpoint import read_games
+    from azote.training import TrainConfig
+
+    saved = json.loads((pretrained / "run.json").read_text())
+    assert saved["format"] == "azote-run/1" and not (pretrained / "config.json").exists()
+    assert saved["optim"]["betas"] == [0.8, 0.9] and saved["optim"]["steps"] == 2
+    assert saved["augment"] == {**json.loads(AugmentConfig().model_dump_json()), "hue": 0.05}
+    assert saved["sampling"]["shift"] == 3 and saved["sampling"]["game_weights"] == {"synthetic": 2}
+    assert saved["sampling"]["min_action_density"] == 0
+    assert TrainConfig.load(pretrained / "run.json").model_dump() == saved | {"optim": {**saved["optim"], "betas": (0.8, 0.9)}}
+    # the checkpoint owns the shift and the game vocabulary
+    assert PolicyConfig.load(pretrained / "final" / "config.json").action_shift == 3
+    summary = json.loads((pretrained / "summary.json").read_text())
+    assert read_games(pretrained / "final") == summary["games"] == ["synthetic"] and summary["action_shift"] == 3
+
+
+def test_train_config_run_json_reproduces_the_configuration(pretrained, tmp_path):
+    from azote.training import TrainConfig
+
+    code, text = invoke(["train", "--config", pretrained / "run.json", "--out", tmp_path / "again"])
+    assert code == 0, text[-2000:]
+    first, again = (json.loads((d / "run.json").read_text()) for d in (pretrained, tmp_path / "again"))
+    assert again == {**first, "out": str(tmp_path / "again")}
+    # the same weights: every setting that defines the run came back
+    a, b = (load_file(str(d / "final" / "model.safetensors")) for d in (pretrained, tmp_path / "again"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # an older run's flat config.json still loads, into the same tree
+    flat = {"data": first["data"]["roots"], "out": first["out"], "model": first["model"]["preset"], "steps": 2,
+            "batch_size": 2, "num_workers": 0, "min_action_density": 0.0, "threads": 1, "shift": 3, "hue": 0.05,
+            "betas": [0.8, 0.9], "game_weights": {"synthetic": 2}}
+    (tmp_path / "config.json").write_text(json.dumps(flat))
+    assert TrainConfig.load(tmp_path / "config.json") == TrainConfig.load(pretrained / "run.json")
+
+
+def test_every_setting_of_the_tree_is_a_train_option():
+    import typer
+
+    from azote.cli.main import app
+    from azote.training.config import leaves
+
+    command = typer.main.get_command(app).commands["train"]
+    options = {opt for p in command.params for opt in p.opts}
+    assert {f"--{flat.replace('_', '-')}" for flat, _, _ in leaves()} <= options
+    assert {"--set", "--config", "--resume"} <= options
+
+
+def test_a_run_directory_given_as_a_policy_names_its_checkpoint(pretrained, monkeypatch):
+    from azote.agents import AgentSpecError, check_spec
+
+    monkeypatch.chdir(pretrained.parent)
+    line = "run is a training run directory; its checkpoint is run/final"
+    with pytest.raises(AgentSpecError) as refused:
+        check_spec("run")
+    assert str(refused.value) == line
+    check_spec("run/final")  # the checkpoint itself is fine
+    code, text = invoke(["finetune", "--from", "run", "--data", "data", "--out", "ft"])
+    assert code != 0 and f"error: {line}" in text
+
+
+def test_a_fine_tuned_checkpoint_keeps_its_parents_shift_unless_asked(pretrained, tmp_path):
+    common = ["--data", pretrained.parent / "data", "--steps", "1", "--batch-size", "2", "--num-workers", "0",
+              "--min-action-density", "0", "--threads", "1"]
+    code, text = invoke(["finetune", "--from", pretrained / "final", "--out", tmp_path / "kept", *common])
+    assert code == 0, text[-2000:]
+    assert PolicyConfig.load(tmp_path / "kept" / "final" / "config.json").action_shift == 3
+    assert "action shift: " not in text and "action shift 3" in text
+    code, text = invoke(["finetune", "--from", pretrained / "final", "--out", tmp_path / "asked", "--shift", "1",
+                         *common])
+    assert code == 0, text[-2000:]
+    assert PolicyConfig.load(tmp_path / "asked" / "final" / "config.json").action_shift == 1
+    assert f"action shift: 1 as asked (the checkpoint {pretrained / 'final'} has 3)" in text
+    ft = json.loads((tmp_path / "kept" / "run.json").read_text())  # fine-tuning's own defaults, then the options
+    assert ft["model"]["init_from"] == str(pretrained / "final") and ft["optim"]["lr"] == 1e-4
+    assert ft["sampling"]["shift"] is None
+
+
+def test_a_game_gets_the_same_token_through_the_agent_and_the_server(tmp_path):
+    from types import SimpleNamespace
+
+    from azote.agents import make_agent
+    from azote.policy.checkpoint import write_games
+    from azote.serving.protocol import encode_array, pack
+    from azote.serving.server import load_server
+
+    ckpt = tmp_path / "ckpt"
+    build_model(PolicyConfig.load(micro_config(tmp_path / "m.json")).replace(num_games=2)).save_pretrained(ckpt)
+    write_games(ckpt, ["atari/Pong", "atari/Breakout"])
+    server = load_server(ckpt, port=0)
+    frame = np.zeros((32, 32, 3), np.uint8)
+    for game, token in (("atari/Breakout", 2), ("atari/Pong", 1), ("atari/Freeway", 0)):
+        agent = make_agent(str(ckpt), SimpleNamespace(game=SimpleNamespace(id=game)), seed=0)  # type: ignore[arg-type]
+        job = server.handle(pack({"type": "predict", "frames": encode_array(frame), "game": game}))
+        assert agent.game_id == job.game_ids[0] == token, game  # type: ignore[union-attr]

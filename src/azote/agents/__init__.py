@@ -103,6 +103,11 @@ def check_spec(spec: str) -> None:
     checkpoint's config must validate and its weights' header fit it (no weights are read)."""
     if spec in ("random", "expert") or spec.startswith("tcp://"):
         return
+    from azote.training.config import run_directory_message
+
+    run = run_directory_message(spec)  # a training run's directory is not its checkpoint
+    if run is not None:
+        raise AgentSpecError(run)
     path = Path(spec)
     if not (path.is_dir() and (path / "config.json").is_file()):
         raise AgentSpecError(f"unknown policy {spec!r}: {_SPECS}")
@@ -149,9 +154,8 @@ def _acting_threads() -> None:
 
 def _game_id(checkpoint: Path, game: str, policy: Any) -> int | None:
     """The game token a checkpoint trained with game ids knows this game by (its games.json), else none."""
-    from azote.policy.checkpoint import GAMES_NAME, read_games
+    from azote.policy.checkpoint import GAMES_NAME, game_token, read_games
 
     if not policy.config.num_games or not (checkpoint / GAMES_NAME).is_file():
         return None
-    games = read_games(checkpoint)
-    return games.index(game) + 1 if game in games else 0  # 0: the "no game" token learned by game dropout
+    return game_token(read_games(checkpoint), game)  # 0: the "no game" token learned by game dropout

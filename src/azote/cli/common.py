@@ -45,7 +45,11 @@ def check_checkpoint_dir(path: str | os.PathLike) -> None:
     """Fails in one line unless a checkpoint directory's config validates and its weights' header fits it (no
     weights are read): before any game, data or socket is opened."""
     from azote.policy.checkpoint import check_checkpoint
+    from azote.training.config import run_directory_message
 
+    run = run_directory_message(str(path))
+    if run is not None:  # a training run's directory, not its checkpoint: say which one to use
+        fail(run)
     try:
         check_checkpoint(path)  # CheckpointError, ConfigError: one line from `azote`'s root command
     except FileNotFoundError as exc:

@@ -1,16 +1,25 @@
-"""`azote train`, `azote finetune`, `azote eval-offline`."""
+"""`azote train`, `azote finetune`, `azote eval-offline`.
+
+The options of `train` and `finetune` are made from the run configuration's fields (`azote.training.config`): one
+option per setting, named by its flat name (`--lr`, `--betas`, `--augment/--no-augment`, `--data`), with the
+field's description as help; a dict or tuple setting takes JSON. `--set key.path=value` reaches any value, the
+model overrides' included (`--set model.overrides.dropout=0`). A new field needs no code here."""
 
 from __future__ import annotations
 
+import inspect
 import json
+import types
+import typing
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Literal, Optional, Union
 
 import typer
 
 from azote.cli.common import fail, write_json
+from azote.training.config import FINETUNE_DEFAULTS, FREEZE_GROUPS, leaves, merge, nested, set_path
 
-_GROUPS = "vision_tower, vl_stack, dit, action_encoder, action_decoder"
+_GROUPS = FREEZE_GROUPS
 
 
 def _data_errors() -> tuple[type[Exception], ...]:
@@ -28,12 +37,115 @@ def _one_line(exc: Exception) -> str:
     return " ".join(text.split())
 
 
-def _run(source: str, values: dict[str, Any], config: Optional[Path], resume: bool) -> None:
+# --- options made from the configuration's fields -----------------------------------------------------------------
+def _option_type(annotation: Any) -> tuple[Any, str]:
+    """(the option's type, how its value is read: "plain", "flag", "list" or "json") for a field's annotation."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _option_type(inner[0])
+    if annotation is bool:
+        return Optional[bool], "flag"
+    if annotation in (int, float, str):
+        return Optional[annotation], "plain"
+    if origin is Literal:
+        return Optional[str], "plain"
+    if origin is list and args and args[0] in (int, float, str):
+        return Optional[list[args[0]]], "list"  # type: ignore[valid-type]
+    return Optional[str], "json"
+
+
+def _help(field: Any, path: tuple[str, ...], kind: str, defaults: dict[str, Any]) -> str:
+    text = (field.description or "").rstrip(".")
+    text = text[:1].upper() + text[1:]
+    default = field.get_default(call_default_factory=True)
+    if len(path) == 2 and path[1] in defaults.get(path[0], {}):
+        default = defaults[path[0]][path[1]]
+    shown = json.dumps(default) if kind == "json" else default
+    where = ".".join(path)
+    if field.is_required():
+        return f"{text} ({where})."
+    return f"{text} ({where}; default {shown}{'; JSON' if kind == 'json' else ''})."
+
+
+_KINDS: dict[str, str] = {}  # flat name -> how the command line's value is read
+
+
+def _generated(exclude: tuple[str, ...], defaults: dict[str, Any]) -> list[inspect.Parameter]:
+    params = []
+    for flat, path, field in leaves():
+        if flat in exclude:
+            continue
+        annotation, kind = _option_type(field.annotation)
+        _KINDS[flat] = kind
+        name = "--" + flat.replace("_", "-")
+        decl = f"{name}/--no-{flat.replace('_', '-')}" if kind == "flag" else name
+        params.append(inspect.Parameter(flat, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                        default=typer.Option(None, decl, help=_help(field, path, kind, defaults))))
+    return params
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """Flat values the command line gave (None and an empty repeatable option are not given); JSON ones parsed."""
+    values = {}
+    for flat, value in options.items():
+        if value is None or (isinstance(value, (list, tuple)) and not value):
+            continue
+        if _KINDS.get(flat) == "json":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                fail(f"--{flat.replace('_', '-')}: {value!r} is not JSON (for example {_json_example(flat)})")
+        elif isinstance(value, tuple):
+            value = list(value)
+        values[flat] = value
+    return values
+
+
+def _json_example(flat: str) -> str:
+    return {"betas": "'[0.9, 0.95]'", "game_weights": "'{\"atari/Pong\": 2}'"}.get(flat, "'{\"dropout\": 0.0}'")
+
+
+def _command(name: str, doc: str, fixed: list[inspect.Parameter], body: Callable[..., None],
+             exclude: tuple[str, ...] = (), defaults: dict[str, Any] | None = None) -> Callable[..., None]:
+    """A typer command whose options are `fixed` and one per configuration setting (but `exclude`); `defaults`
+    are the command's own defaults (shown in the help)."""
+    params = fixed + _generated(exclude, defaults or {})
+
+    def command(**kwargs: Any) -> None:
+        body(**kwargs)
+
+    command.__name__ = name
+    command.__doc__ = doc
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
+
+
+def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+
+
+_CONFIG = _option("config", Optional[Path], typer.Option(
+    None, help="A run configuration (a run's run.json, or an older run's config.json); options given here override it."))
+_SET = _option("set_", Optional[list[str]], typer.Option(
+    None, "--set", help="KEY.PATH=VALUE on the configuration (repeatable), e.g. optim.lr=1e-4, "
+                        "model.overrides.dropout=0, sampling.game_weights='{\"atari/Pong\": 2}'."))
+_RESUME = _option("resume", bool, typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."))
+
+
+# --- the commands -------------------------------------------------------------------------------------------------
+def _run(defaults: dict[str, Any], options: dict[str, Any]) -> None:
     from azote.policy import CheckpointError, ConfigError
     from azote.training import TrainConfig, Trainer
 
-    values = {k: v for k, v in values.items() if v is not None}
-    cfg = TrainConfig.load(config, **values) if config else TrainConfig.build(source, **values)
+    config, sets, resume = options.pop("config"), options.pop("set_") or [], options.pop("resume")
+    values = merge(defaults, TrainConfig.read(config)) if config else dict(defaults)
+    values = merge(values, nested(_given(options)))
+    for assignment in sets:
+        values = set_path(values, assignment)
+    cfg = TrainConfig.build(str(config) if config else "command line", values)
     try:
         _check_model(cfg)  # a bad checkpoint or policy config fails now, not after the data is opened
         final = Trainer(cfg, resume=resume).run()
@@ -46,75 +158,46 @@ def _check_model(cfg: Any) -> None:
     """The starting checkpoint (config and weights' header) or the policy config file, validated before training."""
     from azote.policy import PolicyConfig
     from azote.policy.checkpoint import check_checkpoint
+    from azote.training.config import run_directory_message
 
-    if cfg.init_from:
-        check_checkpoint(cfg.init_from)
-    elif cfg.model.endswith(".json"):
-        PolicyConfig.load(cfg.model)
-
-
-def _split(groups: Optional[str]) -> Optional[list[str]]:
-    return None if groups is None else [g.strip() for g in groups.split(",") if g.strip()]
-
-
-def train(
-    data: Optional[list[Path]] = typer.Option(None, help="Dataset root(s); repeat the option for several."),
-    out: Optional[Path] = typer.Option(None, help="Run directory."),
-    config: Optional[Path] = typer.Option(None, help="JSON TrainConfig; options given here override it."),
-    model: Optional[str] = typer.Option(None, help="Preset (tiny, small, nitrogen-500m) or a policy config.json."),
-    steps: Optional[int] = typer.Option(None, help="Optimiser steps (default 2000)."),
-    batch_size: Optional[int] = typer.Option(None, help="Samples per micro-batch per process (default 32)."),
-    grad_accum: Optional[int] = typer.Option(None, help="Micro-batches per optimiser step (default 1)."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default 3e-4)."),
-    weight_decay: Optional[float] = typer.Option(None, help="AdamW weight decay (default 0.001)."),
-    warmup_steps: Optional[int] = typer.Option(None, help="Linear warmup steps (default 100)."),
-    decay_fraction: Optional[float] = typer.Option(None, help="Share of steps in the final cosine decay (0.2)."),
-    ema_decay: Optional[float] = typer.Option(None, help="EMA decay (default 0.9999, ramped up from 0)."),
-    grad_clip: Optional[float] = typer.Option(None, help="Max gradient norm, 0 = off (default 1.0)."),
-    shift: Optional[int] = typer.Option(None, help="First target action relative to the frame (default 0)."),
-    min_action_density: Optional[float] = typer.Option(None, help="Skip chunks with a smaller share of rows with input (0.5)."),
-    game_ids: Optional[bool] = typer.Option(None, "--game-ids/--no-game-ids", help="Give the model a game-ID token."),
-    augment: Optional[bool] = typer.Option(None, "--augment/--no-augment", help="Colour jitter, rotation, crop (on)."),
-    num_workers: Optional[int] = typer.Option(None, help="Data-loader processes (default 1)."),
-    ckpt_every: Optional[int] = typer.Option(None, help="Checkpoint every N steps (default 500)."),
-    log_every: Optional[int] = typer.Option(None, help="Log every N steps (default 10)."),
-    seed: Optional[int] = typer.Option(None, help="Seed of data order, initial weights and noise (default 0)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda, cuda:N."),
-    precision: Optional[str] = typer.Option(None, help="auto (bf16 on GPU), fp32, bf16."),
-    fsdp: Optional[bool] = typer.Option(None, "--fsdp/--no-fsdp", help="FSDP instead of DDP under torchrun."),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads per process."),
-    video_dir: Optional[Path] = typer.Option(None, help="Source videos of released label shards."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."),
-) -> None:
-    """Pre-train a policy on datasets (under torchrun for several processes: DDP, or FSDP with --fsdp)."""
-    values = dict(data=[str(d) for d in data] if data else None, out=str(out) if out else None, model=model,
-                  steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, weight_decay=weight_decay,
-                  warmup_steps=warmup_steps, decay_fraction=decay_fraction, ema_decay=ema_decay, grad_clip=grad_clip,
-                  shift=shift, min_action_density=min_action_density, game_ids=game_ids, augment=augment,
-                  num_workers=num_workers, ckpt_every=ckpt_every, log_every=log_every, seed=seed, device=device,
-                  precision=precision, fsdp=fsdp, threads=threads, video_dir=str(video_dir) if video_dir else None)
-    _run("command line", values, config, resume)
+    if cfg.model.init_from:
+        run = run_directory_message(cfg.model.init_from)
+        if run is not None:
+            fail(run)
+        check_checkpoint(cfg.model.init_from)
+    elif cfg.model.preset.endswith(".json"):
+        PolicyConfig.load(cfg.model.preset)
 
 
-def finetune(
-    from_: Path = typer.Option(..., "--from", help="Checkpoint directory to start from (ours or converted ng.pt)."),
-    data: list[Path] = typer.Option(..., help="Dataset root(s) of the new game(s)."),
-    out: Path = typer.Option(..., help="Run directory."),
-    freeze: Optional[str] = typer.Option(None, help=f"Comma-separated groups to freeze: {_GROUPS}."),
-    steps: int = typer.Option(1000, help="Optimiser steps."),
-    lr: float = typer.Option(1e-4, help="Peak learning rate (lower than pre-training)."),
-    batch_size: int = typer.Option(32, help="Samples per micro-batch."),
-    warmup_steps: int = typer.Option(50, help="Linear warmup steps."),
-    config: Optional[Path] = typer.Option(None, help="JSON TrainConfig with further settings."),
-    seed: int = typer.Option(0, help="Seed."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."),
-) -> None:
-    """Fine-tune a checkpoint on new data, optionally freezing parts of the model; the same trainer as `train`."""
-    if not (from_ / "config.json").is_file():
-        fail(f"{from_}: not a checkpoint directory (no config.json)")
-    values = dict(init_from=str(from_), data=[str(d) for d in data], out=str(out), freeze=_split(freeze),
-                  steps=steps, lr=lr, batch_size=batch_size, warmup_steps=warmup_steps, seed=seed)
-    _run("command line", values, config, resume)
+def _train(**options: Any) -> None:
+    _run({}, options)
+
+
+def _finetune(**options: Any) -> None:
+    from azote.training.config import run_directory_message
+
+    start = options.pop("from_")
+    run = run_directory_message(str(start))
+    if run is not None:
+        fail(run)
+    if not (start / "config.json").is_file():
+        fail(f"{start}: not a checkpoint directory (no config.json)")
+    options["init_from"] = str(start)
+    _run(FINETUNE_DEFAULTS, options)
+
+
+train = _command(
+    "train", "Pre-train a policy on datasets (under torchrun for several processes: DDP, or FSDP with --fsdp). The "
+             "run's whole configuration is saved as OUT/run.json; `--config OUT/run.json` runs it again.",
+    [_CONFIG, _SET, _RESUME], _train)
+
+finetune = _command(
+    "finetune", "Fine-tune a checkpoint on new data, optionally freezing parts of the model; the same trainer and "
+                "options as `train`, with fine-tuning's defaults (1000 steps, lr 1e-4, 50 warmup steps). The "
+                "action shift stays the checkpoint's unless --shift asks for another.",
+    [_option("from_", Path, typer.Option(..., "--from", help="Checkpoint directory to start from (ours or converted "
+                                                              "ng.pt).")), _CONFIG, _SET, _RESUME],
+    _finetune, exclude=("init_from", "model", "game_ids"), defaults=FINETUNE_DEFAULTS)
 
 
 def eval_offline(

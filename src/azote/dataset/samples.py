@@ -39,7 +39,7 @@ def _to_stderr(message: str) -> None:
 @dataclass
 class SampleConfig:
     horizon: int = 18  # actions per sample (the released model: 18)
-    shift: int = 0  # first target action relative to the frame (our recordings: 0; see README)
+    shift: int = 0  # first target action relative to the frame: the model's action_shift (the trainer passes it)
     image_size: int = 128
     batch_size: int = 32
     min_action_density: float = 0.5  # chunks with a smaller share of rows with any input are skipped

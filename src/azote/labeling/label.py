@@ -8,7 +8,8 @@ the parser reads the layout off the video itself.
 Output (a dataset root, `azote.dataset` layout):
     OUT/videos/<id>.<ext>                     the source video (hard link, else copy), its container's extension
     OUT/actions/SHARD_0000/<id>/<id>_chunk_NNNN/{actions_raw.parquet, metadata.json}   kept chunks only
-    OUT/labeling/<id>.json                    the report; written last, so it marks the video as done
+    OUT/labeling/<id>.json                    the report (with the LabelConfig it was labelled with); written last,
+                                              so it marks the video as done
     OUT/labeling/<id>.npz                     every frame's labels and parser outputs (dropped chunks too)
 
 A killed run leaves no half-written chunk: chunks go to a hidden staging directory renamed into place in one
@@ -21,7 +22,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -565,7 +566,10 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
               "chunks": len(densities), "chunks_written": len(kept), "chunks_dropped": len(dropped),
               "dropped": dropped, "density": densities, "seconds": round(seconds, 3),
               "seconds_locate": round(t_locate, 3), "seconds_adapt": round(t_adapt, 3), "seconds_parse": round(t_parse, 3),
-              "frames_per_second": round(len(actions) / seconds, 1)}
+              "frames_per_second": round(len(actions) / seconds, 1),
+              # how the video was labelled: the LabelConfig, the post-processing it applied (a zero-shot read widens
+              # it) and the labeller's version
+              "config": asdict(cfg), "post_applied": asdict(post), "version": VERSION}
     _atomic_json(report_path(out, vid), report)
     return report
 

@@ -12,9 +12,10 @@ def train_policy(data: Path, out: Path, *, steps: int, model: str, batch_size: i
     """Trains (resuming when `out` has checkpoints) and returns the run's summary with the final checkpoint."""
     from azote.training import TrainConfig, Trainer
 
-    tc = TrainConfig(data=[str(data)], out=str(out), model=model, init_from=str(init_from) if init_from else None,
-                     steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(100, steps // 10),
-                     ckpt_every=max(50, steps // 5), num_workers=1, seed=seed, game_ids=game_ids)
+    tc = TrainConfig.build(  # flat names of the run configuration (see azote.training.config)
+        f"{out} (pipeline)", data=[str(data)], out=str(out), model=model,
+        init_from=str(init_from) if init_from else None, steps=steps, batch_size=batch_size, lr=lr,
+        warmup_steps=min(100, steps // 10), ckpt_every=max(50, steps // 5), num_workers=1, seed=seed, game_ids=game_ids)
     final = Trainer(tc, resume=True).run()
     return {"final": str(final), **json.loads((out / "summary.json").read_text())}
 

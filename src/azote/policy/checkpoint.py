@@ -1,4 +1,6 @@
-"""Checkpoint directories: `config.json` (a `PolicyConfig`) + `model.safetensors`, written atomically."""
+"""Checkpoint directories: `config.json` (a `PolicyConfig`, its `action_shift` included) + `model.safetensors`, written
+atomically, and `games.json`, the game vocabulary (`read_games` / `write_games` / `game_token`: its one reader and
+writer)."""
 
 from __future__ import annotations
 
@@ -244,6 +246,12 @@ def read_games(path: str | Path) -> list[str]:
     if not isinstance(games, list) or len(games) > MAX_GAMES or not all(isinstance(g, str) for g in games):
         raise ConfigError(f"{games_file}: expected a JSON list of at most {MAX_GAMES:,} game ids")
     return games
+
+
+def game_token(games: Sequence[str], game: str) -> int:
+    """The token a vocabulary gives a game: i + 1 for entry i, 0 ("no game", learned by game dropout) for a game
+    it does not hold. What an agent and the server both ask for a game by name."""
+    return list(games).index(game) + 1 if game in games else 0
 
 
 def write_games(path: str | Path, games: Sequence[str]) -> Path:

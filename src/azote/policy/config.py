@@ -307,6 +307,8 @@ KNOWN_VISION_TOWERS: dict[str, VisionConfig] = {"google/siglip2-large-patch16-25
 # AdamW training step (forward + backward, batch 32, float32) on 2 CPU cores: tiny (5.0M parameters, 128 px, 64
 # image tokens) ~470 ms = ~68 samples/s; small (28.6M, 128 px) ~2.7 s = ~12 samples/s. For tiny, 96 px (36 tokens)
 # was ~87 samples/s and width 256 ~38 samples/s; 128 px was kept for the detail of game frames.
+# The action shift is the model's (the trainer's targets start there): `nitrogen-500m` has the released model's 3;
+# `tiny` and `small`, trained on our recordings (the action of row t is the one taken on frame t), have 0.
 PRESETS: dict[str, PolicyConfig] = {
     "nitrogen-500m": PolicyConfig(
         name="nitrogen-500m",
@@ -329,6 +331,7 @@ PRESETS: dict[str, PolicyConfig] = {
         vl_layers=2,
         vl_heads=6,
         dropout=0.1,
+        action_shift=0,
     ),
     "tiny": PolicyConfig(
         name="tiny",
@@ -342,6 +345,7 @@ PRESETS: dict[str, PolicyConfig] = {
         vl_layers=1,
         vl_heads=3,
         dropout=0.1,
+        action_shift=0,
     ),
 }
 

@@ -371,7 +371,9 @@ class PolicyServer:
             raise ProtocolError("bad_request", "game must be a game id string such as 'atari/Pong'")
         if num_games == 0:
             return None  # a model without game tokens plays every game the same way
-        return self.games.index(game) + 1 if game in self.games else 0  # 0: "no game", learned by game dropout
+        from azote.policy.checkpoint import game_token
+
+        return game_token(self.games, game)  # 0: "no game", learned by game dropout
 
     # --- forward passes -------------------------------------------------------------------------------------
     def _run(self, jobs: list[_Job]) -> None:
@@ -457,19 +459,13 @@ def _split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     return frames[:1], frames[1:]  # a DEALER peer sends no delimiter
 
 
-def load_games(checkpoint: str | Path) -> list[str]:
-    """The checkpoint's game vocabulary (`games.json`: a list of game ids, token i + 1 for entry i), or []."""
-    from azote.policy.checkpoint import read_games
-
-    return read_games(checkpoint)
-
-
 def load_server(checkpoint: str | Path, *, device: str = "cpu", **kwargs: Any) -> PolicyServer:
     """A server for a checkpoint directory (`config.json` + `model.safetensors`)."""
     from azote.policy import Policy
+    from azote.policy.checkpoint import read_games  # the game vocabulary's one reader
 
     path = Path(checkpoint)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a checkpoint directory (no config.json)")
     policy = Policy.from_pretrained(path, device=device)
-    return PolicyServer(policy, games=load_games(path), name=kwargs.pop("name", path.name), **kwargs)
+    return PolicyServer(policy, games=read_games(path), name=kwargs.pop("name", path.name), **kwargs)

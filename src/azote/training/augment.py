@@ -1,24 +1,17 @@
 """Image augmentations written with torch tensor ops, applied to a whole batch on the training device:
-colour jitter, a small rotation (+-5 degrees) and a random resized crop, each drawn per sample. Off at evaluation."""
+colour jitter, a small rotation (+-5 degrees) and a random resized crop, each drawn per sample. Off at evaluation.
+The ranges are `AugmentConfig`, saved with the run (`run.json`, its `augment` section)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from azote.training.config import AugmentConfig  # the run configuration's `augment` section
 
-@dataclass
-class AugmentConfig:
-    brightness: float = 0.2  # multiply by U(1 - b, 1 + b)
-    contrast: float = 0.2
-    saturation: float = 0.2
-    hue: float = 0.02  # fraction of a full turn of the colour wheel
-    max_rotation_deg: float = 5.0
-    min_crop_area: float = 0.8  # random resized crop keeps at least this share of the frame
-    max_aspect_change: float = 1.1
+__all__ = ["AugmentConfig", "augment"]
 
 
 def _gray(x: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,8 @@ GPU, DDP/FSDP through torchrun, atomic checkpoints and exact resume.
 
 Run directory:
 
-    OUT/config.json            the TrainConfig
+    OUT/run.json               the run's configuration (`TrainConfig`; `azote train --config OUT/run.json` again)
+    OUT/games.json             the game vocabulary, fixed when the run begins
     OUT/checkpoints/step_N/    model/ (EMA weights, a policy checkpoint) + trainer.pt (everything to resume)
     OUT/final/                 the EMA weights at the end: what acts (`azote play --policy OUT/final`)
     OUT/metrics.csv, OUT/tb/   loss, learning rate, gradient norm, throughput (CSV and TensorBoard)
@@ -36,15 +37,15 @@ from azote.dataset import Dataset
 from azote.dataset.samples import SampleConfig, TrainingSamples
 from azote.lifetime import tie_to_parent
 from azote.policy import NitroGenModel, PolicyConfig, build_model, get_preset
+from azote.policy.checkpoint import CheckpointError, read_games, write_games
 from azote.policy.model import check_device
 from azote.safeload import safe_load
-from azote.training.augment import AugmentConfig, augment
-from azote.training.config import TrainConfig
+from azote.training.augment import augment
+from azote.training.config import RUN_FILE, TrainConfig
 from azote.training.schedule import EMA, wsd_factor
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer.pt"
-GAMES_FILE = "games.json"
 
 
 def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
@@ -91,18 +92,19 @@ class Trainer:
         self.out = Path(config.out)
         self.distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.distributed and not dist.is_initialized():
-            backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
+            backend = "nccl" if torch.cuda.is_available() and config.runtime.device != "cpu" else "gloo"
             dist.init_process_group(backend)
         self.rank = dist.get_rank() if self.distributed else 0
         self.world = dist.get_world_size() if self.distributed else 1
         self.main = self.rank == 0
         self.device = self._device()
-        if config.threads:
-            torch.set_num_threads(config.threads)
-        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and self.device.type == "cuda")
+        if config.runtime.threads:
+            torch.set_num_threads(config.runtime.threads)
+        precision = config.runtime.precision
+        self.bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
 
     def _device(self) -> torch.device:
-        d = self.cfg.device
+        d = self.cfg.runtime.device
         if d == "auto":
             d = "cuda" if torch.cuda.is_available() else "cpu"
         dev = check_device(d)
@@ -114,16 +116,15 @@ class Trainer:
 
     # --- set-up ------------------------------------------------------------------------------------------
     def _data(self) -> tuple[list[Dataset], list[str]]:
-        datasets = [Dataset.open(root, video_dir=self.cfg.video_dir) for root in self.cfg.data]
+        datasets = [Dataset.open(root, video_dir=self.cfg.data.video_dir) for root in self.cfg.data.roots]
         for ds in datasets:
             for problem in ds.problems:
                 self._log(f"skipping bad file: {problem}")
         games = sorted({c.game or "?" for ds in datasets for c in ds.chunks})
-        stored = self.out / GAMES_FILE
-        if self.resume and stored.is_file() and latest_checkpoint(self.out) is not None:
+        if self.resume and latest_checkpoint(self.out) is not None and read_games(self.out):
             # the game vocabulary is fixed when a run begins (the game embedding's size depends on it): data of
             # games added since then is left out of a resumed run
-            games = json.loads(stored.read_text())
+            games = read_games(self.out)
             known, dropped = set(games), 0
             for ds in datasets:
                 dropped += sum((c.game or "?") not in known for c in ds.chunks)
@@ -133,19 +134,31 @@ class Trainer:
         return datasets, games
 
     def _model(self, games: list[str]) -> NitroGenModel:
-        c = self.cfg
-        if c.init_from:
-            model = NitroGenModel.from_pretrained(c.init_from, device="cpu")
-            if c.shift != model.config.action_shift:
-                model.config = model.config.replace(action_shift=c.shift)
+        """The model to train. Its config's `action_shift` is the one shift of the run (the samples' targets start
+        there, and the checkpoints keep it): a preset's or a checkpoint's, unless `sampling.shift` asks for another
+        (said in the log when it changes a checkpoint's)."""
+        c, m = self.cfg, self.cfg.model
+        changes: dict[str, Any] = dict(m.overrides)
+        if c.sampling.shift is not None:
+            changes["action_shift"] = c.sampling.shift
+        if m.init_from:
+            model = NitroGenModel.from_pretrained(m.init_from, device="cpu")
+            shift = model.config.action_shift
+            if changes.get("action_shift", shift) != shift:
+                self._log(f"action shift: {changes['action_shift']} as asked (the checkpoint {m.init_from} has {shift}); "
+                          "the fine-tuned checkpoints keep the new shift")
+            changes = {k: v for k, v in changes.items() if getattr(model.config, k, None) != v or k == "vision"}
+            if set(changes) <= {"action_shift"}:  # the shift changes no module: the loaded model stays as it is
+                model.config = model.config.replace(**changes)
+            else:
+                model = _rebuilt(model, model.config.replace(**changes), m.init_from)
         else:
-            base: PolicyConfig = PolicyConfig.load(c.model) if c.model.endswith(".json") else get_preset(c.model)
-            changes: dict[str, Any] = {"action_shift": c.shift}
-            if c.game_ids:
+            base: PolicyConfig = PolicyConfig.load(m.preset) if m.preset.endswith(".json") else get_preset(m.preset)
+            if m.game_ids:
                 changes["num_games"] = len(games)
             torch.manual_seed(c.seed)  # the same initial weights on every process
             model = build_model(base.replace(**changes), device="cpu")
-        model.set_trainable(**{g: g not in c.freeze for g in model.parameter_groups()})
+        model.set_trainable(**{g: g not in m.freeze for g in model.parameter_groups()})
         model.train()
         return model.to(self.device)
 
@@ -155,10 +168,11 @@ class Trainer:
             if p.requires_grad:
                 (decay if p.ndim >= 2 and "embedding" not in name else no_decay).append(p)
         if not decay and not no_decay:
-            raise ValueError(f"freeze={self.cfg.freeze} leaves no trainable parameter in this model")
-        groups = [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            raise ValueError(f"freeze={self.cfg.model.freeze} leaves no trainable parameter in this model")
+        o = self.cfg.optim
+        groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         fused = self.device.type == "cuda"
-        return torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(0.9, 0.95), fused=fused)
+        return torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), fused=fused)
 
     def _log(self, message: str) -> None:
         if self.main and not self.quiet:
@@ -166,12 +180,12 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------------------
     def run(self) -> Path:
-        c = self.cfg
+        c, o, rt = self.cfg, self.cfg.optim, self.cfg.runtime
         datasets, games = self._data()
         raw = self._model(games)
         model: torch.nn.Module = _LossModule(raw)
         if self.distributed:
-            if c.fsdp:
+            if rt.fsdp:
                 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 
                 model = FSDP(model, use_orig_params=True)
@@ -180,8 +194,8 @@ class Trainer:
                     model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         optimizer = self._optimizer(model)
         schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: wsd_factor(s, c.steps, c.warmup_steps, c.decay_fraction, c.final_lr_ratio))
-        ema = EMA(raw, c.ema_decay)
+            optimizer, lambda s: wsd_factor(s, o.steps, o.warmup_steps, o.decay_fraction, o.final_lr_ratio))
+        ema = EMA(raw, o.ema_decay)
         step, rng_state = 0, None
         ckpt = latest_checkpoint(self.out) if self.resume else None
         if ckpt is not None:
@@ -197,71 +211,72 @@ class Trainer:
         else:  # a fresh run, or --resume with nothing to resume yet: the same seeded start
             torch.manual_seed(c.seed + 1000 + self.rank)
 
-        sample_cfg = SampleConfig(
-            horizon=raw.config.action_horizon, shift=c.shift, image_size=raw.config.vision.image_size,
-            batch_size=c.batch_size, min_action_density=c.min_action_density, game_weights=c.game_weights,
-            chunks_per_window=c.chunks_per_window, batches_per_window=c.batches_per_window, seed=c.seed)
+        sp = c.sampling
+        sample_cfg = SampleConfig(  # horizon and shift: the model's, the one place they are set
+            horizon=raw.config.action_horizon, shift=raw.config.action_shift, image_size=raw.config.vision.image_size,
+            batch_size=o.batch_size, min_action_density=sp.min_action_density, game_weights=sp.game_weights,
+            chunks_per_window=sp.chunks_per_window, batches_per_window=sp.batches_per_window, seed=c.seed)
         # one rank tells of a chunk whose video stops decoding (every rank skips it alike)
-        samples = TrainingSamples(datasets, sample_cfg, games=games, start=step * c.grad_accum * self.world,
+        samples = TrainingSamples(datasets, sample_cfg, games=games, start=step * o.grad_accum * self.world,
                                   rank=self.rank, world_size=self.world,
                                   log=None if self.quiet or not self.main else _to_stderr)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            _atomic_text(self.out / "config.json", c.model_dump_json(indent=1))
-            _atomic_text(self.out / GAMES_FILE, json.dumps(games))
+            _atomic_text(self.out / RUN_FILE, c.to_json())
+            write_games(self.out, games)
             st = samples.stats
             self._log(f"data: {st.chunks} chunks ({st.rows} rows) from {len(games)} games; skipped "
-                      f"{st.skipped_low_action} chunks below {c.min_action_density:.0%} action density, "
-                      f"{st.skipped_no_video} without video and {st.skipped_bad} bad")
+                      f"{st.skipped_low_action} chunks below {sp.min_action_density:.0%} action density, "
+                      f"{st.skipped_no_video} without video and {st.skipped_bad} bad; action shift "
+                      f"{raw.config.action_shift}")
         loader = torch.utils.data.DataLoader(
-            samples, batch_size=None, num_workers=c.num_workers, persistent_workers=c.num_workers > 0,
-            prefetch_factor=4 if c.num_workers > 0 else None, pin_memory=self.device.type == "cuda",
-            worker_init_fn=partial(_loader_worker, os.getpid()) if c.num_workers > 0 else None)
+            samples, batch_size=None, num_workers=rt.num_workers, persistent_workers=rt.num_workers > 0,
+            prefetch_factor=4 if rt.num_workers > 0 else None, pin_memory=self.device.type == "cuda",
+            worker_init_fn=partial(_loader_worker, os.getpid()) if rt.num_workers > 0 else None)
         batches = iter(loader)
         if rng_state is not None:
             # after the loader's iterator, which draws its workers' base seed from the global RNG
             torch.set_rng_state(rng_state)
         log = MetricLog(self.out, step, enabled=self.main)
-        aug_cfg = AugmentConfig()
         bar = None
         if self.main and not self.quiet:
             from tqdm import tqdm
 
-            bar = tqdm(total=c.steps, initial=step, unit="step", desc="train")
+            bar = tqdm(total=o.steps, initial=step, unit="step", desc="train")
         t_last, samples_since = time.time(), 0
         use_game_ids = raw.config.num_games > 0
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else nullcontext()
         try:
-            while step < c.steps:
+            while step < o.steps:
                 optimizer.zero_grad(set_to_none=True)
                 total = 0.0
-                for micro in range(c.grad_accum):
+                for micro in range(o.grad_accum):
                     batch = next(batches)
                     pixels = (batch["pixel_values"].to(self.device, non_blocking=True).float() / 255.0 - 0.5) / 0.5
-                    if c.augment:
+                    if c.augment.enabled:
                         gen = torch.Generator().manual_seed(c.seed * 1_000_003 + int(batch["index"]))
-                        pixels = augment(pixels, aug_cfg, gen)
+                        pixels = augment(pixels, c.augment, gen)
                     inputs = {"pixel_values": pixels, "actions": batch["actions"].to(self.device),
                               "action_mask": batch["action_mask"].to(self.device)}
                     if use_game_ids:
                         inputs["game_ids"] = batch["game_ids"].to(self.device)
-                    sync = micro == c.grad_accum - 1 or not self.distributed
+                    sync = micro == o.grad_accum - 1 or not self.distributed
                     with (nullcontext() if sync else model.no_sync()), autocast:
-                        loss = model(inputs) / c.grad_accum
+                        loss = model(inputs) / o.grad_accum
                     loss.backward()
                     total += float(loss.detach())
                 grad_norm = torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad], c.grad_clip if c.grad_clip > 0 else math.inf)
+                    [p for p in model.parameters() if p.requires_grad], o.grad_clip if o.grad_clip > 0 else math.inf)
                 optimizer.step()
                 schedule.step()
                 ema.update(raw)
                 step += 1
-                samples_since += c.batch_size * c.grad_accum * self.world
+                samples_since += o.batch_size * o.grad_accum * self.world
                 if self.distributed:
                     t = torch.tensor([total], device=self.device)
                     dist.all_reduce(t)
                     total = float(t) / self.world
-                if step % c.log_every == 0 or step == c.steps:
+                if step % rt.log_every == 0 or step == o.steps:
                     now = time.time()
                     rate = samples_since / max(now - t_last, 1e-9)
                     t_last, samples_since = now, 0
@@ -270,7 +285,7 @@ class Trainer:
                         bar.set_postfix(loss=f"{total:.4f}", sps=f"{rate:.1f}")
                 if bar is not None:
                     bar.update(1)
-                if step % c.ckpt_every == 0 or step == c.steps:
+                if step % rt.ckpt_every == 0 or step == o.steps:
                     self._checkpoint(step, raw, optimizer, schedule, ema, games)
         finally:
             if bar is not None:
@@ -282,7 +297,8 @@ class Trainer:
             _atomic_dir(final, lambda d: _save_acting(snapshot, games, d))
             log.plot(self.out / "loss.png")
             _atomic_text(self.out / "summary.json", json.dumps(
-                {"steps": step, "final": str(final), "games": games, "last_loss": log.last_loss if math.isfinite(log.last_loss) else None,
+                {"steps": step, "final": str(final), "games": games, "action_shift": raw.config.action_shift,
+                 "last_loss": log.last_loss if math.isfinite(log.last_loss) else None,
                  "samples": samples.stats.__dict__}, indent=1))
         if self.distributed:
             dist.barrier()
@@ -308,7 +324,7 @@ class Trainer:
 
         _atomic_dir(self.out / CHECKPOINTS / f"step_{step:07d}", write)
         kept = sorted((self.out / CHECKPOINTS).glob("step_*"))
-        for old in kept[: -self.cfg.keep_checkpoints]:
+        for old in kept[: -self.cfg.runtime.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -333,7 +349,20 @@ def _ema_model(raw: NitroGenModel, ema: EMA) -> NitroGenModel:
 
 def _save_acting(model: NitroGenModel, games: list[str], directory: Path) -> None:
     model.save_pretrained(directory)
-    (directory / GAMES_FILE).write_text(json.dumps(games))
+    write_games(directory, games)
+
+
+def _rebuilt(model: NitroGenModel, config: PolicyConfig, source: str) -> NitroGenModel:
+    """The loaded model under a changed config (`model.overrides` on a checkpoint): rebuilt and given the same
+    weights, which must still fit (dropout or sampler settings change; widths and layers cannot)."""
+    with torch.random.fork_rng(devices=[]):
+        new = build_model(config, device="cpu")
+    try:
+        new.load_state_dict(model.state_dict(), strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source}: model.overrides change the checkpoint's architecture "
+                              f"({' '.join(str(exc).split())[:300]})") from None
+    return new
 
 
 class MetricLog:
