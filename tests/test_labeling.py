@@ -162,6 +162,8 @@ def test_video_to_chunks_with_the_dataset_schema(tmp_path):
     assert list(ds.chunks[0].actions.to_columns()) == [*BUTTONS, "j_left", "j_right"]
     rep = json.loads((tmp_path / "out" / "labeling" / "clip.json").read_text())
     assert rep["locate"]["method"] == "detector"
+    # the report says how the video was labelled: the whole LabelConfig and the post-processing applied
+    assert {"config", "post_applied", "version"} <= set(rep) and "batch_size" in rep["config"]
     buttons, sticks = shown(preset)
     s = score_actions(load_labels(tmp_path / "out", "clip"), truth, buttons, sticks)
     # zero-shot: the layout is read off the video (no preset given); on skins like this one it reads well
