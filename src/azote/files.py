@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file mode creation mask (read without changing it for longer than a moment)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -33,7 +34,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[Path], N
         if sync:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; these are ordinary files
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes owner-only files; these are ordinary files
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

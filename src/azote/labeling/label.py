@@ -35,6 +35,7 @@ from azote.dataset.format import CHUNK_SECONDS, ChunkMetadata, OriginalVideo, ch
 from azote.dataset.video import VideoError, container_extension, probe
 from azote.dataset.writer import video_labels_dir
 from azote.errors import AzoteError
+from azote.files import write_json
 from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, invert, region_rgb, source_box, warp
@@ -433,13 +434,6 @@ def is_labelled(out: str | os.PathLike, video_id: str) -> bool:
     return report_path(out, video_id).is_file()
 
 
-def _atomic_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
-
-
 def _keep_video(src: Path, dst: Path, mode: str) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.is_file() and dst.stat().st_size == src.stat().st_size:
@@ -570,7 +564,7 @@ def label_video(path: str | os.PathLike, out: str | os.PathLike, *, game: str | 
               # how the video was labelled: the LabelConfig, the post-processing it applied (a zero-shot read widens
               # it) and the labeller's version
               "config": asdict(cfg), "post_applied": asdict(post), "version": VERSION}
-    _atomic_json(report_path(out, vid), report)
+    write_json(report_path(out, vid), report, default=str)
     return report
 
 
@@ -683,7 +677,7 @@ def label_videos(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, 
             for fut in as_completed([pool.submit(_label_job, j) for j in todo]):
                 done(fut.result())
     summary = summarise(results, time.perf_counter() - t0)
-    _atomic_json(out / REPORT_DIR / "summary.json", summary)
+    write_json(out / REPORT_DIR / "summary.json", summary, default=str)
     return summary
 
 

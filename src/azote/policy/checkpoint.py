@@ -9,13 +9,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from azote.files import umask, write_atomic
 from azote.policy.config import CONFIG_NAME, MAX_GAMES, PRESETS, WEIGHTS_NAME, ConfigError, PolicyConfig, read_json
 from azote.policy.model import NitroGenModel, build_model, check_device, check_memory
 from azote.safeload import CheckpointError
@@ -26,27 +27,6 @@ _HEADER_DTYPE_NAMES = {**_FLOAT_DTYPES, "I64": "int64", "I32": "int32", "I16": "
                        "BOOL": "bool"}
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 _MAX_HEADER_BYTES = 16 << 20  # the released model's header is ~60 kB
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Writes through `write(tmp)` to a temporary name next to `path`, syncs it, then renames it into place."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _save_weights(tensors: Mapping[str, Tensor], path: Path, metadata: Mapping[str, str]) -> None:
@@ -73,8 +53,8 @@ def save_checkpoint(
     meta = {"format": "pt", "azote": config.format, **(metadata or {})}
 
     def write_files(target: Path) -> None:
-        _write_atomic(target / WEIGHTS_NAME, lambda p: _save_weights(tensors, p, meta))
-        _write_atomic(target / CONFIG_NAME, lambda p: p.write_text(config.to_json()))
+        write_atomic(target / WEIGHTS_NAME, lambda p: _save_weights(tensors, p, meta), sync=True)
+        write_atomic(target / CONFIG_NAME, config.to_json(), sync=True)
 
     if out.is_dir():
         write_files(out)
@@ -85,7 +65,7 @@ def save_checkpoint(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         write_files(staging)
-        os.chmod(staging, 0o777 & ~_umask())
+        os.chmod(staging, 0o777 & ~umask())
         os.replace(staging, out)
     finally:
         if staging.exists():
@@ -258,7 +238,7 @@ def write_games(path: str | Path, games: Sequence[str]) -> Path:
     """Writes a checkpoint directory's game vocabulary (`games.json`, token i + 1 for entry i) atomically."""
     target = Path(path) / GAMES_NAME
     text = json.dumps(list(games))
-    _write_atomic(target, lambda p: p.write_text(text))
+    write_atomic(target, text, sync=True)
     return target
 
 

@@ -35,6 +35,7 @@ import torch.distributed as dist
 
 from azote.dataset import Dataset
 from azote.dataset.samples import SampleConfig, TrainingSamples
+from azote.files import write_atomic
 from azote.lifetime import tie_to_parent
 from azote.policy import NitroGenModel, PolicyConfig, build_model, get_preset
 from azote.policy.checkpoint import CheckpointError, read_games, write_games
@@ -61,13 +62,6 @@ def _atomic_dir(final: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    """A small file written whole or not at all (a kill while it is rewritten on resume keeps the old one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _loader_worker(parent: int, worker_id: int) -> None:
@@ -222,7 +216,7 @@ class Trainer:
                                   log=None if self.quiet or not self.main else _to_stderr)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-            _atomic_text(self.out / RUN_FILE, c.to_json())
+            write_atomic(self.out / RUN_FILE, c.to_json())
             write_games(self.out, games)
             st = samples.stats
             self._log(f"data: {st.chunks} chunks ({st.rows} rows) from {len(games)} games; skipped "
@@ -296,7 +290,7 @@ class Trainer:
             snapshot = _ema_model(raw, ema)
             _atomic_dir(final, lambda d: _save_acting(snapshot, games, d))
             log.plot(self.out / "loss.png")
-            _atomic_text(self.out / "summary.json", json.dumps(
+            write_atomic(self.out / "summary.json", json.dumps(
                 {"steps": step, "final": str(final), "games": games, "action_shift": raw.config.action_shift,
                  "last_loss": log.last_loss if math.isfinite(log.last_loss) else None,
                  "samples": samples.stats.__dict__}, indent=1))
