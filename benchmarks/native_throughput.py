@@ -1,7 +1,7 @@
 """Steps per second of the native games (software OpenGL under Xvfb, frame-exact lockstep through the clock shim)
 at 320x240 and 640x480, against the game's real-time rate (60 frames per second).
 
-    python benchmarks/native_throughput.py [--steps 150] [--games neverball supertux extremetuxracer]
+    python benchmarks/native_throughput.py [--steps 150] [--games neverball supertux extremetuxracer openarena minetest]
 
 A ratio above 1 means the game runs faster than real time. Results also go to runs/benchmarks/native_throughput.json.
 """
@@ -45,7 +45,7 @@ def measure(game: str, resolution: tuple[int, int], steps: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--games", nargs="+", default=["neverball", "supertux", "extremetuxracer"])
+    ap.add_argument("--games", nargs="+", default=["neverball", "supertux", "extremetuxracer", "openarena", "minetest"])
     ap.add_argument("--out", default="runs/benchmarks/native_throughput.json")
     args = ap.parse_args()
     azote.envs.list_games("native")

@@ -9,7 +9,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 PACKAGES=(
   xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl-mesa0 libgl1
-  neverball supertux extremetuxracer
+  neverball supertux extremetuxracer minetest
+  openarena
   gcc libc6-dev
 )
 missing=()

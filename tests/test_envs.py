@@ -355,3 +355,17 @@ def test_a_family_registered_once_is_usable_everywhere(dot_family, tmp_path):
     # the novelty search uses the declared moves
     assert search_moves("dot") == (list(DOT_RIGHT), 3)
     env.close()
+
+
+def test_a_native_game_that_cannot_run_here_is_listed_and_refused_in_one_line(monkeypatch):
+    # registered whether installed or not (a suite naming it loads anywhere); making it says what to install
+    import shutil as sh
+
+    from azote.envs.native import GAMES
+
+    assert {"native/neverball", "native/supertux"} <= {g.id for g in envs.list_games("native")}
+    real = sh.which
+    monkeypatch.setattr(sh, "which", lambda name, *a, **k: None if name == "supertux2" else real(name, *a, **k))
+    assert GAMES["supertux"].command[0] == "supertux2"
+    with pytest.raises(envs.GameUnavailable, match="supertux2.*not installed.*apt-get install"):
+        envs.make("native/supertux")

@@ -18,7 +18,7 @@ import numpy as np
 from azote.agents import Agent, make_agent
 from azote.bench.tasks import Suite, Task
 from azote.envs import make
-from azote.envs.base import GamepadEnv
+from azote.envs.base import GamepadEnv, GameUnavailable
 from azote.errors import AzoteError
 from azote.gamepad import Gamepad
 from azote.lifetime import worker_pool
@@ -142,7 +142,10 @@ def run_job(suite_path: str, task_id: str, episode: int, spec: str, video_dir: s
     from azote.bench.tasks import load_suite
 
     task = load_suite(suite_path).task(task_id)
-    env = make(task.game, **task.game_kwargs)
+    try:
+        env = make(task.game, **task.game_kwargs)
+    except GameUnavailable as exc:  # not installed here: the task is not scored, rather than failed
+        return {"task": task.id, "episode": episode, "success": None, "reason": f"unavailable: {exc}", "steps": 0}
     writer = None
     try:
         agent = _agent(spec, env, episode)

@@ -4,7 +4,7 @@
     env = gym.make("azote/atari/Breakout-v0")       # or azote.envs.make("atari/Breakout")
 """
 
-from azote.envs.base import VIEWS, GameInfo, GamepadEnv, StateNotSupported
+from azote.envs.base import VIEWS, GameInfo, GamepadEnv, GameUnavailable, StateNotSupported
 from azote.envs.family import Family, Planning, SearchMoves
 from azote.envs.registry import (
     game_info,
@@ -18,8 +18,9 @@ from azote.envs.registry import (
 )
 
 __all__ = [
-    "VIEWS", "Family", "GameInfo", "GamepadEnv", "Planning", "SearchMoves", "StateNotSupported", "game_info",
-    "get_family", "list_families", "list_games", "make", "missing_families", "register_family", "register_game",
+    "VIEWS", "Family", "GameInfo", "GameUnavailable", "GamepadEnv", "Planning", "SearchMoves", "StateNotSupported",
+    "game_info", "get_family", "list_families", "list_games", "make", "missing_families", "register_family",
+    "register_game",
 ]
 
 

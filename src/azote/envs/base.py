@@ -48,6 +48,11 @@ class StateNotSupported(AzoteError, NotImplementedError):
     """The game's engine cannot save and restore its state."""
 
 
+class GameUnavailable(AzoteError, RuntimeError):
+    """A registered game that cannot run on this machine (its program or display server is not installed): says
+    what to install. The benchmark counts its tasks as unavailable rather than failed."""
+
+
 class GamepadEnv(gym.Env):
     """Base class of every Azote game adapter.
 

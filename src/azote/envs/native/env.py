@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from azote.envs.base import GameInfo, GamepadEnv
+from azote.envs.base import GameInfo, GamepadEnv, GameUnavailable
 from azote.envs.native.game import NativeGame
 from azote.envs.native.session import NativeGameError, Session
 from azote.gamepad import Gamepad
@@ -47,6 +47,9 @@ class NativeEnv(GamepadEnv):
         gamepad: bool | None = None,
     ) -> None:
         spec = _game_spec(game if game is not None else (game_id or "").rpartition("/")[2])
+        missing = spec.missing()
+        if missing is not None:
+            raise GameUnavailable(missing)
         self.native_game = spec
         if gamepad and spec.pad is None:
             raise ValueError(f"native game {spec.name!r} has no gamepad profile (NativeGame.pad); gamepad=True needs one")

@@ -4,6 +4,7 @@ frame rate, input profile), an `InputProfile` (gamepad -> keys and mouse) and, f
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,7 +228,16 @@ class NativeGame:
             raise ValueError(f"NativeGame {self.name!r}: fps must be > 0 and warmup_frames >= 1")
 
     def available(self) -> bool:
-        return shutil.which(self.command[0]) is not None
+        return self.missing() is None
+
+    def missing(self) -> str | None:
+        """What this machine lacks to run the game (None: nothing)."""
+        if shutil.which("Xvfb") is None:
+            return "Xvfb is not installed (sudo bash scripts/native-deps.sh)"
+        if shutil.which(self.command[0], path=os.environ.get("PATH", os.defpath) + os.pathsep + "/usr/games") is None:
+            pkgs = " ".join(self.packages) or "its package"
+            return f"{self.name}: {self.command[0]!r} is not installed (apt-get install {pkgs}, or sudo bash scripts/native-deps.sh)"
+        return None
 
     def argv(self, **values: Any) -> list[str]:
         return [part.format(**values) for part in self.command]

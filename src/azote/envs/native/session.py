@@ -262,11 +262,7 @@ class Session:
             "LD_PRELOAD": str(shim_path()), "AZOTE_SHM": self.shm.path, "AZOTE_HOME": str(home),
             **{k: v.format(**values) for k, v in self.game.env.items()},
         }
-        argv = self.game.argv(**values)
-        if shutil.which(argv[0], path=env.get("PATH", os.defpath) + os.pathsep + "/usr/games") is None:
-            pkgs = " ".join(self.game.packages) or "its package"
-            raise NativeGameError(f"{self.game.name}: {argv[0]!r} is not installed (apt-get install {pkgs}, or "
-                                  "sudo bash scripts/native-deps.sh)")
+        argv = self.game.argv(**values)  # NativeEnv checked the program is installed (NativeGame.missing)
         argv[0] = shutil.which(argv[0], path=env.get("PATH", os.defpath) + os.pathsep + "/usr/games") or argv[0]
         with open(self.log, "wb") as out:
             self.proc = _start_group(argv, env=env, cwd=str(home), stdin=subprocess.DEVNULL, stdout=out,

@@ -24,6 +24,12 @@
  *   SDL's joystick subsystem (SDL_Init / SDL_InitSubSystem; SDL is called through dlsym, never linked); bit 1, a
  *   Linux joystick device (the js API: open, ioctl JSIOCG*, read js_event) that udev enumeration lists, for games
  *   that read /dev/input/js* (SFML). See "gamepad" below.
+ * - Settling (AZOTE_SETTLE=1 in the game's environment), for games whose other threads feed the main thread (a
+ *   built-in server, network, mesh or map threads: Minetest): those threads take turns with the main thread. They
+ *   run while it waits in a buffer swap or sleeps, and it goes on only once they are idle; their timed waits
+ *   (semaphores, condition variables) run on virtual time. What they hand the main thread is then there at a
+ *   frame boundary or not at all, whatever the machine's speed. See "settling" below.
+ * - Fixed entropy (AZOTE_FIXED_ENTROPY=1): getrandom and getentropy read a fixed stream (Lua's hash seed).
  * Without AZOTE_SHM in the environment every call goes straight to the real function.
  */
 #undef _FORTIFY_SOURCE /* the shim defines open(); fortify's inline wrapper of it would clash */
@@ -90,6 +96,8 @@ struct az_shm {
 static struct az_shm *shm;
 static int64_t real_start_ns; /* real CLOCK_MONOTONIC when the shim loaded */
 static __thread int in_hook;
+static int settling(void);
+static uint32_t main_turn; /* see "Turns" below */
 
 typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 typedef int (*nanosleep_fn)(const struct timespec *, struct timespec *);
@@ -129,9 +137,12 @@ __attribute__((constructor)) static void az_init(void) {
     struct az_shm *s = (struct az_shm *)p;
     if (s->magic != AZ_MAGIC || s->version != AZ_VERSION) { munmap(p, (size_t)st.st_size); return; }
     shm = s;
+    if (settling()) main_turn = 1;
 }
 
 static int is_main_thread(void) { return syscall(SYS_gettid) == getpid(); }
+static int vwait_due(void);
+static void settle(void);
 
 static int64_t load64(int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 static void store64(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
@@ -178,7 +189,10 @@ int clock_gettime(clockid_t id, struct timespec *tp) {
         if (!is_wall(id)) store64(&shm->observed_ns, v);
         /* virtual start-up: each read of the clock before the first frame lets 10 us pass, so that loops which
          * wait for a deadline by polling the clock end (deterministically, as long as they poll a fixed count) */
-        if (shm->warmup_mode == 2 && !load32(&shm->lockstep)) __atomic_add_fetch(&shm->vtime_ns, 10000, __ATOMIC_ACQ_REL);
+        if (shm->warmup_mode == 2 && !load32(&shm->lockstep)) {
+            __atomic_add_fetch(&shm->vtime_ns, 10000, __ATOMIC_ACQ_REL);
+            if (settling() && vwait_due()) settle(); /* a waiting thread's deadline passed: let it run first */
+        }
     }
     return 0;
 }
@@ -217,22 +231,172 @@ static long futex(uint32_t *addr, int op, uint32_t val, const struct timespec *t
     return syscall(SYS_futex, addr, op, val, timeout, NULL, 0);
 }
 
+/* ---- settling (AZOTE_SETTLE=1 in the game's environment), for games whose other threads feed the main thread
+ * (a built-in server, network, mesh or map threads). The other threads run only in settle(), which the main thread
+ * calls before it presents a frame (what the frame set going, packets sent and meshes asked for, is done before
+ * the controller sees the frame and reads the game's files), once the controller has released the next frame and
+ * virtual time has moved on, and when it sleeps; settle() returns once none of them is running (state R or D in
+ * /proc/self/task/<tid>/stat) and none sits in a virtual wait whose deadline has passed, in SETTLE_SCANS looks in
+ * a row SETTLE_GAP_NS apart (at most SETTLE_MAX_NS of real time). Outside settle() they do not come back from
+ * their waits (see "Turns"). What they do between two frames then no longer depends on how fast the machine
+ * runs them next to the main thread. */
+#include <dirent.h>
+#include <stdio.h>
+#define SETTLE_SCANS 3
+#define SETTLE_GAP_NS 150000LL
+#define SETTLE_MAX_NS 5000000000LL
+#define VWAIT_SLOTS 64
+static int settle_on = -1;
+static int64_t vwait_deadline[VWAIT_SLOTS]; /* virtual time a waiting thread wakes at; INT64_MAX: not waiting */
+static int vwait_used;
+static __thread int vwait_slot = -1;
+
+static int settling(void) {
+    if (settle_on < 0) {
+        const char *e = getenv("AZOTE_SETTLE");
+        settle_on = e && *e && *e != '0';
+    }
+    return settle_on && shm;
+}
+
+/* A virtual wait of this (non-main) thread until virtual time `deadline`, or its end (deadline INT64_MAX). */
+static void vwait_mark(int64_t deadline) {
+    if (!settling()) return;
+    if (vwait_slot < 0) {
+        int i = __atomic_fetch_add(&vwait_used, 1, __ATOMIC_ACQ_REL);
+        if (i >= VWAIT_SLOTS) return;
+        vwait_slot = i;
+    }
+    __atomic_store_n(&vwait_deadline[vwait_slot], deadline, __ATOMIC_RELEASE);
+}
+
+static int vwait_due(void) {
+    int n = __atomic_load_n(&vwait_used, __ATOMIC_ACQUIRE);
+    int64_t now = load64(&shm->vtime_ns);
+    for (int i = 0; i < n && i < VWAIT_SLOTS; i++) {
+        int64_t d = __atomic_load_n(&vwait_deadline[i], __ATOMIC_ACQUIRE);
+        if (d && d <= now) return 1;
+    }
+    return 0;
+}
+
+/* 1 if no other thread of the process (but `skip`) is running or due to wake. */
+static int others_idle(pid_t skip) {
+    if (vwait_due()) return 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return 1;
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    int idle = 1;
+    struct dirent *e;
+    char path[300], buf[512];
+    while (idle && (e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || atoi(e->d_name) == self || atoi(e->d_name) == skip) continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        if (p && (p[2] == 'R' || p[2] == 'D')) idle = 0;
+    }
+    closedir(d);
+    return idle;
+}
+
+/* Turns: while the main thread runs (main_turn 1), the other threads do not come back from their waits (semaphores,
+ * timed condition waits, virtual sleeps); they run while the main thread waits for its next frame or sleeps, and
+ * settle() gives the turn back to the main thread once they are idle. So what they hand the main thread (network
+ * packets, meshes, a server step) is there at a frame boundary or not at all, never half-way through a frame. */
+static int main_at_frame; /* 1 while the main thread waits for the controller to release the next frame */
+
+static void set_main_turn(uint32_t v) {
+    __atomic_store_n(&main_turn, v, __ATOMIC_RELEASE);
+    if (!v) futex(&main_turn, FUTEX_WAKE, 0x7fffffff, NULL);
+}
+
+static int main_thread_blocked(void) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)getpid());
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && (p[2] == 'S' || p[2] == 'D');
+}
+
+/* A thread other than the main one, about to come back from a wait: waits for the other threads' turn. If the
+ * main thread itself stays blocked (outside the shim's waits: it may wait for this thread) for 250 ms, it goes on. */
+static void wait_turn(void) {
+    if (!settling() || is_main_thread()) return;
+    int64_t blocked_since = 0;
+    while (__atomic_load_n(&main_turn, __ATOMIC_ACQUIRE)) {
+        struct timespec t = {0, 10000000};
+        futex(&main_turn, FUTEX_WAIT, 1, &t);
+        if (!__atomic_load_n(&main_turn, __ATOMIC_ACQUIRE)) break;
+        if (__atomic_load_n(&main_at_frame, __ATOMIC_ACQUIRE) || !main_thread_blocked()) blocked_since = 0;
+        else if (!blocked_since) blocked_since = real_mono();
+        else if (real_mono() - blocked_since > 250000000LL) return;
+    }
+    /* In the other threads' turn: one that wakes goes on once the others are idle, so that it sees all of what they
+     * were handing it (every packet of a burst that one thread sends and another receives), not part of it. */
+    int64_t start = real_mono();
+    struct timespec gap = {0, 50000};
+    for (int quiet = 0; quiet < 2 && real_mono() - start < 20000000LL;) {
+        quiet = others_idle(getpid()) ? quiet + 1 : 0;
+        if (quiet < 2) real_nanosleep(&gap, NULL);
+    }
+}
+
+static void settle(void) {
+    if (!settling() || !is_main_thread()) return;
+    static int warned;
+    set_main_turn(0);
+    int64_t start = real_mono();
+    struct timespec gap = ns_ts(SETTLE_GAP_NS);
+    for (int quiet = 0; quiet < SETTLE_SCANS;) {
+        quiet = others_idle(0) ? quiet + 1 : 0;
+        if (real_mono() - start > SETTLE_MAX_NS) {
+            if (!warned++) {
+                static const char msg[] = "azote clock shim: the game's threads did not settle\n";
+                ssize_t w = write(2, msg, sizeof msg - 1);
+                (void)w;
+            }
+            break;
+        }
+        if (quiet < SETTLE_SCANS) real_nanosleep(&gap, NULL);
+    }
+    set_main_turn(1);
+}
+
 /* Sleeps for d virtual nanoseconds (see the header). Returns 0. */
 static int virtual_sleep(int64_t d) {
     __atomic_add_fetch(&shm->sleeps, 1, __ATOMIC_RELAXED);
     if (d <= 0) { sched_yield(); return 0; }
     if (is_main_thread()) {
         __atomic_add_fetch(&shm->vtime_ns, d, __ATOMIC_ACQ_REL);
-        sched_yield();
+        if (settling()) {
+            futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL); /* threads asleep in virtual time re-check it */
+            settle();
+        } else {
+            sched_yield();
+        }
         return 0;
     }
     int64_t target = vnow() + d;
+    vwait_mark(target);
     struct timespec poll = {0, 2000000}; /* re-check at least every 2 ms of real time */
     while (vnow() < target) {
         uint32_t g = load32(&shm->grant);
         if (vnow() >= target) break;
         futex(&shm->grant, FUTEX_WAIT, g, &poll);
     }
+    vwait_mark(INT64_MAX);
+    wait_turn();
     return 0;
 }
 
@@ -268,6 +432,182 @@ unsigned int sleep(unsigned int s) {
     struct timespec t = {(time_t)s, 0};
     nanosleep(&t, NULL);
     return 0;
+}
+
+/* ---- timed waits of the game's other threads (server, network, worker threads), with settling: their absolute
+ * deadlines come from the virtual clocks, so they are deadlines in virtual time. Passed to the real call they lie
+ * in the real past (the virtual clocks start behind the real ones) and every wait times out at once: a thread
+ * that waits for work with a timeout spins. Instead the wait lasts until it is woken or virtual time reaches the
+ * deadline, checked every millisecond of real time. The main thread's waits go to the real calls. */
+#include <semaphore.h>
+#define VWAIT_SLICE_NS 1000000LL
+
+static int virtual_wait(void) { return settling() && !real_time_now() && !is_main_thread(); }
+
+/* Virtual nanoseconds left until an absolute deadline on clock id (as the game read that clock). */
+static int64_t virtual_left(clockid_t id, const struct timespec *abs) {
+    return ts_ns(abs) - virtual_value(id, vnow());
+}
+
+/* A deadline whose clock the call does not name (pthread_cond_timedwait): wall-clock readings lie near the
+ * epoch (years since 1970), monotonic ones near mono_ns (seconds). */
+static clockid_t guess_clock(const struct timespec *abs) {
+    return ts_ns(abs) >= shm->epoch_ns / 2 ? CLOCK_REALTIME : CLOCK_MONOTONIC;
+}
+
+static struct timespec real_slice(clockid_t id) {
+    struct timespec t;
+    real_clock_gettime(id, &t);
+    return ns_ts(ts_ns(&t) + VWAIT_SLICE_NS);
+}
+
+static int sem_wait_virtual(sem_t *sem, clockid_t id, const struct timespec *abs) {
+    static int (*real)(sem_t *, clockid_t, const struct timespec *);
+    static int (*real_timed)(sem_t *, const struct timespec *);
+    if (!real) real = (int (*)(sem_t *, clockid_t, const struct timespec *))dlsym(RTLD_NEXT, "sem_clockwait");
+    if (!real_timed) real_timed = (int (*)(sem_t *, const struct timespec *))dlsym(RTLD_NEXT, "sem_timedwait");
+    vwait_mark(vnow() + virtual_left(id, abs));
+    int r;
+    for (;;) {
+        if ((r = sem_trywait(sem)) == 0) break;
+        if (virtual_left(id, abs) <= 0) { errno = ETIMEDOUT; r = -1; break; }
+        struct timespec t = real_slice(real ? CLOCK_MONOTONIC : CLOCK_REALTIME);
+        r = real ? real(sem, CLOCK_MONOTONIC, &t) : real_timed(sem, &t);
+        if (r == 0 || errno != ETIMEDOUT) break;
+    }
+    int saved = errno;
+    vwait_mark(INT64_MAX);
+    wait_turn();
+    errno = saved;
+    return r;
+}
+
+int sem_timedwait(sem_t *restrict sem, const struct timespec *restrict abs) {
+    static int (*real)(sem_t *, const struct timespec *);
+    if (!real) real = (int (*)(sem_t *, const struct timespec *))dlsym(RTLD_NEXT, "sem_timedwait");
+    if (abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000L || !virtual_wait()) return real(sem, abs);
+    return sem_wait_virtual(sem, CLOCK_REALTIME, abs);
+}
+
+int sem_clockwait(sem_t *restrict sem, clockid_t id, const struct timespec *restrict abs) {
+    static int (*real)(sem_t *, clockid_t, const struct timespec *);
+    if (!real) real = (int (*)(sem_t *, clockid_t, const struct timespec *))dlsym(RTLD_NEXT, "sem_clockwait");
+    if (!real) { errno = ENOSYS; return -1; }
+    if (abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000L || !virtual_clock(id) || !virtual_wait())
+        return real(sem, id, abs);
+    return sem_wait_virtual(sem, id, abs);
+}
+
+/* Untimed semaphore waits of other threads (work queues) only wait for their turn when they get the semaphore. */
+int sem_wait(sem_t *sem) {
+    static int (*real)(sem_t *);
+    if (!real) real = (int (*)(sem_t *))dlsym(RTLD_NEXT, "sem_wait");
+    int r = real(sem);
+    if (shm && !is_main_thread()) {
+        int saved = errno;
+        wait_turn();
+        errno = saved;
+    }
+    return r;
+}
+
+/* Condition variables: one real slice, then back to the caller (a spurious wake-up, which callers handle by
+ * checking their predicate and waiting again) unless virtual time has reached the deadline. */
+static int cond_wait_virtual(pthread_cond_t *c, pthread_mutex_t *m, clockid_t id, const struct timespec *abs) {
+    static int (*real)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
+    if (!real) real = (int (*)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *))dlsym(RTLD_NEXT, "pthread_cond_clockwait");
+    int64_t left = virtual_left(id, abs);
+    if (left <= 0) return ETIMEDOUT;
+    vwait_mark(vnow() + left);
+    struct timespec t = real_slice(CLOCK_MONOTONIC);
+    int r = real(c, m, CLOCK_MONOTONIC, &t);
+    vwait_mark(INT64_MAX);
+    if (settling() && __atomic_load_n(&main_turn, __ATOMIC_ACQUIRE)) { /* wait for the turn without the mutex */
+        pthread_mutex_unlock(m);
+        wait_turn();
+        pthread_mutex_lock(m);
+    }
+    if (r == ETIMEDOUT) return virtual_left(id, abs) <= 0 ? ETIMEDOUT : 0;
+    return r;
+}
+
+int pthread_cond_timedwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict m, const struct timespec *restrict abs) {
+    static int (*real)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *);
+    if (!real) real = (int (*)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *))dlvsym(RTLD_NEXT, "pthread_cond_timedwait", "GLIBC_2.3.2");
+    if (!real) real = (int (*)(pthread_cond_t *, pthread_mutex_t *, const struct timespec *))dlsym(RTLD_NEXT, "pthread_cond_timedwait");
+    if (abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000L || !virtual_wait() || !dlsym(RTLD_NEXT, "pthread_cond_clockwait"))
+        return real(c, m, abs);
+    return cond_wait_virtual(c, m, guess_clock(abs), abs);
+}
+
+int pthread_cond_clockwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict m, clockid_t id, const struct timespec *restrict abs) {
+    static int (*real)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *);
+    if (!real) real = (int (*)(pthread_cond_t *, pthread_mutex_t *, clockid_t, const struct timespec *))dlsym(RTLD_NEXT, "pthread_cond_clockwait");
+    if (!real) return ENOSYS;
+    if (abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000L || !virtual_clock(id) || !virtual_wait())
+        return real(c, m, id, abs);
+    return cond_wait_virtual(c, m, id, abs);
+}
+
+/* ---- fixed entropy (AZOTE_FIXED_ENTROPY=1 in the game's environment): getrandom (the call and the raw system
+ * call), getentropy read a fixed pseudo-random stream, so that what a game seeds from the kernel's entropy (Lua's
+ * string-hash seed: the order in which mods see tables) is the same every run. */
+#include <sys/random.h>
+static int fixed_entropy = -1;
+static uint64_t entropy_state = 0x9e3779b97f4a7c15ULL;
+static pthread_mutex_t entropy_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int entropy_fixed(void) {
+    if (fixed_entropy < 0) {
+        const char *e = getenv("AZOTE_FIXED_ENTROPY");
+        fixed_entropy = e && *e && *e != '0';
+    }
+    return fixed_entropy;
+}
+
+static void entropy_fill(void *buf, size_t len) {
+    unsigned char *p = (unsigned char *)buf;
+    pthread_mutex_lock(&entropy_lock);
+    for (size_t i = 0; i < len; i++) {
+        entropy_state ^= entropy_state << 13; /* xorshift64 */
+        entropy_state ^= entropy_state >> 7;
+        entropy_state ^= entropy_state << 17;
+        p[i] = (unsigned char)(entropy_state >> 24);
+    }
+    pthread_mutex_unlock(&entropy_lock);
+}
+
+ssize_t getrandom(void *buf, size_t len, unsigned int flags) {
+    if (entropy_fixed()) { entropy_fill(buf, len); return (ssize_t)len; }
+    static ssize_t (*real)(void *, size_t, unsigned int);
+    if (!real) real = (ssize_t (*)(void *, size_t, unsigned int))dlsym(RTLD_NEXT, "getrandom");
+    return real(buf, len, flags);
+}
+
+int getentropy(void *buf, size_t len) {
+    if (entropy_fixed()) {
+        if (len > 256) { errno = EIO; return -1; }
+        entropy_fill(buf, len);
+        return 0;
+    }
+    static int (*real)(void *, size_t);
+    if (!real) real = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "getentropy");
+    return real(buf, len);
+}
+
+long syscall(long number, ...) {
+    va_list ap;
+    va_start(ap, number);
+    long a[6];
+    for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);
+    va_end(ap);
+    if (number == SYS_getrandom && entropy_fixed()) {
+        entropy_fill((void *)a[0], (size_t)a[1]);
+        return a[1];
+    }
+    static long (*real)(long, ...);
+    if (!real) real = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+    return real(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 
 /* ---- private home: games that find their config through the password database (getpwuid) rather than
@@ -421,7 +761,10 @@ static int js_count;
 static int js_opened; /* the js node was opened at least once: only then ioctl looks at fds */
 static pthread_mutex_t js_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int js_path(const char *path) { return path && pad_flag(PAD_JS) && strcmp(path, JS_NODE) == 0; }
+/* The node udev lists, and the first numbered node for games that open /dev/input/js0.. themselves (Irrlicht). */
+static int js_path(const char *path) {
+    return path && pad_flag(PAD_JS) && (strcmp(path, JS_NODE) == 0 || strcmp(path, "/dev/input/js0") == 0);
+}
 
 /* 1 if sent, 0 if the game's end is full (retried next frame), -1 if it is closed. */
 static int js_send(struct js_conn *c, uint8_t type, uint8_t number, int16_t value) {
@@ -774,6 +1117,9 @@ static void before_present(void) {
         capture();
         __atomic_store_n(&shm->captured, next, __ATOMIC_RELEASE);
     }
+    /* the other threads' turn: what the frame set going (packets sent, meshes asked for) is done before the
+     * controller sees the frame, and nothing runs while it reads the game's state */
+    settle();
 }
 
 static void after_present(void) {
@@ -794,9 +1140,17 @@ static void after_present(void) {
             /* frame-time start-up: real time only until the first frame (window set-up may wait on the clock) */
             if (phase == 0 && shm->warmup_mode != 0) __atomic_store_n(&shm->lockstep, 2, __ATOMIC_RELEASE);
             futex(&shm->frames, FUTEX_WAKE, 0x7fffffff, NULL);
+            if (settling()) {
+                futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL);
+                settle();
+            }
             pad_sync();
             return;
         }
+        /* with settling, lockstep starts at the next whole second of virtual time: how far the threads got in a
+         * virtual start-up varies by a few main-thread clock reads (10 us each), which would offset every later
+         * deadline of theirs against the frames */
+        if (settling()) store64(&shm->vtime_ns, (load64(&shm->vtime_ns) / 1000000000LL + 1) * 1000000000LL);
         store64(&shm->t0_ns, load64(&shm->vtime_ns));
         shm->lockstep_frame = n;
         __atomic_store_n(&shm->lockstep, 1, __ATOMIC_RELEASE);
@@ -804,16 +1158,19 @@ static void after_present(void) {
     futex(&shm->frames, FUTEX_WAKE, 0x7fffffff, NULL);
     /* Block until the controller releases frame n; re-check now and then in case of a missed wake-up. */
     struct timespec poll = {0, 50000000};
+    __atomic_store_n(&main_at_frame, 1, __ATOMIC_RELEASE);
     for (;;) {
         uint32_t g = load32(&shm->grant);
         if ((int32_t)(g - n) >= 0) break;
         futex(&shm->grant, FUTEX_WAIT, g, &poll);
     }
+    __atomic_store_n(&main_at_frame, 0, __ATOMIC_RELEASE);
     /* k * 1e12 / fps_milli: exact for rates like 60 (600 frames are exactly 10 s, not 10 s + 200 ns) */
     __int128 k = (__int128)(n - shm->lockstep_frame + 1);
     int64_t t = load64(&shm->t0_ns) + (int64_t)(k * 1000000000000LL / shm->fps_milli);
     if (load64(&shm->vtime_ns) < t) store64(&shm->vtime_ns, t);
     futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL); /* sleeping threads re-check virtual time */
+    settle();
     pad_sync(); /* the pad the controller wrote before granting this frame */
 }
 

@@ -1,0 +1,72 @@
+"""Records the recorded solutions of the Minetest tasks of the standard suite (`minetest-*`).
+
+    python scripts/minetest_solutions.py [TASK_ID ...]
+
+Each task has a short script of held gamepad states (Minetest's Xbox layout: left stick walks, right stick looks,
+A jumps, left trigger digs). The script is played through the bench's episode loop from the task's first episode;
+a run that succeeds keeps the steps it took, and is saved as `src/azote/bench/solutions/<task id>.npz` only if
+that recorded gamepad (float16 sticks, as stored) succeeds again when replayed from reset.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from azote.agents import ScriptedAgent
+from azote.bench import load_suite
+from azote.bench.runner import run_episode
+from azote.bench.solutions import Solution, replay, save_solution
+from azote.bench.tasks import Hold, Task
+from azote.envs import make
+from azote.gamepad import ActionChunk, Gamepad
+
+# (what is held, for how many frames)
+SCRIPTS: dict[str, list[Hold]] = {
+    # turn around (the way north is blocked by a step and a bush), then walk south, jumping over the steps
+    "minetest-walk-ten": [Hold(j_right=(1.0, 0.0), frames=66), Hold(frames=4),
+                          Hold(press=["south"], j_left=(0.0, -1.0), frames=500)],
+    # look at the ground at the player's feet, hold dig
+    "minetest-dig-a-block": [Hold(j_right=(0.0, 1.0), frames=30), Hold(press=["left_trigger"], frames=200)],
+    # the same, held on: each node dug drops the player into the shaft
+    "minetest-dig-down": [Hold(j_right=(0.0, 1.0), frames=30), Hold(press=["left_trigger"], frames=560)],
+}
+
+
+def record(task: Task) -> str | None:
+    """Plays the task's script until it succeeds and replays the recorded steps; saves them. How, or None."""
+    script = SCRIPTS[task.id]
+    actions = ActionChunk.stack([hold.gamepad() for hold in script for _ in range(hold.frames)])
+    env = make(task.game, **task.game_kwargs)
+    try:
+        played: list[Gamepad] = []
+        result = run_episode(task, env, ScriptedAgent(actions), 0, actions=played)
+    finally:
+        env.close()
+    print(f"{task.id}: {result['reason']} after {result['steps']} steps ({result['wall_seconds']} s)", flush=True)
+    if not result["success"]:
+        return None
+    chunk = ActionChunk.stack(played[: result["steps"]])
+    stored = ActionChunk(chunk.buttons, chunk.j_left.astype(np.float16).astype(np.float32),
+                         chunk.j_right.astype(np.float16).astype(np.float32))
+    solution = Solution(stored, result["episode"], result["noops"])
+    check = replay(task, solution)
+    print(f"{task.id}: replay {check['reason']} after {check['steps']} steps ({check['wall_seconds']} s)", flush=True)
+    if not check["success"]:
+        return None
+    how = "script: " + ", ".join(f"{'+'.join(h.press) or '-'} L{h.j_left} R{h.j_right} x{h.frames}" for h in script)
+    save_solution(task, solution, how=how)
+    return how
+
+
+def main() -> None:
+    tasks = [t for t in load_suite("standard").tasks if t.game == "native/minetest"]
+    wanted = set(sys.argv[1:])
+    failed = [t.id for t in tasks if (not wanted or t.id in wanted) and record(t) is None]
+    if failed:
+        raise SystemExit(f"no solution for {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
