@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from azote.agents import ScriptedAgent
 from azote.bench import load_suite
-from azote.bench.runner import run_episode
-from azote.bench.solutions import Solution, replay, save_solution
+from azote.bench.solutions import play_for_solution, save_solution
 from azote.bench.tasks import Hold, Task
-from azote.envs import make
-from azote.gamepad import ActionChunk, Gamepad
+from azote.gamepad import ActionChunk
 
 # (what is held, for how many frames)
 SCRIPTS: dict[str, list[Hold]] = {
@@ -38,22 +34,9 @@ def record(task: Task) -> str | None:
     """Plays the task's script until it succeeds and replays the recorded steps; saves them. How, or None."""
     script = SCRIPTS[task.id]
     actions = ActionChunk.stack([hold.gamepad() for hold in script for _ in range(hold.frames)])
-    env = make(task.game, **task.game_kwargs)
-    try:
-        played: list[Gamepad] = []
-        result = run_episode(task, env, ScriptedAgent(actions), 0, actions=played)
-    finally:
-        env.close()
+    result, solution = play_for_solution(task, lambda env: ScriptedAgent(actions))
     print(f"{task.id}: {result['reason']} after {result['steps']} steps ({result['wall_seconds']} s)", flush=True)
-    if not result["success"]:
-        return None
-    chunk = ActionChunk.stack(played[: result["steps"]])
-    stored = ActionChunk(chunk.buttons, chunk.j_left.astype(np.float16).astype(np.float32),
-                         chunk.j_right.astype(np.float16).astype(np.float32))
-    solution = Solution(stored, result["episode"], result["noops"])
-    check = replay(task, solution)
-    print(f"{task.id}: replay {check['reason']} after {check['steps']} steps ({check['wall_seconds']} s)", flush=True)
-    if not check["success"]:
+    if solution is None:  # the run failed, or its stored actions did not succeed again from the same start
         return None
     how = "script: " + ", ".join(f"{'+'.join(h.press) or '-'} L{h.j_left} R{h.j_right} x{h.frames}" for h in script)
     save_solution(task, solution, how=how)

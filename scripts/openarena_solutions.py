@@ -12,25 +12,10 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from azote.bench import load_suite
-from azote.bench.runner import run_episode
-from azote.bench.solutions import PatternAgent, Solution, replay, save_solution, scripted_patterns
+from azote.bench.solutions import PatternAgent, play_for_solution, save_solution, scripted_patterns
 from azote.bench.tasks import Task
-from azote.envs import make
 from azote.envs.native.openarena import OpenArenaAimer
-from azote.gamepad import ActionChunk, Gamepad
-
-
-def _solution(task: Task, played: list[Gamepad], result: dict) -> Solution | None:
-    if not result["success"]:
-        return None
-    chunk = ActionChunk.stack(played[: result["steps"]])
-    stored = ActionChunk(chunk.buttons, chunk.j_left.astype(np.float16).astype(np.float32),
-                         chunk.j_right.astype(np.float16).astype(np.float32))
-    solution = Solution(stored, result["episode"], result["noops"])
-    return solution if replay(task, solution)["success"] else None
 
 
 def record(task: Task) -> str | None:
@@ -41,14 +26,8 @@ def record(task: Task) -> str | None:
         players = [(f"script {name}", lambda env, cycle=cycle: PatternAgent(cycle))
                    for name, cycle in scripted_patterns().items() if name.startswith("walk-turn")]
     for how, player in players:
-        env = make(task.game, **task.game_kwargs)
-        try:
-            played: list[Gamepad] = []
-            result = run_episode(task, env, player(env), 0, actions=played)
-        finally:
-            env.close()
+        result, solution = play_for_solution(task, player)
         print(f"{task.id}: {how}: {result['reason']} after {result['steps']} steps", flush=True)
-        solution = _solution(task, played, result)
         if solution is not None:
             save_solution(task, solution, how=how)
             return how

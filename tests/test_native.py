@@ -25,6 +25,7 @@ from azote.envs.native import NativeEnv, NativeGameError  # noqa: E402
 from azote.envs.native.games import neverball_clock_glyphs  # noqa: E402
 from azote.envs.native.shm import shim_path  # noqa: E402
 from azote.gamepad import Gamepad  # noqa: E402
+from processes import gone  # noqa: E402
 
 STEPS = 60
 
@@ -44,15 +45,6 @@ def _run(env: NativeEnv, actions: list[Gamepad], pauses: np.random.Generator | N
         obs, *_ = env.step(a)
         digests.append(hashlib.sha1(obs.tobytes()).hexdigest())
     return digests
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    with open(f"/proc/{pid}/stat") as f:  # a zombie not yet reaped by its parent counts as gone
-        return f.read().split(") ")[1].startswith("Z")
 
 
 @pytest.fixture(scope="module")
@@ -169,9 +161,9 @@ def test_close_leaves_no_processes() -> None:
     assert len(pids) == 2 and display
     env.close()
     deadline = time.monotonic() + 10
-    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+    while not all(gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert all(_gone(p) for p in pids), pids
+    assert all(gone(p) for p in pids), pids
     assert not os.path.exists(f"/tmp/.X11-unix/X{display.lstrip(':')}")
 
 
@@ -205,7 +197,7 @@ def test_kill_9_of_the_owner_leaves_no_process_socket_or_directory(tmp_path, nam
         owner.wait()
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        left = [p for p in seen["pids"] if not _gone(p)] + [p for p in paths if os.path.lexists(p)]
+        left = [p for p in seen["pids"] if not gone(p)] + [p for p in paths if os.path.lexists(p)]
         if not left:
             break
         time.sleep(0.1)

@@ -21,6 +21,7 @@ if shutil.which("Xvfb") is None or not (shutil.which("minetest") or os.path.exis
 import azote.envs  # noqa: E402,F401
 from azote.envs.native import NativeEnv  # noqa: E402
 from azote.gamepad import Gamepad  # noqa: E402
+from processes import gone  # noqa: E402
 
 STATE = ("x", "y", "z", "yaw", "pitch", "hp", "breath", "dug", "placed", "time_of_day")
 TURN_AROUND = [Gamepad.make([], j_right=(1.0, 0.0))] * 66 + [Gamepad.neutral()] * 4  # the way north is blocked
@@ -34,15 +35,6 @@ def minetest():
     env = NativeEnv(game="minetest")
     yield env
     env.close()
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    with open(f"/proc/{pid}/stat") as f:  # a zombie not yet reaped by its parent counts as gone
-        return f.read().split(") ")[1].startswith("Z")
 
 
 def _run(env: NativeEnv, actions: list[Gamepad], pauses: np.random.Generator | None = None) -> list[tuple]:
@@ -116,7 +108,7 @@ def test_close_leaves_no_processes(minetest: NativeEnv) -> None:
     assert len(pids) == 2 and display and where.exists()
     minetest.close()
     deadline = time.monotonic() + 10
-    while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
+    while not all(gone(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert all(_gone(p) for p in pids), pids
+    assert all(gone(p) for p in pids), pids
     assert not os.path.exists(f"/tmp/.X11-unix/X{display.lstrip(':')}") and not where.exists()

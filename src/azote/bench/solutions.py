@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from azote.agents import ScriptedAgent
+from azote.agents import Agent, ScriptedAgent
 from azote.bench.runner import run_episode, start
 from azote.bench.tasks import Hold, Task
-from azote.envs import game_info, get_family, make
+from azote.envs import GamepadEnv, game_info, get_family, make
 from azote.gamepad import ActionChunk, Gamepad
 
 SOLUTIONS_DIR = Path(__file__).parent / "solutions"
@@ -70,6 +70,18 @@ def _found(task: Task, played: list[Gamepad], result: dict[str, Any]) -> Solutio
         return None
     solution = Solution(_quantised(played[: result["steps"]]), result["episode"], result["noops"])
     return solution if replay(task, solution)["success"] else None
+
+
+def play_for_solution(task: Task, player: Callable[[GamepadEnv], Agent]) -> tuple[dict[str, Any], Solution | None]:
+    """Plays the task's first episode with `player(env)`; returns the run's result and, if it succeeded and its
+    stored actions succeed again when replayed from the same start, the solution."""
+    env = make(task.game, **task.game_kwargs)
+    try:
+        played: list[Gamepad] = []
+        result = run_episode(task, env, player(env), 0, actions=played)
+    finally:
+        env.close()
+    return result, _found(task, played, result)
 
 
 def _quantised(actions: list[Gamepad]) -> ActionChunk:
@@ -134,13 +146,7 @@ def scripted_patterns() -> dict[str, list[Hold]]:
 def solve_with_patterns(task: Task) -> tuple[str, Solution] | None:
     """The first scripted pattern whose run succeeds (and whose replay does)."""
     for name, cycle in scripted_patterns().items():
-        env = make(task.game, **task.game_kwargs)
-        try:
-            played: list[Gamepad] = []
-            result = run_episode(task, env, PatternAgent(cycle), 0, actions=played)
-        finally:
-            env.close()
-        solution = _found(task, played, result)
+        _, solution = play_for_solution(task, lambda env, cycle=cycle: PatternAgent(cycle))
         if solution is not None:
             return name, solution
     return None
