@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from azote.errors import AzoteError
 from azote.pipeline.stages import Stages
 from azote.pipeline.steps import bench_policy, fmt_rate, train_policy
 
@@ -127,7 +128,12 @@ def run_main_job(cfg: MainJobConfig, log: Callable[[str], None] = print) -> dict
     pre = stages.run("pretrain", pretrain)
 
     def heldout_data(d: Path) -> Path:
-        return make_subset(data, d / "data", lambda vid, game: game == cfg.heldout_game)
+        out = make_subset(data, d / "data", lambda vid, game: game == cfg.heldout_game)
+        if not any(out.rglob("actions_raw.parquet")):  # say why, not only "no usable chunks" from the trainer
+            raise AzoteError(f"the held-out game {cfg.heldout_game} has no labelled chunk to fine-tune on (the "
+                             "labeller kept none above the action density; see label/dataset/labeling/); a larger "
+                             "--scale gives the labeller more frames")
+        return out
 
     fine = stages.run("finetune", lambda d: train_policy(
         heldout_data(d), d / "run", steps=cfg.finetune_steps, model=cfg.model, batch_size=cfg.batch_size, lr=1e-4,
