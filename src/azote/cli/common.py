@@ -9,7 +9,6 @@ import typer
 
 from azote.agents import Agent
 from azote.envs.base import GamepadEnv
-from azote.files import write_json  # noqa: F401  (the verbs' JSON output)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -84,7 +84,7 @@ def _record(game: str, policy: str, episodes: int, max_steps: int, out: Path, se
         results = record_episodes(game, policy, out, list(range(seed, seed + episodes)), max_steps,
                                   execute=execute, crf=crf, workers=workers, progress=bar)
     write_json(out / f"record-{game.replace('/', '-')}-{Path(policy).name or policy}.json",
-               {"game": game, "policy": policy, "episodes": results})
+               {"game": game, "policy": policy, "episodes": results}, default=str)
     new = sum(not r["skipped"] for r in results)
     played = [r for r in results if r["steps"]]  # episodes of earlier runs report their stored result
     mean = sum(r["return"] for r in played) / len(played) if played else float("nan")

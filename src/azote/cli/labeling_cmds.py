@@ -169,7 +169,7 @@ def label_eval(
         except (ValueError, RuntimeError, FileNotFoundError) as exc:
             fail(str(exc))
     name = "eval-templates" if tpl else "eval"
-    write_json(data / f"{name}.json", result)
+    write_json(data / f"{name}.json", result, default=str)
     (data / f"{name}.md").write_text(format_table(result))
     typer.echo(json.dumps(result, indent=1) if as_json else format_table(result))
 

@@ -16,7 +16,8 @@ from typing import Any, Callable, Literal, Optional, Union
 
 import typer
 
-from azote.cli.common import fail, write_json
+from azote.cli.common import fail
+from azote.files import write_json
 from azote.training.config import FINETUNE_DEFAULTS, FREEZE_GROUPS, leaves, merge, nested, set_path
 
 _GROUPS = FREEZE_GROUPS
@@ -219,7 +220,7 @@ def eval_offline(
     except _data_errors() as exc:
         fail(_one_line(exc), code=1)
     if out:
-        write_json(out, result)
+        write_json(out, result, default=str)
     if as_json:
         typer.echo(json.dumps(result, indent=1))
         return
