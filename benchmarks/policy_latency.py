@@ -42,7 +42,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from azote.gamepad import ActionChunk
-from azote.policy import build_model, get_preset
+from azote.policy import build_model, get_preset, sample_actions
 from azote.policy.fast import GraphedSteps, cpu_has_native_bf16, pack_for_cpu, unpack
 from azote.policy.model import NitroGenModel
 from azote.policy.seeded import fill_seeded_
@@ -82,9 +82,9 @@ def _inputs(model: NitroGenModel, batch: int) -> tuple[torch.Tensor, torch.Tenso
 def _sampler(model: NitroGenModel, variant: str, batch: int, steps: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The function one variant samples with: (pixels, noise) -> chunks (float32, standard layout)."""
     if variant == "straightforward":
-        return lambda pixels, noise: model.sample(pixels, noise=noise, num_steps=steps, cached=False)
+        return lambda pixels, noise: sample_actions(model, pixels, noise=noise, num_steps=steps, cached=False)
     if variant in ("cached", "cached+packed"):
-        return lambda pixels, noise: model.sample(pixels, noise=noise, num_steps=steps)
+        return lambda pixels, noise: sample_actions(model, pixels, noise=noise, num_steps=steps)
     if variant == "cached+graph":
         graphed = GraphedSteps(model, batch, steps)
 
@@ -188,7 +188,7 @@ def bench_preset(preset: str, args: argparse.Namespace, batch: int, dtype_name: 
         reference.setdefault(key, outputs["cached"])
     if key not in reference:  # float32 on the same device (TF32 off), the same weights, frame and noise
         ref_model = _model(preset, args.device, torch.float32)
-        reference[key] = ref_model.sample(pixels.float(), noise=noise, num_steps=args.steps).cpu()
+        reference[key] = sample_actions(ref_model, pixels.float(), noise=noise, num_steps=args.steps).cpu()
         del ref_model
     unpack(model)  # the packed and graphed variants do the cached sampler's arithmetic, in kernels not counted
     flops = {v: _flops(fns[v], pixels, noise) / batch / 1e9 for v in ("straightforward", "cached")}

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from azote.policy import Policy, build_model
+from azote.policy import Policy, build_model, save_pretrained
 from azote.serving.client import ServeClient
 
 
@@ -111,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / args.preset
         torch.manual_seed(0)
-        build_model(args.preset).save_pretrained(checkpoint)
+        save_pretrained(build_model(args.preset), checkpoint)
         policy = Policy.from_pretrained(checkpoint)
         horizon = policy.horizon
         proc, address = start_server(checkpoint, args.threads, args.batch_window_ms)

@@ -87,10 +87,10 @@ def test_preset_list_options_take_several_values(tmp_path):
 def test_user_errors_are_one_line_and_a_nonzero_exit(tmp_path):
     """A sample of what a newcomer gets wrong, run as the real command: one line on stderr, a non-zero exit,
     never a traceback, nothing written."""
-    from azote.policy import build_model, get_preset
+    from azote.policy import build_model, get_preset, save_pretrained
 
-    checkpoint = build_model(get_preset("tiny").replace(vision={"num_hidden_layers": 1}, dit_layers=1)) \
-        .save_pretrained(tmp_path / "ckpt")
+    checkpoint = save_pretrained(build_model(get_preset("tiny").replace(vision={"num_hidden_layers": 1}, dit_layers=1)),
+                                 tmp_path / "ckpt")
     frame = tmp_path / "frame.png"
     cv2.imwrite(str(frame), np.zeros((64, 64, 3), np.uint8))
     out = tmp_path / "out"

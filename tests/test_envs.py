@@ -55,8 +55,8 @@ def test_registry_lists_every_family_and_gym_make_works():
     assert len(envs.list_games("procgen")) == 16
     assert {"doom/basic", "doom/defend_the_center", "doom/deadly_corridor", "doom/health_gathering",
             "doom/my_way_home", "doom/deathmatch"} <= {g.id for g in envs.list_games("doom")}
-    env = gym.make("azote/atari/Breakout-v0")
-    assert env.spec.id == "azote/atari/Breakout-v0" == envs.game_info("atari/Breakout").gym_id
+    env = gym.make("azote/atari.Breakout-v0")
+    assert env.spec.id == "azote/atari.Breakout-v0" == envs.game_info("atari/Breakout").gym_id
     frame, _ = env.reset(seed=0)
     assert frame.shape == (210, 160, 3) and frame.dtype == np.uint8
     assert env.action_space.contains(NOOP.to_gym())
@@ -68,9 +68,15 @@ def test_registry_lists_every_family_and_gym_make_works():
     assert np.array_equal(frame, kept)
     env.close()
     with pytest.warns(UserWarning, match="latest versioned"):  # today's unversioned id resolves to v0
-        assert gym.make("azote/atari/Breakout").spec.id == "azote/atari/Breakout-v0"
+        assert gym.make("azote/atari.Breakout").spec.id == "azote/atari.Breakout-v0"
     with pytest.raises(KeyError, match="unknown game"):
         envs.make("atari/NoSuchGame")
+    # Gymnasium-legal ids (one namespace), parsed by Gymnasium's own parser: importing Azote patches nothing.
+    from gymnasium.envs import registration
+    assert registration.parse_env_id.__module__ == "gymnasium.envs.registration"
+    assert all(registration.parse_env_id(g.gym_id)[0] == "azote" for g in envs.list_games())
+    for alias in ("atari/Breakout", "azote/atari.Breakout-v0", "atari.Breakout", "azote/atari/Breakout-v0"):
+        assert envs.game_info(alias).id == "atari/Breakout"
 
 
 @pytest.mark.parametrize("game", TWO_PER_FAMILY, indirect=True)
@@ -201,7 +207,7 @@ def test_seeds_pick_the_start_of_deterministic_games(game_id):
 def test_atari_sticky_actions_and_gymnasium_atari_wrappers():
     from gymnasium.wrappers import AtariPreprocessing
 
-    env = AtariPreprocessing(gym.make("azote/atari/Pong-v0"), noop_max=10, frame_skip=4, screen_size=84)
+    env = AtariPreprocessing(gym.make("azote/atari.Pong-v0"), noop_max=10, frame_skip=4, screen_size=84)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (84, 84) and obs.dtype == np.uint8
     obs, *_ = env.step(NOOP.to_gym())
@@ -220,14 +226,14 @@ def test_atari_sticky_actions_and_gymnasium_atari_wrappers():
 def test_record_video_and_vector_envs(tmp_path):
     from gymnasium.wrappers import RecordVideo
 
-    env = RecordVideo(gym.make("azote/atari/Pong-v0"), str(tmp_path), episode_trigger=lambda e: True)
+    env = RecordVideo(gym.make("azote/atari.Pong-v0"), str(tmp_path), episode_trigger=lambda e: True)
     env.reset(seed=0)
     for _ in range(30):
         env.step(NOOP.to_gym())
     env.close()
     assert list(tmp_path.glob("*.mp4"))
     for mode in ("sync", "async"):
-        vec = gym.make_vec("azote/nes/SuperMarioBros-1-1-v0", num_envs=2, vectorization_mode=mode)
+        vec = gym.make_vec("azote/nes.SuperMarioBros-1-1-v0", num_envs=2, vectorization_mode=mode)
         try:
             obs, infos = vec.reset(seed=[1, 2])
             assert obs.shape == (2, 224, 240, 3) and infos["noops"][0] != infos["noops"][1]
@@ -315,7 +321,7 @@ def dot_family():
                        f"{__name__}:DotEnv")
     yield family
     unregister_family("dot")
-    assert "dot" not in {f.name for f in envs.list_families()} and "azote/dot/Runner-v0" not in gym.registry
+    assert "dot" not in {f.name for f in envs.list_families()} and "azote/dot.Runner-v0" not in gym.registry
     with pytest.raises(KeyError, match="unknown game"):
         envs.game_info("dot/Runner")
 
@@ -328,7 +334,7 @@ def test_a_family_registered_once_is_usable_everywhere(dot_family, tmp_path):
     assert envs.get_family("dot") is dot_family and "dot/Runner" in {g.id for g in envs.list_games("dot")}
     env = envs.make("dot/Runner")
     assert isinstance(env, DotEnv)
-    assert gym.make("azote/dot/Runner-v0").reset(seed=0)[1]["x"] == 2
+    assert gym.make("azote/dot.Runner-v0").reset(seed=0)[1]["x"] == 2
 
     # the benchmark checks conditions against the declared variables
     suite = tmp_path / "dot.yaml"

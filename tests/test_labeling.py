@@ -126,7 +126,7 @@ def test_known_preset_path_adapts_caches_and_labels(tmp_path, monkeypatch):
 
 def test_an_unseen_skin_in_a_held_out_style_is_located():
     from azote.labeling.detect import detect
-    from azote.labeling.evaluate import bbox_iou
+    from azote.labeling.frames import bbox_iou
     from azote.labeling.skingen import HELDOUT_STYLES
 
     found = []

@@ -56,7 +56,7 @@ def neverball():
 
 def test_registered_and_shim_built() -> None:
     ids = {g.gym_id for g in azote.envs.list_games("native")}
-    assert {"azote/native/neverball-v0", "azote/native/supertux-v0", "azote/native/extremetuxracer-v0"} <= ids
+    assert {"azote/native.neverball-v0", "azote/native.supertux-v0", "azote/native.extremetuxracer-v0"} <= ids
     assert shim_path().exists()
 
 
@@ -142,7 +142,7 @@ def test_other_games_deterministic_with_input(name: str) -> None:
 def test_gymnasium_check_env_and_seeded_starts() -> None:
     from gymnasium.utils.env_checker import check_env
 
-    env = gym.make("azote/native/neverball-v0")
+    env = gym.make("azote/native.neverball-v0")
     try:
         check_env(env.unwrapped)  # it also starts a second copy of the game while this one runs
         a, info_a = env.reset(seed=1)
@@ -154,7 +154,7 @@ def test_gymnasium_check_env_and_seeded_starts() -> None:
 
 
 def test_close_leaves_no_processes() -> None:
-    env = gym.make("azote/native/neverball-v0")
+    env = gym.make("azote/native.neverball-v0")
     env.reset()
     env.step(Gamepad.neutral())
     pids, display = env.unwrapped.pids, env.unwrapped.display

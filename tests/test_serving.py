@@ -34,7 +34,7 @@ from azote.play import (
     StickToMouse,
     load_profile,
 )
-from azote.policy import Policy, build_model, get_preset
+from azote.policy import Policy, build_model, get_preset, save_pretrained
 from azote.serving import (
     Limits,
     PolicyServer,
@@ -65,7 +65,7 @@ def _one_torch_thread() -> Iterator[None]:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny"
-    build_model("tiny").save_pretrained(path)
+    save_pretrained(build_model("tiny"), path)
     return path
 
 

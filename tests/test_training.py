@@ -18,7 +18,7 @@ from azote.agents import RandomAgent
 from azote.dataset import Dataset, EpisodeWriter
 from azote.dataset.samples import SampleConfig, TrainingSamples
 from azote.play.loop import play_episode
-from azote.policy import PolicyConfig, build_model, get_preset
+from azote.policy import PolicyConfig, build_model, get_preset, save_pretrained
 from azote.training.augment import AugmentConfig, augment
 from azote.training.schedule import wsd_factor
 
@@ -397,7 +397,7 @@ def test_a_game_gets_the_same_token_through_the_agent_and_the_server(tmp_path):
     from azote.serving.server import load_server
 
     ckpt = tmp_path / "ckpt"
-    build_model(PolicyConfig.load(micro_config(tmp_path / "m.json")).replace(num_games=2)).save_pretrained(ckpt)
+    save_pretrained(build_model(PolicyConfig.load(micro_config(tmp_path / "m.json")).replace(num_games=2)), ckpt)
     write_games(ckpt, ["atari/Pong", "atari/Breakout"])
     server = load_server(ckpt, port=0)
     frame = np.zeros((32, 32, 3), np.uint8)

@@ -8,7 +8,15 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from azote.policy import CheckpointError, ConfigError, NitroGenModel, build_model, get_preset
+from azote.policy import (
+    CheckpointError,
+    ConfigError,
+    build_model,
+    from_pretrained,
+    get_preset,
+    sample_actions,
+    save_pretrained,
+)
 
 
 @pytest.fixture()
@@ -16,13 +24,13 @@ def small_ckpt(tmp_path):
     torch.manual_seed(0)
     config = get_preset("tiny").replace(name="ckpt-test", vision={"num_hidden_layers": 1}, dit_layers=2)
     model = build_model(config).eval()
-    return model, model.save_pretrained(tmp_path / "ckpt")
+    return model, save_pretrained(model, tmp_path / "ckpt")
 
 
 def test_round_trip(small_ckpt):
     model, path = small_ckpt
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
-    loaded = NitroGenModel.from_pretrained(path)
+    loaded = from_pretrained(path)
     assert loaded.config == model.config and not loaded.training
     for (name, a), (name_b, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert name == name_b and torch.equal(a, b)
@@ -31,12 +39,12 @@ def test_round_trip(small_ckpt):
     s = model.config.vision.image_size
     pixels = torch.rand(2, 1, 3, s, s)
     noise = torch.randn(2, 18, 25)
-    assert torch.equal(model.sample(pixels, noise=noise), loaded.sample(pixels, noise=noise))
+    assert torch.equal(sample_actions(model, pixels, noise=noise), sample_actions(loaded, pixels, noise=noise))
 
 
 def test_overwrite_in_place_leaves_no_temporary_files(small_ckpt):
     model, path = small_ckpt
-    model.save_pretrained(path)
+    save_pretrained(model, path)
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
     assert sorted(p.name for p in path.parent.iterdir()) == ["ckpt"]
 
@@ -44,13 +52,13 @@ def test_overwrite_in_place_leaves_no_temporary_files(small_ckpt):
 def test_missing_files(small_ckpt, tmp_path):
     _, path = small_ckpt
     with pytest.raises(CheckpointError, match="no such checkpoint directory"):
-        NitroGenModel.from_pretrained(tmp_path / "nowhere")
+        from_pretrained(tmp_path / "nowhere")
     (path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"model\.safetensors: missing"):
-        NitroGenModel.from_pretrained(path)
+        from_pretrained(path)
     (path / "config.json").unlink()
     with pytest.raises(CheckpointError, match=r"config\.json: missing"):
-        NitroGenModel.from_pretrained(path)
+        from_pretrained(path)
 
 
 def test_shape_mismatch(small_ckpt):
@@ -59,7 +67,7 @@ def test_shape_mismatch(small_ckpt):
     weights["action_decoder.layer2.W"] = torch.zeros(1, 192, 24)
     save_file(weights, str(path / "model.safetensors"))
     with pytest.raises(CheckpointError, match=r"model\.safetensors.*action_decoder\.layer2\.W: checkpoint \[1, 192, 24\], model \[1, 192, 25\]"):
-        NitroGenModel.from_pretrained(path)
+        from_pretrained(path)
 
 
 def test_unexpected_and_corrupt_weights(small_ckpt):
@@ -67,10 +75,10 @@ def test_unexpected_and_corrupt_weights(small_ckpt):
     weights = load_file(str(path / "model.safetensors"))
     save_file({**weights, "extra.weight": torch.zeros(3)}, str(path / "model.safetensors"))
     with pytest.raises(CheckpointError, match="unexpected tensors: extra.weight"):
-        NitroGenModel.from_pretrained(path)
+        from_pretrained(path)
     (path / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
-        NitroGenModel.from_pretrained(path)
+        from_pretrained(path)
 
 
 @pytest.mark.parametrize(
@@ -82,11 +90,11 @@ def test_bad_config(small_ckpt, change, field):
     data = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**data, **change}))
     with pytest.raises(ConfigError, match=rf"config\.json: invalid policy configuration: .*{field}"):
-        NitroGenModel.from_pretrained(path)
+        from_pretrained(path)
 
 
 def test_config_that_is_not_json(small_ckpt):
     _, path = small_ckpt
     (path / "config.json").write_text("{oops")
     with pytest.raises(ConfigError, match=r"config\.json: not valid JSON"):
-        NitroGenModel.from_pretrained(path)
+        from_pretrained(path)

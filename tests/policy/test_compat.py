@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from azote.policy import CheckpointError, build_model
+from azote.policy import CheckpointError, build_model, sample_actions
 from azote.policy.checkpoint import check_state_dict
 
 
@@ -38,7 +38,7 @@ def test_velocity_matches_reference(tiny_reference_model, tiny_vectors, assert_c
 @pytest.mark.parametrize("cached", [True, False])
 def test_sixteen_step_sampling_matches_reference(tiny_reference_model, tiny_vectors, assert_close, cached):
     v = tiny_vectors
-    actions = tiny_reference_model.sample(v["pixel_values"], noise=v["initial_noise"], num_steps=16, cached=cached)
+    actions = sample_actions(tiny_reference_model, v["pixel_values"], noise=v["initial_noise"], num_steps=16, cached=cached)
     assert_close(actions, v["sampled_actions"])
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from azote.policy import Policy, build_model, fast, get_preset
+from azote.policy import Policy, build_model, fast, get_preset, sample_actions
 from azote.policy.sampling import last_frame_only
 from azote.policy.seeded import fill_seeded_
 
@@ -28,7 +28,7 @@ def _inputs(model, batch=2, seed=0):
 
 def _one_step_velocity(model, pixels, noise, **kw):
     """With one Euler step from bucket 0, x1 = x0 + v: the (guided) velocity the sampler used."""
-    return model.sample(pixels, noise=noise, num_steps=1, **kw) - noise
+    return sample_actions(model, pixels, noise=noise, num_steps=1, **kw) - noise
 
 
 def test_game_guidance_is_cond_plus_s_times_cond_minus_uncond(assert_close):
@@ -70,7 +70,7 @@ def test_history_guidance_is_cond_plus_s_times_cond_minus_last_frame_only(assert
     assert torch.equal(_one_step_velocity(model, pixels, noise, history_guidance=1.0, game_ids=torch.tensor([1, 2]),
                                           **model_cond), plain)
     with pytest.raises(ValueError, match="cannot be combined"):
-        model.sample(pixels, noise=noise, game_ids=torch.tensor([1, 2]), game_guidance=1.0, history_guidance=2.0)
+        sample_actions(model, pixels, noise=noise, game_ids=torch.tensor([1, 2]), game_guidance=1.0, history_guidance=2.0)
 
 
 def test_padding_and_frames_present_layout():
@@ -110,7 +110,7 @@ def test_policy_with_fewer_frames_than_context_and_guidance():
 def test_sticks_first_model_returns_the_standard_layout(assert_close):
     model = _micro(action_layout="sticks_first")
     pixels, noise = _inputs(model)
-    out = model.sample(pixels, noise=noise)
+    out = sample_actions(model, pixels, noise=noise)
     raw = noise.clone()
     cache = model.encode_observation(pixels)
     buckets = [int(k / 16 * 1000) for k in range(16)]
@@ -124,19 +124,19 @@ def test_sticks_first_model_returns_the_standard_layout(assert_close):
 def test_packed_cpu_weights_compute_the_same(assert_close):
     model = _micro()
     pixels, noise = _inputs(model)
-    before = model.sample(pixels, noise=noise)
+    before = sample_actions(model, pixels, noise=noise)
     assert fast.pack_for_cpu(model) == 0  # too small to pay
     assert fast.pack_for_cpu(model, min_elements=0) > 0 and fast.is_packed(model)
-    assert_close(model.sample(pixels, noise=noise), before)
-    assert_close(model.sample(pixels, noise=noise, cached=False), before)
+    assert_close(sample_actions(model, pixels, noise=noise), before)
+    assert_close(sample_actions(model, pixels, noise=noise, cached=False), before)
     # weights changed in place: the stale packed copy is not used
     with torch.no_grad():
         model.model.proj_out_2.weight.mul_(2.0)
         model.action_decoder.layer2.W.mul_(2.0)
-    changed = model.sample(pixels, noise=noise)
+    changed = sample_actions(model, pixels, noise=noise)
     fast.unpack(model)
     assert not fast.is_packed(model)
-    assert_close(model.sample(pixels, noise=noise), changed)
+    assert_close(sample_actions(model, pixels, noise=noise), changed)
     assert not torch.allclose(changed, before)
 
 
@@ -144,7 +144,7 @@ def test_graphed_steps_run_eagerly_on_cpu(assert_close):
     model = _micro()
     pixels, noise = _inputs(model)
     steps = fast.GraphedSteps(model, batch=2, graph=False)
-    assert_close(steps.run(model.encode_observation(pixels), noise), model.sample(pixels, noise=noise))
+    assert_close(steps.run(model.encode_observation(pixels), noise), sample_actions(model, pixels, noise=noise))
     with pytest.raises(ValueError, match="CUDA"):
         fast.GraphedSteps(model, batch=2, graph=True)
 
@@ -163,8 +163,8 @@ def test_bfloat16_within_the_documented_tolerance():
 
     model = _micro()
     pixels, noise = _inputs(model, batch=4)
-    full = model.sample(pixels, noise=noise)
-    low = fill_seeded_(build_model(model.config)).to(torch.bfloat16).eval().sample(pixels.bfloat16(), noise=noise)
+    full = sample_actions(model, pixels, noise=noise)
+    low = sample_actions(fill_seeded_(build_model(model.config)).to(torch.bfloat16).eval(), pixels.bfloat16(), noise=noise)
     assert low.dtype == torch.float32 and (low - full).abs().max() < 0.05
     flips = sum(int((ActionChunk.from_model_vectors(a).buttons != ActionChunk.from_model_vectors(b).buttons).sum())
                 for a, b in zip(low.numpy(), full.numpy()))

@@ -26,7 +26,15 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from azote.cli.main import app
-from azote.policy import CheckpointError, ConfigError, PolicyConfig, VisionConfig, build_model, save_pretrained
+from azote.policy import (
+    CheckpointError,
+    ConfigError,
+    PolicyConfig,
+    VisionConfig,
+    build_model,
+    from_pretrained,
+    save_pretrained,
+)
 from azote.policy.config import MAX_PARAMETERS, estimate_parameters
 from azote.safeload import safe_load
 from hostile import assert_raises_in_bounds, assert_refused, cli, contained
@@ -305,10 +313,9 @@ def test_every_loader_refuses_a_hostile_config(micro_checkpoint, tmp_path, case,
 
 
 def test_from_pretrained_refuses_a_config_of_1e7_layers(micro_checkpoint, tmp_path):
-    from azote.policy import NitroGenModel
 
     ckpt = _with_config(micro_checkpoint, tmp_path / "ckpt", lambda d: d.update(dit_layers=10**7))
-    outcome = contained(lambda: NitroGenModel.from_pretrained(ckpt))
+    outcome = contained(lambda: from_pretrained(ckpt))
     assert_raises_in_bounds(outcome, "ConfigError", str(ckpt / "config.json"), "dit_layers")
 
 

@@ -12,7 +12,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from azote.policy import CheckpointError, ConfigError, NitroGenModel, UnsafeCheckpointError, convert_ng_checkpoint
+from azote.policy import (
+    CheckpointError,
+    ConfigError,
+    UnsafeCheckpointError,
+    convert_ng_checkpoint,
+    from_pretrained,
+    sample_actions,
+)
 from azote.policy.ng_import import read_ng_checkpoint, safe_load
 
 
@@ -31,7 +38,7 @@ def test_reads_both_config_layouts_as_plain_data(reference, name):
 def test_convert_and_reproduce_reference(reference, tmp_path, tiny_vectors, assert_close, name):
     out = convert_ng_checkpoint(reference(name), tmp_path / "ckpt", vision=reference("tiny_config.json"))
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
-    model = NitroGenModel.from_pretrained(out)
+    model = from_pretrained(out)
     cfg = model.config
     assert (cfg.name, cfg.action_horizon, cfg.action_shift, cfg.num_frames) == ("tiny-reference", 18, 3, 1)
     assert (cfg.noise_beta_alpha, cfg.noise_beta_beta, cfg.dropout) == (1.6, 0.8, 0.2)
@@ -53,9 +60,9 @@ def test_convert_a_checkpoint_built_in_the_released_layout(
 
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert f.metadata()["step"] == "1234" and f.metadata()["epoch"] == "5"
-    model = NitroGenModel.from_pretrained(out)
+    model = from_pretrained(out)
     v = tiny_vectors
-    assert_close(model.sample(v["pixel_values"], noise=v["initial_noise"]), v["sampled_actions"])
+    assert_close(sample_actions(model, v["pixel_values"], noise=v["initial_noise"]), v["sampled_actions"])
 
 
 def test_named_tower_that_does_not_fit_asks_for_vision_config(reference, tmp_path):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from azote.policy import ConfigError, NitroGenModel, VisionConfig, build_model, convert_ng_checkpoint
+from azote.policy import ConfigError, NitroGenModel, VisionConfig, build_model, convert_ng_checkpoint, from_pretrained
 from azote.policy.checkpoint import read_games
 from azote.policy.ng_import import IGNORED_FIELDS, config_from_ng
 from azote.policy.seeded import fill_seeded_
@@ -133,7 +133,7 @@ def test_game_mapping_checkpoint_converts_with_its_vocabulary(tmp_path):
     mapping.write_text(json.dumps({"null": 0, "Alpha": 1, "Beta": 2, "Gamma": 3}))
     out = convert_ng_checkpoint(ng, tmp_path / "ckpt", vision=vision, game_mapping=mapping)
     assert read_games(out) == ["Alpha", "Beta", "Gamma"]
-    loaded = NitroGenModel.from_pretrained(out)
+    loaded = from_pretrained(out)
     assert loaded.config.num_games == 3
     assert torch.equal(loaded.game_embedding.weight, model.game_embedding.weight)
     # without names it still converts (ids 1..3), and a vocabulary of the wrong size is refused

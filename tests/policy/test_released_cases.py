@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from azote.gamepad import BUTTON_SLOTS, ActionChunk
-from azote.policy import VisionConfig, build_model
+from azote.policy import VisionConfig, build_model, sample_actions
 from azote.policy.ng_import import config_from_ng
 from azote.policy.seeded import fill_seeded_
 
@@ -52,7 +52,7 @@ def model_for(name: str) -> Any:
 def sample(name: str, cached: bool = True) -> torch.Tensor:
     spec, v = case(name)
     model = model_for(name)
-    return model.sample(v["pixel_values"], noise=v["initial_noise"], game_ids=v.get("game_ids"),
+    return sample_actions(model, v["pixel_values"], noise=v["initial_noise"], game_ids=v.get("game_ids"),
                         frames_present=v["frames_present"], history_guidance=spec["cfg_scale"], cached=cached)
 
 
@@ -85,7 +85,7 @@ def test_vl_padding_to_max_sequence_length(assert_close):
     # the padding changes the numbers: the unpadded model is off
     unpadded = fill_seeded_(build_model(config.replace(vl_sequence_length=None))).eval()
     _, v = case("vl_padding")
-    other = unpadded.sample(v["pixel_values"], noise=v["initial_noise"])
+    other = sample_actions(unpadded, v["pixel_values"], noise=v["initial_noise"])
     assert (other - v["actions"]).abs().max() > 1e-3
 
 
@@ -155,7 +155,7 @@ def test_frame_history_guidance_with_one_frame(assert_close):
     spec, v = case("history_guidance_one_frame")
     model = model_for("history_guidance_one_frame")
     ids = v["game_ids"]
-    plain = model.sample(v["pixel_values"], noise=v["initial_noise"], game_ids=ids)
+    plain = sample_actions(model, v["pixel_values"], noise=v["initial_noise"], game_ids=ids)
     assert (plain - v["actions"]).abs().max() > 1e-4  # with the game's token the chunk differs
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from azote.policy import ShapeError, build_model, get_preset
+from azote.policy import ShapeError, build_model, get_preset, sample_actions
 from azote.policy.sampling import euler_buckets
 
 
@@ -18,8 +18,8 @@ def _pixels(model, batch: int, seed: int = 0) -> torch.Tensor:
 def test_cached_equals_straightforward(tiny_model, assert_close, steps):
     pixels = _pixels(tiny_model, 3)
     noise = torch.randn(3, 18, 25, generator=torch.Generator().manual_seed(1))
-    cached = tiny_model.sample(pixels, noise=noise, num_steps=steps, cached=True)
-    straight = tiny_model.sample(pixels, noise=noise, num_steps=steps, cached=False)
+    cached = sample_actions(tiny_model, pixels, noise=noise, num_steps=steps, cached=True)
+    straight = sample_actions(tiny_model, pixels, noise=noise, num_steps=steps, cached=False)
     assert_close(cached, straight)
     assert not torch.allclose(cached, noise)
 
@@ -27,16 +27,16 @@ def test_cached_equals_straightforward(tiny_model, assert_close, steps):
 def test_batch_rows_are_independent(tiny_model, assert_close):
     pixels = _pixels(tiny_model, 4)
     noise = torch.randn(4, 18, 25, generator=torch.Generator().manual_seed(2))
-    together = tiny_model.sample(pixels, noise=noise)
-    alone = torch.cat([tiny_model.sample(pixels[i : i + 1], noise=noise[i : i + 1]) for i in range(4)])
+    together = sample_actions(tiny_model, pixels, noise=noise)
+    alone = torch.cat([sample_actions(tiny_model, pixels[i : i + 1], noise=noise[i : i + 1]) for i in range(4)])
     assert_close(together, alone)
 
 
 def test_seeded_generator_is_deterministic(tiny_model):
     pixels = _pixels(tiny_model, 2)
-    a = tiny_model.sample(pixels, generator=torch.Generator().manual_seed(7))
-    b = tiny_model.sample(pixels, generator=torch.Generator().manual_seed(7))
-    c = tiny_model.sample(pixels, generator=torch.Generator().manual_seed(8))
+    a = sample_actions(tiny_model, pixels, generator=torch.Generator().manual_seed(7))
+    b = sample_actions(tiny_model, pixels, generator=torch.Generator().manual_seed(7))
+    c = sample_actions(tiny_model, pixels, generator=torch.Generator().manual_seed(8))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -56,29 +56,29 @@ def test_game_token_and_guidance(assert_close):
     noise = torch.randn(2, 18, 25)
     ids = torch.tensor([1, 3])
     for scale in (1.0, 2.5):
-        cached = model.sample(pixels, noise=noise, game_ids=ids, guidance_scale=scale)
-        straight = model.sample(pixels, noise=noise, game_ids=ids, guidance_scale=scale, cached=False)
+        cached = sample_actions(model, pixels, noise=noise, game_ids=ids, guidance_scale=scale)
+        straight = sample_actions(model, pixels, noise=noise, game_ids=ids, guidance_scale=scale, cached=False)
         assert_close(cached, straight)
     # No id means the "no game" token (0); guidance 0 is the unconditional velocity.
-    assert_close(model.sample(pixels, noise=noise), model.sample(pixels, noise=noise, game_ids=torch.zeros(2, dtype=torch.long)))
+    assert_close(sample_actions(model, pixels, noise=noise), sample_actions(model, pixels, noise=noise, game_ids=torch.zeros(2, dtype=torch.long)))
     assert_close(
-        model.sample(pixels, noise=noise, game_ids=ids, guidance_scale=0.0),
-        model.sample(pixels, noise=noise, game_ids=torch.zeros(2, dtype=torch.long)),
+        sample_actions(model, pixels, noise=noise, game_ids=ids, guidance_scale=0.0),
+        sample_actions(model, pixels, noise=noise, game_ids=torch.zeros(2, dtype=torch.long)),
     )
     with pytest.raises(ValueError, match=r"game_ids must lie in \[0, 3\]"):
-        model.sample(pixels, noise=noise, game_ids=torch.tensor([1, 4]))
+        sample_actions(model, pixels, noise=noise, game_ids=torch.tensor([1, 4]))
 
 
 def test_game_ids_without_game_token_is_an_error(tiny_model):
     with pytest.raises(ValueError, match="no game token"):
-        tiny_model.sample(_pixels(tiny_model, 1), game_ids=torch.tensor([1]))
+        sample_actions(tiny_model, _pixels(tiny_model, 1), game_ids=torch.tensor([1]))
 
 
 def test_shape_errors_name_the_input(tiny_model):
     with pytest.raises(ShapeError, match=r"pixel_values: expected \[B, 1, 3, 128, 128\]"):
-        tiny_model.sample(torch.zeros(1, 3, 64, 64))
+        sample_actions(tiny_model, torch.zeros(1, 3, 64, 64))
     with pytest.raises(ShapeError, match="noise"):
-        tiny_model.sample(_pixels(tiny_model, 1), noise=torch.zeros(1, 16, 25))
+        sample_actions(tiny_model, _pixels(tiny_model, 1), noise=torch.zeros(1, 16, 25))
 
 
 def test_encode_observation_gives_the_straightforward_velocity(tiny_model, assert_close):

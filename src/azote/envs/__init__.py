@@ -1,7 +1,7 @@
 """The simulator: every game behind one Gymnasium API with one gamepad action space.
 
     import azote.envs, gymnasium as gym
-    env = gym.make("azote/atari/Breakout-v0")       # or azote.envs.make("atari/Breakout")
+    env = gym.make("azote/atari.Breakout-v0")       # or azote.envs.make("atari/Breakout")
 """
 
 from azote.envs.base import VIEWS, GameInfo, GamepadEnv, GameUnavailable, StateNotSupported

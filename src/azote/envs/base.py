@@ -14,7 +14,7 @@ from azote.errors import AzoteError
 from azote.gamepad import Gamepad, as_gamepad, gym_space
 
 VIEWS = ("2d-side", "2d-top", "3d")
-# The version of every Gymnasium id (`azote/atari/Pong-v0`): raised when an adapter changes what an episode is.
+# The version of every Gymnasium id (`azote/atari.Pong-v0`): raised when an adapter changes what an episode is.
 ENV_VERSION = 0
 
 
@@ -22,7 +22,7 @@ ENV_VERSION = 0
 class GameInfo:
     """What `azote games` lists about a registered game."""
 
-    id: str  # "atari/Breakout": the Gymnasium id is `gym_id`, "azote/atari/Breakout-v0"
+    id: str  # "atari/Breakout": Azote's id; the Gymnasium id is `gym_id`, "azote/atari.Breakout-v0"
     family: str  # atari, doom, nes, procgen, retro, native
     resolution: tuple[int, int]  # (height, width) of the observation
     fps: float  # actions per second (game frames per second / frames_per_step)
@@ -33,9 +33,10 @@ class GameInfo:
 
     @property
     def gym_id(self) -> str:
-        """The versioned Gymnasium id; the unversioned `azote/<id>` resolves to it, as Gymnasium does for every
-        versioned environment (`gym.make("azote/atari/Pong")` makes `azote/atari/Pong-v0` with a notice)."""
-        return f"azote/{self.id}-v{ENV_VERSION}"
+        """The versioned Gymnasium id, "azote/<family>.<name>-v<version>" (Gymnasium allows one namespace, so the
+        family joins the name with a dot); the unversioned id resolves to it, as Gymnasium does for every
+        versioned environment (`gym.make("azote/atari.Pong")` makes `azote/atari.Pong-v0` with a notice)."""
+        return f"azote/{self.id.replace('/', '.', 1)}-v{ENV_VERSION}"
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,5 +1,6 @@
 """The game registry: every adapter's family (`register_family`: what the family declares about itself) and
-games, registered with Gymnasium as `azote/<family>/<name>-v0` (the unversioned id resolves to it).
+games, registered with Gymnasium as `azote/<family>.<name>-v0` (the unversioned id resolves to it); Azote's own
+functions take its id, `<family>/<name>`, or the Gymnasium id.
 
 Adding a family: write its adapter module (it calls `register_family`, then `register_game` for each game) and
 add the module's name to `FAMILIES`."""
@@ -7,11 +8,9 @@ add the module's name to `FAMILIES`."""
 from __future__ import annotations
 
 import importlib
-import re
 from typing import Any, Callable
 
 import gymnasium as gym
-from gymnasium.envs import registration as _gym_registration
 
 from azote.envs.base import ENV_VERSION, GameInfo, GamepadEnv
 from azote.envs.family import Family
@@ -22,22 +21,6 @@ _ENTRY_POINTS: dict[str, str] = {}
 # Modules of the families (azote.envs.<name>), which register their family and games when imported; a family
 # whose engine is not installed has no games.
 FAMILIES = ("atari", "doom", "nes", "procgen", "retro", "native")
-
-# Gymnasium ids allow one namespace ("ns/name"); Azote ids are "azote/<family>/<name>", so the parser is
-# widened for exactly that prefix and stays Gymnasium's own for every other id.
-_ORIGINAL_PARSE = _gym_registration.parse_env_id
-_AZOTE_ID = re.compile(r"^azote/(?P<name>[\w.-]+/[\w.:+-]+?)(?:-v(?P<version>\d+))?$")
-
-
-def _parse_env_id(env_id: str) -> tuple[str | None, str, int | None]:
-    m = _AZOTE_ID.fullmatch(env_id)
-    if m:
-        version = m.group("version")
-        return "azote", m.group("name"), int(version) if version else None
-    return _ORIGINAL_PARSE(env_id)
-
-
-_gym_registration.parse_env_id = _parse_env_id
 
 
 def register_family(family: Family) -> Family:
@@ -116,11 +99,22 @@ def missing_families() -> dict[str, str]:
     return dict(_MISSING)
 
 
+def _azote_id(game_id: str) -> str:
+    """"atari/Breakout" from itself or from the Gymnasium id "azote/atari.Breakout(-v0)" (also the older
+    "azote/atari/Breakout-v0")."""
+    key = game_id.removeprefix("azote/")
+    for candidate in (key, key.removesuffix(f"-v{ENV_VERSION}")):
+        if candidate in _GAMES:
+            return candidate
+        family, dot, name = candidate.partition(".")
+        if dot and "/" not in family and f"{family}/{name}" in _GAMES:
+            return f"{family}/{name}"
+    return key
+
+
 def game_info(game_id: str) -> GameInfo:
     _load_families()
-    key = game_id.removeprefix("azote/")
-    if key not in _GAMES and key.removesuffix(f"-v{ENV_VERSION}") in _GAMES:  # the Gymnasium id's version
-        key = key.removesuffix(f"-v{ENV_VERSION}")
+    key = _azote_id(game_id)
     if key not in _GAMES:
         close = [g for g in _GAMES if key.lower() in g.lower()][:8]
         hint = f"; did you mean {', '.join(close)}?" if close else "; `azote games` lists them"

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from azote.errors import AzoteError
+from azote.labeling.frames import bbox_iou
 from azote.labeling.presets import FAMILIES, Preset
 from azote.lifetime import run_jobs
 
@@ -354,7 +355,6 @@ class DetectorData:
 
 @torch.inference_mode()
 def evaluate_detector(model: OverlayDetector, data: DetectorData) -> dict[str, float]:
-    from azote.labeling.evaluate import bbox_iou
 
     was = model.training
     model.eval()

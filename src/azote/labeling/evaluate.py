@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from azote.gamepad import BUTTONS, ActionChunk
+from azote.labeling.frames import bbox_iou
 from azote.labeling.presets import Preset
 
 MIN_IOU = 0.5  # a box this close to the truth counts as located
@@ -64,15 +65,6 @@ def score_actions(pred: ActionChunk, truth: ActionChunk, buttons: Sequence[str] 
                 "pressed_f1": f1(pb, tb) if n and cols else None,
                 "button_f1": {b: f1(pb[:, j], tb[:, j]) for j, b in enumerate(buttons)}})
     return out
-
-
-def bbox_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    ax0, ay0, aw, ah = a
-    bx0, by0, bw, bh = b
-    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
-    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
-    inter = ix * iy
-    return inter / max(aw * ah + bw * bh - inter, 1e-9)
 
 
 def shown(preset: Preset) -> tuple[list[str], list[str]]:

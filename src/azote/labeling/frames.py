@@ -7,7 +7,7 @@ averages areas (plain bilinear sampling would alias thin outlines), then samples
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -45,6 +45,16 @@ def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def invert(a: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(np.asarray(a, np.float64))
+
+
+def bbox_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x, y, width, height) boxes."""
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    ix = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    iy = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    inter = ix * iy
+    return inter / max(aw * ah + bw * bh - inter, 1e-9)
 
 
 def box_to_crop(box: list[float] | tuple[float, ...], size: tuple[int, int], margin: float) -> np.ndarray:

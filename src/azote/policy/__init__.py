@@ -8,14 +8,14 @@ Configuration
 Model
     `build_model(config_or_preset, device="cpu")` -> `NitroGenModel`; `device="meta"` costs no memory.
     `NitroGenModel.compute_loss(batch)`: the flow-matching training loss (see its docstring for the batch keys).
-    `NitroGenModel.sample(pixel_values, ...)`: Euler-sampled chunks [B, H, 25]; `cached=False` is the
+    `sample_actions(model, pixel_values, ...)`: Euler-sampled chunks [B, H, 25]; `cached=False` is the
     straightforward path (VL stack and cross-attention K/V recomputed at every step, as the released code does).
     `NitroGenModel.encode_observation(pixel_values)` -> `ObservationCache` and `velocity(x, buckets, cache=...)`
     for custom samplers. `parameter_groups()` / `set_trainable(vision_tower=False, ...)` over `PARAMETER_GROUPS`
     (vision_tower, vl_stack, dit, action_encoder, action_decoder, game_embedding). `load_vision_tower(dir)` loads local SigLIP
     weights.
 Checkpoints
-    `NitroGenModel.save_pretrained(dir)` / `NitroGenModel.from_pretrained(dir)` (`config.json` +
+    `save_pretrained(model, dir)` / `from_pretrained(dir)` (`config.json` +
     `model.safetensors`, atomic writes, strict loading), `CheckpointError`.
     `convert_ng_checkpoint(ng_pt, out_dir, vision=None)`: the released `ng.pt` -> our directory, read without
     executing anything from the file (`UnsafeCheckpointError` when the pickle asks for more than data).

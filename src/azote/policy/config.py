@@ -10,6 +10,8 @@ from typing import Any, Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from azote.errors import AzoteError, describe_validation_error
+from azote.safeload import JsonFileError
+from azote.safeload import read_json as read_bounded
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -278,9 +280,6 @@ def estimate_buffers(config: PolicyConfig) -> int:
 def read_json(source: str | Path, label: str, inline: bool = False, max_bytes: int = MAX_CONFIG_BYTES) -> Any:
     """JSON from a file (or inline text), refused with one line naming `label` when it is too big, not UTF-8,
     not JSON, or nested too deep for the parser (`azote.safeload.read_json`, the project's one JSON reader)."""
-    from azote.safeload import JsonFileError
-    from azote.safeload import read_json as read_bounded
-
     try:
         if inline:
             return read_bounded(io.BytesIO(str(source).encode()), max_bytes, label)

@@ -17,16 +17,15 @@ the denoising steps, and a CUDA-graph replay of the 16 DiT steps.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from azote.policy.model import NitroGenModel, ObservationCache
 from azote.policy.modules import EmbodimentLinear
-
-if TYPE_CHECKING:
-    from azote.policy.model import NitroGenModel, ObservationCache
+from azote.policy.sampling import check_num_steps, euler_buckets
 
 # The modules a denoising step runs (the vision tower and the VL stack run once per observation).
 STEP_MODULES = ("model.transformer_blocks", "model.proj_out_2", "action_encoder", "action_decoder")
@@ -96,7 +95,7 @@ class _PackedEmbodiment(_Packed):
         self.packed = torch.ops.mkldnn._reorder_linear_weight(W.detach()[0].t().contiguous(), tokens)
 
 
-def pack_for_cpu(model: "NitroGenModel", tokens: int | None = None, min_elements: int = MIN_PACKED_ELEMENTS) -> int:
+def pack_for_cpu(model: NitroGenModel, tokens: int | None = None, min_elements: int = MIN_PACKED_ELEMENTS) -> int:
     """Gives each linear layer of the denoising step a pre-packed float32 copy of its weight (in place; the
     parameters stay as they are, so saving, training and `.to()` work as before and fall back to the plain
     layers). Only matrices of at least `min_elements` are packed (smaller ones ran slower packed). Returns how
@@ -123,7 +122,7 @@ def pack_for_cpu(model: "NitroGenModel", tokens: int | None = None, min_elements
     return count
 
 
-def unpack(model: "NitroGenModel") -> None:
+def unpack(model: NitroGenModel) -> None:
     """Removes the packed copies `pack_for_cpu` made."""
     for module in model.modules():
         if hasattr(module, "_azote_packed"):
@@ -131,7 +130,7 @@ def unpack(model: "NitroGenModel") -> None:
             del module.forward
 
 
-def is_packed(model: "NitroGenModel") -> bool:
+def is_packed(model: NitroGenModel) -> bool:
     return any(hasattr(m, "_azote_packed") for m in model.modules())
 
 
@@ -143,9 +142,7 @@ class GraphedSteps:
     `graph=False` (any device) the same buffers and steps run eagerly. Unguided sampling only.
     """
 
-    def __init__(self, model: "NitroGenModel", batch: int, num_steps: int | None = None, graph: bool | None = None):
-        from azote.policy.sampling import check_num_steps, euler_buckets
-
+    def __init__(self, model: NitroGenModel, batch: int, num_steps: int | None = None, graph: bool | None = None):
         c = model.config
         self.model, self.batch = model, batch
         self.steps = check_num_steps(num_steps or c.num_inference_timesteps)
@@ -177,9 +174,7 @@ class GraphedSteps:
             x = x + dt * v.float()
         self.out.copy_(x)
 
-    def _cache(self) -> "ObservationCache":
-        from azote.policy.model import ObservationCache
-
+    def _cache(self) -> ObservationCache:
         return ObservationCache(vl_tokens=torch.empty(0), cross_kv=self.kv)
 
     def _capture(self) -> None:
@@ -195,7 +190,7 @@ class GraphedSteps:
         torch.cuda.synchronize()
 
     @torch.no_grad()
-    def run(self, cache: "ObservationCache", noise: Tensor) -> Tensor:
+    def run(self, cache: ObservationCache, noise: Tensor) -> Tensor:
         """Chunks [batch, H, A] (float32, the model's layout) from an observation cache and the starting noise."""
         if noise.shape != self.x.shape:
             raise ValueError(f"noise: expected {tuple(self.x.shape)}, got {tuple(noise.shape)}")

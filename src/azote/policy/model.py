@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from azote.errors import AzoteError
-from azote.policy.config import ConfigError, PolicyConfig, VisionConfig
+from azote.policy.config import ConfigError, PolicyConfig, VisionConfig, estimate_parameters, get_preset, read_json
 from azote.policy.modules import KV, ActionDecoder, ActionEncoder, DiT, VLSelfAttention
 
 # Parameter groups by name prefix, for freezing parts of the model during training.
@@ -105,8 +105,6 @@ class NitroGenModel(nn.Module):
         """Loads SigLIP weights from a local transformers directory (SiglipModel or SiglipVisionModel)."""
         from transformers import SiglipVisionModel
 
-        from azote.policy.config import read_json
-
         path = Path(pretrained_dir)
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no such vision tower directory")
@@ -129,21 +127,6 @@ class NitroGenModel(nn.Module):
             raise ValueError(f"{path}: vision tower {found} does not match the policy's vision config {ours}")
         state = {k: v for k, v in loaded.state_dict().items() if ours.use_head or not k.startswith("head.")}
         self.vision_encoder.load_state_dict(state, strict=True)
-
-    def save_pretrained(self, out_dir: str | Path) -> Path:
-        """Writes `config.json` + `model.safetensors` atomically (see `azote.policy.checkpoint`)."""
-        from azote.policy.checkpoint import save_pretrained
-
-        return save_pretrained(self, out_dir)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
-    ) -> "NitroGenModel":
-        """Loads a checkpoint directory strictly, in eval mode."""
-        from azote.policy.checkpoint import from_pretrained
-
-        return from_pretrained(path, device=device, dtype=dtype)
 
     # ---------------------------------------------------------------------------------------------------------
     def _pixels(self, pixel_values: Tensor) -> Tensor:
@@ -354,31 +337,6 @@ class NitroGenModel(nn.Module):
             raise ShapeError(f"action_mask: expected {tuple(actions.shape)} or {tuple(actions.shape[:2])}, got {tuple(mask.shape)}")
         return (err * mask).sum() / mask.sum().clamp_min(1.0)
 
-    # ---------------------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(
-        self,
-        pixel_values: Tensor,
-        *,
-        noise: Tensor | None = None,
-        generator: torch.Generator | None = None,
-        num_steps: int | None = None,
-        game_ids: Tensor | None = None,
-        game_guidance: float = 0.0,
-        history_guidance: float = 1.0,
-        frames_present: Tensor | None = None,
-        guidance_scale: float | None = None,
-        cached: bool = True,
-    ) -> Tensor:
-        """Euler-samples action chunks [B, H, A] (float32, standard layout). See `azote.policy.sampling`."""
-        from azote.policy.sampling import sample_actions
-
-        return sample_actions(
-            self, pixel_values, noise=noise, generator=generator, num_steps=num_steps, game_ids=game_ids,
-            game_guidance=game_guidance, history_guidance=history_guidance, frames_present=frames_present,
-            guidance_scale=guidance_scale, cached=cached,
-        )
-
 
 def check_device(device: torch.device | str) -> torch.device:
     """The device, or a `ConfigError` saying why it cannot be used (no CUDA in this PyTorch, no such GPU), raised
@@ -432,8 +390,6 @@ def build_model(config: PolicyConfig | str, device: torch.device | str = "cpu") 
     """A freshly initialised model from a config or a preset name. `device="meta"` builds it without memory.
     (Every `PolicyConfig` has bounded sizes and parameter count; on a real device the float32 weights must also
     fit in the memory available, checked before anything is allocated.)"""
-    from azote.policy.config import estimate_parameters, get_preset
-
     cfg = get_preset(config) if isinstance(config, str) else config
     if torch.device(device).type != "meta":
         check_memory(4 * estimate_parameters(cfg), device, f"policy config {cfg.name!r}")

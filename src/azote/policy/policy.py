@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from azote.gamepad import ActionChunk
+from azote.policy.checkpoint import from_pretrained
 from azote.policy.fast import default_dtype, pack_for_cpu
 from azote.policy.model import NitroGenModel, check_device
 from azote.policy.preprocess import preprocess_frames
@@ -81,7 +82,7 @@ class Policy:
     def from_pretrained(cls, path: str | Path, device: torch.device | str = "cpu", **kwargs: Any) -> "Policy":
         if kwargs.get("num_steps") is not None:
             check_num_steps(kwargs["num_steps"])  # before the weights are read
-        return cls(NitroGenModel.from_pretrained(path, device=device), device=device, **kwargs)
+        return cls(from_pretrained(path, device=device), device=device, **kwargs)
 
     @property
     def config(self) -> Any:
@@ -128,13 +129,15 @@ class Policy:
         return torch.stack(pixels), None if bool(mask.all()) else mask
 
     @torch.no_grad()
-    def predict(self, observations: Any, *, seed: int | None = None, game_ids: Sequence[int] | None = None) -> np.ndarray:
-        """Model outputs `[B, H, action_dim]` float32 in the standard 25-dim layout, before decoding."""
+    def predict(self, observations: Any, *, seed: int | None = None, game_ids: Sequence[int] | None = None,
+                noise: torch.Tensor | None = None) -> np.ndarray:
+        """Model outputs `[B, H, action_dim]` float32 in the standard 25-dim layout, before decoding. The initial
+        noise is drawn from `seed` (or the policy's own generator), or given as `noise` [B, H, action_dim]."""
         pixels, present = self.observations(observations)
         generator = torch.Generator().manual_seed(seed) if seed is not None else self._generator
         ids = None if game_ids is None else torch.as_tensor(list(game_ids), dtype=torch.long)
         out = sample_actions(
-            self.model, pixels.to(self.device), generator=generator, num_steps=self.num_steps, game_ids=ids,
+            self.model, pixels.to(self.device), noise=noise, generator=generator, num_steps=self.num_steps, game_ids=ids,
             game_guidance=self.game_guidance, history_guidance=self.history_guidance, frames_present=present,
             cached=self.cached,
         )

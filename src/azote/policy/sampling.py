@@ -10,16 +10,13 @@ the same numbers (the same operations on the same inputs).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from azote.policy.config import MAX_INFERENCE_STEPS
-from azote.policy.model import ShapeError
-
-if TYPE_CHECKING:
-    from azote.policy.model import NitroGenModel
+from azote.policy.model import NitroGenModel, ShapeError
 
 
 def check_num_steps(num_steps: int) -> int:
@@ -35,7 +32,7 @@ def euler_buckets(num_steps: int, num_buckets: int = 1000) -> list[int]:
     return [int(k / num_steps * num_buckets) for k in range(num_steps)]
 
 
-def initial_noise(model: "NitroGenModel", batch: int, generator: torch.Generator | None = None) -> Tensor:
+def initial_noise(model: NitroGenModel, batch: int, generator: torch.Generator | None = None) -> Tensor:
     """Standard normal noise [B, H, A] drawn on the CPU (so a seed gives the same chunk on every device)."""
     c = model.config
     return torch.randn((batch, c.action_horizon, c.action_dim), generator=generator, dtype=torch.float32)
@@ -51,7 +48,7 @@ def last_frame_only(batch: int, num_frames: int, device: torch.device | str = "c
 
 @torch.no_grad()
 def sample_actions(
-    model: "NitroGenModel",
+    model: NitroGenModel,
     pixel_values: Tensor,
     *,
     noise: Tensor | None = None,

@@ -23,6 +23,8 @@ import torch
 import zmq
 
 from azote.gamepad import BUTTON_SLOTS, BUTTONS, J_LEFT_SLOTS, J_RIGHT_SLOTS, MODEL_ACTION_DIM
+from azote.policy.checkpoint import game_token
+from azote.policy.sampling import initial_noise
 from azote.serving.protocol import (
     MAX_GAME_CHARS,
     PROTOCOL_VERSION,
@@ -343,8 +345,6 @@ class PolicyServer:
     def _noise(self, seed: Any, n: int) -> torch.Tensor | None:
         """Seeded noise, drawn as `Policy.predict(frames, seed=s)` (one int) or `Policy.act(frame, seed=s_i)` (one
         seed per observation) draws it, so a served prediction equals the in-process one."""
-        from azote.policy.sampling import initial_noise
-
         model = self.policy.model
         if seed is None:
             return None
@@ -371,8 +371,6 @@ class PolicyServer:
             raise ProtocolError("bad_request", "game must be a game id string such as 'atari/Pong'")
         if num_games == 0:
             return None  # a model without game tokens plays every game the same way
-        from azote.policy.checkpoint import game_token
-
         return game_token(self.games, game)  # 0: "no game", learned by game dropout
 
     # --- forward passes -------------------------------------------------------------------------------------
@@ -407,19 +405,14 @@ class PolicyServer:
             self._send(self._sock, job.envelope, reply)
 
     def predict_jobs(self, jobs: list[_Job]) -> list[dict[str, Any]]:
-        from azote.policy.sampling import initial_noise, sample_actions
-
-        policy, model = self.policy, self.policy.model
+        """One forward pass for the jobs' observations together (`Policy.predict`), split into their replies."""
         t0 = time.perf_counter()
         observations = [o for job in jobs for o in job.observations]
-        pixels, present = policy.observations(observations)
-        noise = torch.cat([job.noise if job.noise is not None else initial_noise(model, len(job.observations), self._generator)
+        noise = torch.cat([job.noise if job.noise is not None else initial_noise(self.policy.model, len(job.observations), self._generator)
                            for job in jobs])
         ids = [g for job in jobs for g in job.game_ids]
-        game_ids = None if all(g is None for g in ids) else torch.tensor([g or 0 for g in ids], dtype=torch.long)
-        out = sample_actions(model, pixels.to(policy.device), noise=noise, num_steps=policy.num_steps, game_ids=game_ids,
-                             game_guidance=policy.game_guidance, history_guidance=policy.history_guidance,
-                             frames_present=present, cached=policy.cached).cpu().numpy()
+        game_ids = None if all(g is None for g in ids) else [g or 0 for g in ids]
+        out = self.policy.predict(observations, noise=noise, game_ids=game_ids)
         if not np.all(np.isfinite(out)):
             raise RuntimeError("the model produced non-finite actions")
         infer_ms = (time.perf_counter() - t0) * 1000

@@ -38,7 +38,7 @@ from azote.dataset.samples import SampleConfig, TrainingSamples
 from azote.files import write_atomic
 from azote.lifetime import tie_to_parent
 from azote.policy import NitroGenModel, PolicyConfig, build_model, get_preset
-from azote.policy.checkpoint import CheckpointError, read_games, write_games
+from azote.policy.checkpoint import CheckpointError, from_pretrained, read_games, save_pretrained, write_games
 from azote.policy.model import check_device
 from azote.safeload import safe_load
 from azote.training.augment import augment
@@ -136,7 +136,7 @@ class Trainer:
         if c.sampling.shift is not None:
             changes["action_shift"] = c.sampling.shift
         if m.init_from:
-            model = NitroGenModel.from_pretrained(m.init_from, device="cpu")
+            model = from_pretrained(m.init_from, device="cpu")
             shift = model.config.action_shift
             if changes.get("action_shift", shift) != shift:
                 self._log(f"action shift: {changes['action_shift']} as asked (the checkpoint {m.init_from} has {shift}); "
@@ -342,7 +342,7 @@ def _ema_model(raw: NitroGenModel, ema: EMA) -> NitroGenModel:
 
 
 def _save_acting(model: NitroGenModel, games: list[str], directory: Path) -> None:
-    model.save_pretrained(directory)
+    save_pretrained(model, directory)
     write_games(directory, games)
 
 

@@ -1,5 +1,5 @@
 """Native Linux games (Debian packages) under a private Xvfb display, stepped frame-exactly through a clock
-shim preloaded into the game (`shim/clockshim.c`): `gym.make("azote/native/neverball")`.
+shim preloaded into the game (`shim/clockshim.c`): `gym.make("azote/native.neverball")`.
 
 Wrap another OpenGL game with one `NativeGame` and `register_native_game(...)`; see the README section
 "Native Linux games". System packages: `sudo bash scripts/native-deps.sh`.
