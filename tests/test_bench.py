@@ -251,3 +251,26 @@ def test_a_task_whose_game_cannot_run_here_is_unavailable_not_failed(tmp_path, m
     assert result["success"] is None and result["reason"].startswith("unavailable: supertux")
     summary = summarize(suite, [result])
     assert summary["tasks"]["tux-coins"]["rate"] is None and "not installed" in summary["tasks"]["tux-coins"]["unavailable"]
+
+
+def test_policy_solutions_replays_each_recorded_solution_once(tmp_path):
+    """`--policy solutions`: the suite's reference row, each task's recorded solution played from the start it was
+    recorded at (one episode, whatever --episodes says); a task without one is not scored."""
+    from typer.testing import CliRunner
+
+    from azote.cli.main import app
+
+    out = tmp_path / "run"
+    cli = CliRunner().invoke(app, ["bench", "--policy", "solutions", "--tasks", "freeway-cross-once,pong-score-a-point",
+                                   "--episodes", "3", "--out", str(out), "--workers", "1", "--no-videos"])
+    assert cli.exit_code == 0, cli.output
+    rows = {r["task"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert set(rows) == {"freeway-cross-once", "pong-score-a-point"} and all(r["episode"] == 0 for r in rows.values())
+    assert all(r["success"] for r in rows.values()), rows
+    assert rows["freeway-cross-once"]["key"]["policy"].startswith("solutions:")
+    assert "success 2/2" in cli.output
+    path = write_suite(tmp_path / "s.yaml", [{**GOOD, "id": "no-such-solution"}])
+    cli = CliRunner().invoke(app, ["bench", "--policy", "solutions", "--suite", str(path), "--out",
+                                   str(tmp_path / "none"), "--no-videos"])
+    row = json.loads((tmp_path / "none" / "results.jsonl").read_text())
+    assert cli.exit_code == 0 and row["success"] is None and row["reason"] == "no recorded solution"

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import gymnasium as gym
 import numpy as np
 
-from azote.agents import Agent, make_agent
+from azote.agents import Agent, ScriptedAgent, make_agent
 from azote.bench.tasks import Suite, Task
 from azote.envs import make
 from azote.envs.base import GamepadEnv, GameUnavailable
@@ -138,17 +138,31 @@ def _agent(spec: str, env: GamepadEnv, episode: int) -> Agent | None:
     return _AGENTS[key]
 
 
+# The policy that replays each task's recorded solution from the start it was recorded at: the suite's
+# reference row (one episode a task: every episode would replay the same).
+SOLUTIONS = "solutions"
+
+
 def run_job(suite_path: str, task_id: str, episode: int, spec: str, video_dir: str | None) -> dict[str, Any]:
     from azote.bench.tasks import load_suite
 
     task = load_suite(suite_path).task(task_id)
+    start_episode, noops = episode, None
+    if spec == SOLUTIONS:
+        from azote.bench.solutions import load_solution, solution_path
+
+        if not solution_path(task).is_file():
+            return {"task": task.id, "episode": episode, "success": None, "reason": "no recorded solution",
+                    "steps": 0}
+        solution = load_solution(task)
+        start_episode, noops = solution.episode, solution.noops
     try:
         env = make(task.game, **task.game_kwargs)
     except GameUnavailable as exc:  # not installed here: the task is not scored, rather than failed
         return {"task": task.id, "episode": episode, "success": None, "reason": f"unavailable: {exc}", "steps": 0}
     writer = None
     try:
-        agent = _agent(spec, env, episode)
+        agent = ScriptedAgent(solution.actions) if spec == SOLUTIONS else _agent(spec, env, episode)
         if agent is None:
             return {"task": task.id, "episode": episode, "success": None, "reason": "no expert for this game",
                     "steps": 0}
@@ -168,7 +182,7 @@ def run_job(suite_path: str, task_id: str, episode: int, spec: str, video_dir: s
                 shown["step"] += 1
 
             on_step = draw
-        result = run_episode(task, env, agent, episode, on_step=on_step)
+        result = {**run_episode(task, env, agent, start_episode, on_step=on_step, noops=noops), "episode": episode}
         if writer is not None:
             if shown["picture"] is not None:  # the outcome stays on screen for a second after the last step
                 why = {"success": task.success if task.mode == "reach" else f"survived {task.time_limit:g} s",
@@ -204,18 +218,27 @@ def policy_identity(spec: str) -> str:
     in the same place is another policy, and a moved one the same)."""
     if spec in ("random", "expert") or spec.startswith("tcp://"):
         return spec
+    if spec == SOLUTIONS:  # the recorded solutions as they are now
+        from azote.bench.solutions import SOLUTIONS_DIR
+
+        files = sorted(SOLUTIONS_DIR.glob("*.npz"))
+        return f"solutions:{_digest(files)}"
     path = Path(spec)
     files = [path / name for name in _CHECKPOINT_FILES if (path / name).is_file()]
     stamp = (str(path.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     if stamp not in _IDENTITIES:  # hashed once per process: the runner and the report both ask
-        digest = hashlib.sha256()
-        for f in files:
-            digest.update(f.name.encode() + b"\0")
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-        _IDENTITIES[stamp] = f"checkpoint:{digest.hexdigest()[:16]}"
+        _IDENTITIES[stamp] = f"checkpoint:{_digest(files)}"
     return _IDENTITIES[stamp]
+
+
+def _digest(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def job_keys(suite: Suite, spec: str, episodes: int,

@@ -19,7 +19,8 @@ bench_app = typer.Typer(help="The benchmark: tasks whose success is decided by t
 @bench_app.callback()
 def bench(
     ctx: typer.Context,
-    policy: str = typer.Option("random", help="random, expert, a checkpoint directory, or tcp://HOST:PORT."),
+    policy: str = typer.Option("random", help="random, expert, a checkpoint directory, tcp://HOST:PORT, or "
+                               "solutions (each task's recorded solution replayed: one episode a task)."),
     suite: str = typer.Option("standard", help="A shipped suite name or a YAML file."),
     episodes: int = typer.Option(10, min=1, help="Episodes per task."),
     out: Optional[Path] = typer.Option(None, help="Output directory (results.jsonl, report, plot, videos) of one "
@@ -60,11 +61,17 @@ def bench(
         fail("--out is required to run the benchmark")
     if not chosen:
         fail("no task matches --tasks/--games")
-    check_spec(policy)
     from tqdm import tqdm
 
     from azote.bench.report import write_report
-    from azote.bench.runner import check_results, job_keys, results_for, run_suite
+    from azote.bench.runner import SOLUTIONS, check_results, job_keys, results_for, run_suite
+
+    if policy == SOLUTIONS:
+        if episodes != 1:
+            typer.echo("solutions: one episode a task (a recorded solution plays the same every time)", err=True)
+        episodes = 1
+    else:
+        check_spec(policy)
 
     ids = [t.id for t in chosen]
     check_results(out, job_keys(s, policy, episodes, ids), policy)  # before any progress bar is drawn
