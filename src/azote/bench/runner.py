@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from azote.agents import Agent, ScriptedAgent, make_agent
+from azote.bench.recorded import SOLUTIONS_DIR, load_solution, solution_path
 from azote.bench.tasks import Suite, Task
 from azote.envs import make
 from azote.envs.base import GamepadEnv, GameUnavailable
@@ -149,8 +150,6 @@ def run_job(suite_path: str, task_id: str, episode: int, spec: str, video_dir: s
     task = load_suite(suite_path).task(task_id)
     start_episode, noops = episode, None
     if spec == SOLUTIONS:
-        from azote.bench.solutions import load_solution, solution_path
-
         if not solution_path(task).is_file():
             return {"task": task.id, "episode": episode, "success": None, "reason": "no recorded solution",
                     "steps": 0}
@@ -219,8 +218,6 @@ def policy_identity(spec: str) -> str:
     if spec in ("random", "expert") or spec.startswith("tcp://"):
         return spec
     if spec == SOLUTIONS:  # the recorded solutions as they are now
-        from azote.bench.solutions import SOLUTIONS_DIR
-
         files = sorted(SOLUTIONS_DIR.glob("*.npz"))
         return f"solutions:{_digest(files)}"
     path = Path(spec)
