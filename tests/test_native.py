@@ -126,7 +126,7 @@ def test_display_does_not_auto_repeat_held_keys(neverball: NativeEnv) -> None:
 
 @pytest.mark.parametrize("name", ["supertux", "extremetuxracer"])
 def test_other_games_deterministic_with_input(name: str) -> None:
-    env = gym.make(f"azote/native/{name}-v0")
+    env = gym.make(f"azote/native.{name}-v0")
     try:
         actions = [Gamepad.make(j_left=(1.0, 0.0))] * 30 + _actions(20, seed=3)
         if name == "extremetuxracer":  # start is Return (the race is on from reset(): it does nothing)
