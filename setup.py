@@ -14,6 +14,15 @@ setup(
             sources=["src/azote/envs/native/shim/clockshim.c"],
             libraries=["dl"],
             extra_compile_args=["-O2", "-fvisibility=default"],
-        )
+        ),
+        # The same shim for Windows games under Wine (azote.envs.native.wine): the AZOTE_WINE parts of the source
+        # (dlsym, select, read, epoll_wait for wineserver) exist only in this build, so Linux games never load them.
+        Extension(
+            "azote.envs.native._clockshim_wine",
+            sources=["src/azote/envs/native/shim/clockshim.c"],
+            define_macros=[("AZOTE_WINE", "1")],
+            libraries=["dl"],
+            extra_compile_args=["-O2", "-fvisibility=default"],
+        ),
     ]
 )

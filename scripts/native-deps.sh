@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # System packages for Azote's native Linux games (azote.envs.native): a virtual X server, Mesa's software
 # OpenGL, the games themselves (Neverball, SuperTux, Extreme Tux Racer) and a C compiler for the clock shim
-# that `pip install` builds. Run as root on Debian/Ubuntu; scripts/setup.sh calls it. Safe to run again.
+# that `pip install` builds; Wine (64-bit only, for Windows games) and mingw-w64 (Azote's XInput DLL and the
+# Windows test programs): about 345 MB to download with --no-install-recommends on Debian 12. Run as root on
+# Debian/Ubuntu; scripts/setup.sh calls it. Safe to run again.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then
   echo "native-deps.sh must run as root (sudo bash scripts/native-deps.sh)" >&2
@@ -10,8 +12,9 @@ fi
 PACKAGES=(
   xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl-mesa0 libgl1
   neverball supertux extremetuxracer minetest
-  openarena
+  openarena supertuxkart
   gcc libc6-dev
+  wine wine64 mingw-w64
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -2,7 +2,8 @@
 shim preloaded into the game (`shim/clockshim.c`): `gym.make("azote/native.neverball")`.
 
 Wrap another OpenGL game with one `NativeGame` and `register_native_game(...)`; see the README section
-"Native Linux games". System packages: `sudo bash scripts/native-deps.sh`.
+"Native Linux games". A Windows game you own runs under Wine: `windows_game(name, exe, ...)` (azote.envs.native.wine,
+README "Windows games under Wine"). System packages: `sudo bash scripts/native-deps.sh`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from azote.envs.family import Family
 from azote.envs.native.env import FAMILY, GAMES, NativeEnv, NativeGameError
 from azote.envs.native.game import InputProfile, NativeGame, PadProfile, StickKeys, StickMouse
 from azote.envs.native.games import GAMES as _SHIPPED
+from azote.envs.native.wine import WindowsGame, windows_game
 from azote.envs.registry import register_family, register_game
 
 __all__ = [
     "FAMILY", "GAMES", "InputProfile", "NativeEnv", "NativeGame", "NativeGameError", "PadProfile", "StickKeys",
-    "StickMouse", "register_native_game",
+    "StickMouse", "WindowsGame", "register_native_game", "windows_game",
 ]
 
 

@@ -106,8 +106,10 @@ class InputProfile:
 
 # How the clock shim hands the game a gamepad (no /dev/uinput needed): "sdl", an SDL2 virtual game controller
 # attached when the game brings up SDL's joystick subsystem; "js", a Linux joystick device (/dev/input/js*, the
-# js API) that udev enumeration lists, for games that read one (SFML). Values: the shim's pad_enabled bits.
-PAD_APIS = {"sdl": 1, "js": 2}
+# js API) that udev enumeration lists, for games that read one (SFML); "xinput", an Xbox controller for Windows
+# games under Wine (Azote's xinput DLLs in the private prefix, azote.envs.native.wine). Values: the shim's
+# pad_enabled bits.
+PAD_APIS = {"sdl": 1, "js": 2, "xinput": 8}
 AXIS_MAX = 32767
 # What each gamepad button is on the game's side, per API (the shim's layouts, shim/clockshim.c).
 _SDL_NAMES = {
@@ -115,6 +117,12 @@ _SDL_NAMES = {
     "left_thumb": "left stick button", "right_thumb": "right stick button", "left_shoulder": "left shoulder",
     "right_shoulder": "right shoulder", "dpad_up": "d-pad up", "dpad_down": "d-pad down", "dpad_left": "d-pad left",
     "dpad_right": "d-pad right", "left_trigger": "left trigger (axis, full)", "right_trigger": "right trigger (axis, full)",
+}
+_XINPUT_NAMES = {
+    "south": "A", "east": "B", "west": "X", "north": "Y", "back": "BACK", "guide": "guide (XInputGetStateEx)",
+    "start": "START", "left_thumb": "LEFT_THUMB", "right_thumb": "RIGHT_THUMB", "left_shoulder": "LEFT_SHOULDER",
+    "right_shoulder": "RIGHT_SHOULDER", "dpad_up": "DPAD_UP", "dpad_down": "DPAD_DOWN", "dpad_left": "DPAD_LEFT",
+    "dpad_right": "DPAD_RIGHT", "left_trigger": "left trigger (full)", "right_trigger": "right trigger (full)",
 }
 _JS_BUTTONS = ("south", "east", "west", "north", "left_shoulder", "right_shoulder", "left_trigger", "right_trigger",
                "back", "start", "guide", "left_thumb", "right_thumb", "dpad_up", "dpad_down", "dpad_left", "dpad_right")
@@ -163,10 +171,10 @@ class PadProfile:
         return bits, (lx, ly, rx, ry, lt, rt)
 
     def mapping(self) -> tuple[tuple[str, str], ...]:
-        if self.api == "sdl":
-            where = "SDL game controller"
+        if self.api in ("sdl", "xinput"):
+            where = "SDL game controller" if self.api == "sdl" else "XInput controller 0"
             sticks = {"left stick": "left stick (analog)", "right stick": "right stick (analog)"}
-            names = _SDL_NAMES
+            names = _SDL_NAMES if self.api == "sdl" else _XINPUT_NAMES
         else:
             where = "Linux joystick"
             sticks = {"left stick": "axes 0/1 (analog)", "right stick": "axes 2/3 (analog)"}

@@ -98,6 +98,15 @@ static int64_t real_start_ns; /* real CLOCK_MONOTONIC when the shim loaded */
 static __thread int in_hook;
 static int settling(void);
 static uint32_t main_turn; /* see "Turns" below */
+#ifdef AZOTE_WINE
+#define WINE_OTHER 0
+#define WINE_GAME 1
+#define WINE_SERVER 2
+static int wine_role; /* this process in a Wine session: see "Wine" at the end */
+static void wine_init(void);
+static void wine_sync_server(void);
+static void wine_at_frame(uint32_t v);
+#endif
 
 typedef int (*clock_gettime_fn)(clockid_t, struct timespec *);
 typedef int (*nanosleep_fn)(const struct timespec *, struct timespec *);
@@ -138,9 +147,17 @@ __attribute__((constructor)) static void az_init(void) {
     if (s->magic != AZ_MAGIC || s->version != AZ_VERSION) { munmap(p, (size_t)st.st_size); return; }
     shm = s;
     if (settling()) main_turn = 1;
+#ifdef AZOTE_WINE
+    wine_init();
+#endif
 }
 
-static int is_main_thread(void) { return syscall(SYS_gettid) == getpid(); }
+static int is_main_thread(void) {
+#ifdef AZOTE_WINE
+    if (wine_role != WINE_GAME) return 0; /* only the game's main thread moves virtual time (see "Wine") */
+#endif
+    return syscall(SYS_gettid) == getpid();
+}
 static int vwait_due(void);
 static void settle(void);
 
@@ -379,6 +396,9 @@ static int virtual_sleep(int64_t d) {
     if (d <= 0) { sched_yield(); return 0; }
     if (is_main_thread()) {
         __atomic_add_fetch(&shm->vtime_ns, d, __ATOMIC_ACQ_REL);
+#ifdef AZOTE_WINE
+        wine_sync_server(); /* the server's timers and tick count catch up before the game goes on */
+#endif
         if (settling()) {
             futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL); /* threads asleep in virtual time re-check it */
             settle();
@@ -1144,6 +1164,9 @@ static void after_present(void) {
                 futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL);
                 settle();
             }
+#ifdef AZOTE_WINE
+            wine_sync_server();
+#endif
             pad_sync();
             return;
         }
@@ -1159,18 +1182,27 @@ static void after_present(void) {
     /* Block until the controller releases frame n; re-check now and then in case of a missed wake-up. */
     struct timespec poll = {0, 50000000};
     __atomic_store_n(&main_at_frame, 1, __ATOMIC_RELEASE);
+#ifdef AZOTE_WINE
+    wine_at_frame(1);
+#endif
     for (;;) {
         uint32_t g = load32(&shm->grant);
         if ((int32_t)(g - n) >= 0) break;
         futex(&shm->grant, FUTEX_WAIT, g, &poll);
     }
     __atomic_store_n(&main_at_frame, 0, __ATOMIC_RELEASE);
+#ifdef AZOTE_WINE
+    wine_at_frame(0);
+#endif
     /* k * 1e12 / fps_milli: exact for rates like 60 (600 frames are exactly 10 s, not 10 s + 200 ns) */
     __int128 k = (__int128)(n - shm->lockstep_frame + 1);
     int64_t t = load64(&shm->t0_ns) + (int64_t)(k * 1000000000000LL / shm->fps_milli);
     if (load64(&shm->vtime_ns) < t) store64(&shm->vtime_ns, t);
     futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL); /* sleeping threads re-check virtual time */
     settle();
+#ifdef AZOTE_WINE
+    wine_sync_server();
+#endif
     pad_sync(); /* the pad the controller wrote before granting this frame */
 }
 
@@ -1212,3 +1244,324 @@ void glXSwapBuffers(void *dpy, unsigned long drawable) {
 }
 
 HOOK(unsigned, eglSwapBuffers, (void *dpy, void *surface), (dpy, surface))
+
+#ifdef AZOTE_WINE
+/* ---- Wine: this file built a second time with -DAZOTE_WINE (setup.py: _clockshim_wine*.so), which
+ * azote.envs.native.wine preloads into a Wine session. Every process of the session loads it (Wine hands the
+ * environment on): the Windows program, Wine's own programs (services.exe, explorer.exe, winedevice.exe...) and
+ * wineserver. What differs from the Linux build:
+ * - Roles. The game is the process whose command line contains AZOTE_WINE_EXE (the .exe's file name); only its
+ *   main thread (the Windows program's first thread: Wine runs it on the process's main thread) moves virtual time
+ *   and presents frames. Other processes read the virtual clocks, and their sleeps wait for virtual time.
+ *   Real-time start-up modes share one origin (the first process's load time), kept in the Wine area.
+ * - Frames. winex11.drv finds glXSwapBuffers through glXGetProcAddressARB, itself looked up with dlsym on its own
+ *   handle to libGL, which never sees a preloaded library: dlsym hands out the shim's glXGetProcAddressARB and
+ *   glXSwapBuffers for those names (dlsym(RTLD_NEXT) keeps its meaning: the next object after the caller's).
+ *   Direct3D 8-11 through wined3d presents through the same call.
+ * - Clocks. Wine's QueryPerformanceCounter, NtQuerySystemTime and timeouts read clock_gettime/gettimeofday (the
+ *   shim's); GetTickCount and timeGetTime read the tick count that wineserver writes into the shared user data
+ *   page when its main loop reads the time. Sleep (NtDelayExecution) waits in select() without descriptors: a
+ *   virtual sleep here.
+ * - The server keeps up with virtual time. Whenever the game moves virtual time (a frame, a sleep) it bumps
+ *   `epoch`, pokes wineserver (an abstract datagram socket) and waits until the server's main loop has run once
+ *   with the new time (`server_ack`): expired timers have fired and the tick count is current before the game
+ *   goes on. wineserver waits (epoll_wait) on virtual time; when the game's main thread is blocked reading a pipe
+ *   (a server wait: WaitForSingleObject on a waitable timer, MsgWaitForMultipleObjects with a timeout...) and the
+ *   server has nothing to do, virtual time jumps to the server's next deadline (`jumps`).
+ * - Lifetime. Wine's programs leave the game's process group (setsid), and wineserver daemonizes. When the shared
+ *   file is gone (the controller closed the session, or its warden removed it after the owner died), wineserver
+ *   kills every process whose environment names that file, removes its server directory and exits. */
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/un.h>
+#include <link.h>
+
+struct az_wine {             /* at WINE_AREA in the shared file (zero when the controller creates it) */
+    int64_t real_start_ns;   /* 256: real CLOCK_MONOTONIC when the session's first process loaded the shim */
+    uint32_t game_pid;       /* 264 */
+    uint32_t server_pid;     /* 268 */
+    uint32_t epoch;          /* 272: bumped by the game when it moved virtual time */
+    uint32_t server_ack;     /* 276: the epoch whose time wineserver's loop has seen (futex word) */
+    uint32_t game_at_frame;  /* 280: 1 while the game's main thread waits for its grant */
+    uint32_t game_in_read;   /* 284: 1 while the game's main thread reads a pipe */
+    uint32_t read_seq;       /* 288: pipe reads begun by the game's main thread */
+    uint32_t jumps;          /* 292: times wineserver moved virtual time to its next deadline */
+    uint32_t syncs;          /* 296: times the game waited for the server to catch up */
+};
+#define WINE_AREA 256
+static struct az_wine *wine_area(void) { return (struct az_wine *)((char *)shm + WINE_AREA); }
+
+static void wine_lower(char *s) { for (; *s; s++) if (*s >= 'A' && *s <= 'Z') *s = (char)(*s - 'A' + 'a'); }
+
+static void wine_init(void) {
+    struct az_wine *w = wine_area();
+    int64_t first = 0;
+    if (!__atomic_compare_exchange_n(&w->real_start_ns, &first, real_start_ns, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        real_start_ns = first;
+    char exe[512];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        const char *base = strrchr(exe, '/');
+        if (!strncmp(base ? base + 1 : exe, "wineserver", 10)) {
+            wine_role = WINE_SERVER;
+            __atomic_store_n(&w->server_pid, (uint32_t)getpid(), __ATOMIC_RELEASE);
+            return;
+        }
+    }
+    const char *want = getenv("AZOTE_WINE_EXE");
+    if (!want || !*want) return;
+    /* the program is the first argument that is not one of Wine's loaders (wine, wine64, wine64-preloader) */
+    static char cmd[8192], name[512];
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t len = read(fd, cmd, sizeof cmd - 1);
+    close(fd);
+    if (len <= 0) return;
+    cmd[len] = 0;
+    snprintf(name, sizeof name, "%s", want);
+    wine_lower(name);
+    for (char *arg = cmd; arg < cmd + len; arg += strlen(arg) + 1) {
+        for (char *c = arg; *c; c++) if (*c == '\\') *c = '/';
+        wine_lower(arg);
+        const char *base = strrchr(arg, '/');
+        base = base ? base + 1 : arg;
+        if (!strncmp(base, "wine", 4) && !strstr(base, ".exe")) continue;
+        if (!strcmp(base, name)) {
+            wine_role = WINE_GAME;
+            __atomic_store_n(&w->game_pid, (uint32_t)getpid(), __ATOMIC_RELEASE);
+        }
+        return;
+    }
+}
+
+static socklen_t wine_sock_addr(struct sockaddr_un *a) {
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    const char *p = getenv("AZOTE_SHM");
+    snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "azote-wine:%s", p ? p : "");
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(a->sun_path + 1));
+}
+
+static void wine_at_frame(uint32_t v) {
+    if (wine_role == WINE_GAME) __atomic_store_n(&wine_area()->game_at_frame, v, __ATOMIC_RELEASE);
+}
+
+/* The game moved virtual time: wait (at most 2 s of real time) until wineserver's loop has run with it. */
+static void wine_sync_server(void) {
+    if (!shm || wine_role != WINE_GAME || !is_main_thread()) return;
+    struct az_wine *w = wine_area();
+    pid_t server = (pid_t)load32(&w->server_pid);
+    if (!server || kill(server, 0) != 0) return;
+    uint32_t e = __atomic_add_fetch(&w->epoch, 1, __ATOMIC_ACQ_REL);
+    static int sock = -1;
+    static struct sockaddr_un addr;
+    static socklen_t addr_len;
+    if (sock < 0) {
+        sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        addr_len = wine_sock_addr(&addr);
+    }
+    if (sock >= 0) sendto(sock, "t", 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&addr, addr_len);
+    int64_t start = real_mono();
+    for (;;) {
+        uint32_t a = load32(&w->server_ack);
+        if ((int32_t)(a - e) >= 0) break;
+        if (real_mono() - start > 2000000000LL) break; /* the server is stuck: go on rather than hang */
+        struct timespec t = {0, 1000000};
+        futex(&w->server_ack, FUTEX_WAIT, a, &t);
+    }
+    __atomic_add_fetch(&w->syncs, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- dlsym: the names winex11.drv looks up in its own libGL handle get the shim's functions -------------- */
+typedef void (*az_proc)(void);
+static void *(*dlsym_real)(void *, const char *);
+static az_proc (*gpa_real)(const unsigned char *);
+
+static void *az_dlsym(void *handle, const char *name) {
+    if (!dlsym_real) {
+        dlsym_real = (void *(*)(void *, const char *))dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
+        if (!dlsym_real) dlsym_real = (void *(*)(void *, const char *))dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
+    }
+    return dlsym_real(handle, name); /* the caller glibc sees is the shim */
+}
+
+static az_proc az_gpa(const unsigned char *name) {
+    if (name && !strcmp((const char *)name, "glXSwapBuffers")) return (az_proc)glXSwapBuffers;
+    if (!gpa_real) gpa_real = (az_proc (*)(const unsigned char *))az_dlsym(RTLD_NEXT, "glXGetProcAddressARB");
+    return gpa_real ? gpa_real(name) : NULL;
+}
+az_proc glXGetProcAddressARB(const unsigned char *name) { return az_gpa(name); }
+az_proc glXGetProcAddress(const unsigned char *name) { return az_gpa(name); }
+
+/* dlsym(RTLD_NEXT) for a caller outside the shim: the first object loaded after the caller's that defines it. */
+static void *az_dlsym_next(const void *caller, const char *name) {
+    Dl_info info;
+    struct link_map *lm = NULL, *self = NULL;
+    dladdr1((void *)az_dlsym_next, &info, (void **)&self, RTLD_DL_LINKMAP);
+    if (!dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm || lm == self) return az_dlsym(RTLD_NEXT, name);
+    for (struct link_map *l = lm->l_next; l; l = l->l_next) {
+        if (!l->l_name || !*l->l_name) continue;
+        void *h = dlopen(l->l_name, RTLD_LAZY | RTLD_NOLOAD);
+        if (!h) continue;
+        void *sym = az_dlsym(h, name);
+        dlclose(h);
+        struct link_map *owner = NULL;
+        if (sym && dladdr1(sym, &info, (void **)&owner, RTLD_DL_LINKMAP) && owner == l) return sym;
+    }
+    return NULL;
+}
+
+void *dlsym(void *handle, const char *name) {
+    if (handle == RTLD_NEXT) return az_dlsym_next(__builtin_return_address(0), name);
+    void *sym = az_dlsym(handle, name);
+    if (sym && shm && handle != RTLD_DEFAULT) {
+        if (!strcmp(name, "glXSwapBuffers")) return (void *)glXSwapBuffers;
+        if (!strcmp(name, "glXGetProcAddressARB") || !strcmp(name, "glXGetProcAddress")) {
+            if (!gpa_real) gpa_real = (az_proc (*)(const unsigned char *))sym;
+            return (void *)glXGetProcAddressARB;
+        }
+    }
+    return sym;
+}
+
+/* ---- Sleep: NtDelayExecution waits in select() without descriptors ---------------------------------------- */
+int select(int nfds, fd_set *restrict r, fd_set *restrict wr, fd_set *restrict e, struct timeval *restrict tv) {
+    static int (*real)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+    if (!real) real = (int (*)(int, fd_set *, fd_set *, fd_set *, struct timeval *))dlsym(RTLD_NEXT, "select");
+    if (!shm || nfds != 0 || r || wr || e || !tv || wine_role == WINE_SERVER || real_time_now())
+        return real(nfds, r, wr, e, tv);
+    virtual_sleep((int64_t)tv->tv_sec * 1000000000LL + (int64_t)tv->tv_usec * 1000);
+    tv->tv_sec = tv->tv_usec = 0;
+    return 0;
+}
+
+/* ---- the game's main thread blocked on the server: reads of a pipe (server replies and wait wake-ups) ------ */
+ssize_t read(int fd, void *buf, size_t n) {
+    static ssize_t (*real)(int, void *, size_t);
+    if (!real) real = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
+    struct stat st;
+    if (!shm || wine_role != WINE_GAME || syscall(SYS_gettid) != getpid() || fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode))
+        return real(fd, buf, n);
+    struct az_wine *w = wine_area();
+    __atomic_add_fetch(&w->read_seq, 1, __ATOMIC_ACQ_REL);
+    __atomic_store_n(&w->game_in_read, 1, __ATOMIC_RELEASE);
+    ssize_t r = real(fd, buf, n);
+    int saved = errno;
+    __atomic_store_n(&w->game_in_read, 0, __ATOMIC_RELEASE);
+    errno = saved;
+    return r;
+}
+
+/* ---- wineserver ------------------------------------------------------------------------------------------- */
+static char thread_state(pid_t pid, pid_t tid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] ? p[2] : 0;
+}
+
+/* The game's main thread sleeps reading a pipe that only this server writes, since `seq` (its read count). */
+static int game_parked(uint32_t *seq) {
+    struct az_wine *w = wine_area();
+    pid_t game = (pid_t)load32(&w->game_pid);
+    if (!game || load32(&w->game_at_frame) || !load32(&w->game_in_read)) return 0;
+    uint32_t s = load32(&w->read_seq);
+    if (thread_state(game, game) != 'S' || !load32(&w->game_in_read) || load32(&w->read_seq) != s) return 0;
+    if (*seq != s) { *seq = s; return 0; } /* seen in the same read on two looks, a slice apart */
+    return 1;
+}
+
+static void wine_server_exit(void) {
+    const char *path = getenv("AZOTE_SHM");
+    char want[600], buf[65536], proc[64];
+    int want_len = snprintf(want, sizeof want, "AZOTE_SHM=%s", path ? path : "");
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int pid = atoi(e->d_name);
+        if (pid <= 1 || pid == getpid()) continue;
+        snprintf(proc, sizeof proc, "/proc/%d/environ", pid);
+        int fd = open(proc, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        for (ssize_t i = 0; n > 0 && i + want_len <= n; i += (ssize_t)strlen(buf + i) + 1) {
+            buf[n] = 0;
+            if (!memcmp(buf + i, want, (size_t)want_len) && buf[i + want_len] == 0) { kill(pid, SIGKILL); break; }
+        }
+    }
+    if (d) closedir(d);
+    char cwd[4096];
+    if (getcwd(cwd, sizeof cwd) && strstr(cwd, "/server-")) { /* wineserver works in its server directory */
+        DIR *s = opendir(".");
+        while (s && (e = readdir(s))) if (e->d_name[0] != '.') unlink(e->d_name);
+        if (s) closedir(s);
+        if (chdir("/") == 0) rmdir(cwd);
+        char *slash = strrchr(cwd, '/');
+        if (slash) { *slash = 0; rmdir(cwd); } /* /tmp/.wine-<uid>, if nothing else is in it */
+    }
+    _exit(0);
+}
+
+static int server_wait(int (*real)(int, struct epoll_event *, int, int), int epfd, struct epoll_event *ev, int max,
+                       int timeout) {
+    static int sock = -1;
+    static uint32_t seen_epoch;
+    struct az_wine *w = wine_area();
+    const char *path = getenv("AZOTE_SHM");
+    if (sock < 0) {
+        struct sockaddr_un addr;
+        socklen_t len = wine_sock_addr(&addr);
+        sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (sock >= 0 && bind(sock, (struct sockaddr *)&addr, len) != 0) { close(sock); sock = -2; }
+    }
+    if (load32(&w->server_pid) != (uint32_t)getpid()) /* wineserver forks to go to the background */
+        __atomic_store_n(&w->server_pid, (uint32_t)getpid(), __ATOMIC_RELEASE);
+    uint32_t e = load32(&w->epoch);
+    if (e != seen_epoch) { seen_epoch = e; return 0; } /* time moved since the loop last read it: run it again */
+    __atomic_store_n(&w->server_ack, e, __ATOMIC_RELEASE);
+    futex(&w->server_ack, FUTEX_WAKE, 0x7fffffff, NULL);
+    int64_t until = timeout < 0 ? -1 : vnow() + (int64_t)timeout * 1000000LL;
+    uint32_t seq = 0xffffffffu;
+    int64_t checked = real_mono();
+    for (;;) {
+        struct pollfd p[2] = {{epfd, POLLIN, 0}, {sock, POLLIN, 0}};
+        int r = poll(p, sock >= 0 ? 2 : 1, until < 0 ? 250 : 1);
+        if (r > 0 && sock >= 0 && p[1].revents) {
+            char drain[64];
+            while (recv(sock, drain, sizeof drain, MSG_DONTWAIT) > 0) {}
+        }
+        e = load32(&w->epoch);
+        if (e != seen_epoch) { seen_epoch = e; return 0; }
+        if (r > 0 && p[0].revents) return real(epfd, ev, max, 0);
+        if (real_mono() - checked > 200000000LL) {
+            checked = real_mono();
+            if (!path || access(path, F_OK) != 0) wine_server_exit(); /* the session is over */
+        }
+        if (until >= 0 && vnow() >= until) return 0;
+        if (until >= 0 && !real_time_now() && game_parked(&seq)) {
+            int64_t now = load64(&shm->vtime_ns), to = now + (until - vnow());
+            if (to > now) store64(&shm->vtime_ns, to);
+            __atomic_add_fetch(&w->jumps, 1, __ATOMIC_RELAXED);
+            return 0;
+        }
+    }
+}
+
+int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout) {
+    static int (*real)(int, struct epoll_event *, int, int);
+    if (!real) real = (int (*)(int, struct epoll_event *, int, int))dlsym(RTLD_NEXT, "epoll_wait");
+    if (!shm || wine_role != WINE_SERVER || timeout == 0) return real(epfd, ev, max, timeout);
+    return server_wait(real, epfd, ev, max, timeout);
+}
+#endif
