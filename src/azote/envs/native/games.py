@@ -419,3 +419,7 @@ GAMES.append(OPENARENA)
 from azote.envs.native.minetest import MINETEST  # noqa: E402 - its own module
 
 GAMES.append(MINETEST)
+
+from azote.envs.native.supertuxkart import SUPERTUXKART  # noqa: E402 - its own module
+
+GAMES.append(SUPERTUXKART)
