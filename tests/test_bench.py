@@ -2,6 +2,7 @@
 the runner resumes and reports."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -274,3 +275,28 @@ def test_policy_solutions_replays_each_recorded_solution_once(tmp_path):
                                    str(tmp_path / "none"), "--no-videos"])
     row = json.loads((tmp_path / "none" / "results.jsonl").read_text())
     assert cli.exit_code == 0 and row["success"] is None and row["reason"] == "no recorded solution"
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb not installed (scripts/native-deps.sh)")
+def test_a_game_that_fails_is_not_scored_and_the_benchmark_goes_on(tmp_path):
+    """A native game that dies (here: one that never starts) makes its episode an error row, not scored, and the
+    other tasks still run: one broken game does not end a benchmark."""
+    import gymnasium as gym
+
+    from azote.envs import registry
+    from azote.envs.native import GAMES, InputProfile, NativeGame, register_native_game
+
+    info = register_native_game(NativeGame(name="broken-test", command=("false",), profile=InputProfile(),
+                                           start_timeout=10))
+    try:
+        path = write_suite(tmp_path / "s.yaml", [
+            {"id": "broken", "game": "native/broken-test", "category": "navigation", "description": "d",
+             "time_limit": 1, "success": "frame > 10"}, GOOD])
+        rows = {r["task"]: r for r in run_suite(load_suite(path), "random", 1, tmp_path / "run", videos=True)}
+        assert rows["broken"]["success"] is None and rows["broken"]["reason"].startswith("error: broken-test"), rows
+        assert rows["pong-point"]["success"] is not None
+    finally:
+        GAMES.pop("broken-test", None)
+        registry._GAMES.pop(info.id, None)
+        registry._ENTRY_POINTS.pop(info.id, None)
+        gym.registry.pop(info.gym_id, None)

@@ -313,3 +313,28 @@ def test_a_game_without_sdl_joysticks_is_unaffected_by_the_sdl_pad(monkeypatch) 
         assert with_pad == plain
     finally:
         env.close()
+
+
+def test_quitting_through_the_games_menu_ends_the_episode():
+    """SuperTux's pause menu -> "Abort Level" quits a level given on the command line. On its way out the game
+    joins its sound mixer thread, which sleeps in virtual time: the shim lets it wake while the main thread joins
+    (before, the game hung there and the step failed after 20 s). A clean exit ends the episode like the game
+    ending it, with the last info and `game_exited`."""
+    env = NativeEnv(game="supertux")
+    try:
+        env.reset(seed=0)
+        plan = [((), 20), (("start",), 3), ((), 10), (("dpad_up",), 2), ((), 5), (("south",), 2), ((), 200)]
+        steps, terminated, info = 0, False, {}
+        t = time.monotonic()
+        for buttons, frames in plan:
+            for _ in range(frames):
+                _, _, terminated, _, info = env.step(Gamepad.make(list(buttons)))
+                steps += 1
+                if terminated:
+                    break
+            if terminated:
+                break
+        assert terminated and info["game_exited"] and "x" in info, info
+        assert steps < 100 and time.monotonic() - t < 15
+    finally:
+        env.close()

@@ -20,6 +20,7 @@ from azote.bench.recorded import SOLUTIONS_DIR, load_solution, solution_path
 from azote.bench.tasks import Suite, Task
 from azote.envs import make
 from azote.envs.base import GamepadEnv, GameUnavailable
+from azote.envs.native import NativeGameError
 from azote.errors import AzoteError
 from azote.gamepad import Gamepad
 from azote.lifetime import worker_pool
@@ -181,7 +182,14 @@ def run_job(suite_path: str, task_id: str, episode: int, spec: str, video_dir: s
                 shown["step"] += 1
 
             on_step = draw
-        result = {**run_episode(task, env, agent, start_episode, on_step=on_step, noops=noops), "episode": episode}
+        try:
+            result = {**run_episode(task, env, agent, start_episode, on_step=on_step, noops=noops), "episode": episode}
+        except NativeGameError as exc:  # the game crashed or hung: not the policy's result, and not the benchmark's end
+            if writer is not None:
+                writer.abort()
+                writer = None
+            return {"task": task.id, "episode": episode, "success": None,
+                    "reason": f"error: {str(exc).splitlines()[0]}", "steps": 0}
         if writer is not None:
             if shown["picture"] is not None:  # the outcome stays on screen for a second after the last step
                 why = {"success": task.success if task.mode == "reach" else f"survived {task.time_limit:g} s",

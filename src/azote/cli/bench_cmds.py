@@ -78,9 +78,14 @@ def bench(
     # the total is known before the first episode (run_suite sets the same), so the ETA shows from the start
     with tqdm(total=len(ids) * episodes, unit="episode", desc=f"bench {s.name} ({policy})") as bar:
         run_suite(s, policy, episodes, out, workers=workers, videos=videos, tasks=ids, progress=bar)
-    summary = write_report(out, s, results_for(out, job_keys(s, policy, episodes, ids)), policy)
+    rows = results_for(out, job_keys(s, policy, episodes, ids))
+    summary = write_report(out, s, rows, policy)
     overall = summary["overall"]
     typer.echo(f"success {overall['successes']}/{overall['episodes']}; report: {out / 'report.md'}")
+    failed = [r for r in rows if str(r.get("reason", "")).startswith("error:")]
+    if failed:
+        typer.echo(f"{len(failed)} episode(s) not scored: the game failed ({failed[0]['task']} episode "
+                   f"{failed[0]['episode']}: {failed[0]['reason'][7:]}); see {out / 'results.jsonl'}", err=True)
 
 
 def _known(what: str, given: str | None, known: list[str], suite: str) -> list[str] | None:

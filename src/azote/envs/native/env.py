@@ -10,7 +10,7 @@ import numpy as np
 
 from azote.envs.base import GameInfo, GamepadEnv, GameUnavailable
 from azote.envs.native.game import NativeGame
-from azote.envs.native.session import NativeGameError, Session
+from azote.envs.native.session import GameExited, NativeGameError, Session
 from azote.gamepad import Gamepad
 
 FAMILY = "native"
@@ -63,6 +63,7 @@ class NativeEnv(GamepadEnv):
         self.MAPPING = self.pad.mapping() if self.pad else spec.profile.mapping()
         self._session = Session(spec, res, rate, int(warmup_frames or spec.warmup_frames), warmup or spec.warmup,
                                 pad=self.pad is not None)
+        self._info: dict[str, Any] = {}  # the last observation's info
         self._finalizer = weakref.finalize(self, self._session.close)
         _LIVE.add(self)
 
@@ -86,6 +87,7 @@ class NativeEnv(GamepadEnv):
         }
         if self.native_game.reader is not None:
             info.update(self.native_game.reader(frame, s.home))
+        self._info = info
         return frame, info
 
     def _reset_game(self, seed: int | None, options: dict[str, Any]) -> tuple[np.ndarray, dict]:
@@ -94,7 +96,14 @@ class NativeEnv(GamepadEnv):
 
     def _step_game(self, action: Gamepad) -> tuple[np.ndarray, float, bool, bool, dict]:
         held, motion, pad = self.map_action(action)
-        self._session.step(held, motion, pad)
+        try:
+            self._session.step(held, motion, pad)
+        except GameExited as exc:
+            if exc.code != 0 or self._frame is None:
+                raise
+            # The game quit by itself (its menu's quit or abort, pressed by the player): the episode is over,
+            # as when the game ends it; the last frame stays the observation.
+            return self._frame, 0.0, True, False, {**self._info, "game_exited": True}
         frame, info = self._observe()
         reward = float(info.get("reward", 0.0))
         return frame, reward, bool(info.get("terminated", False)), False, info

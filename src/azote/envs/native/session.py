@@ -31,6 +31,14 @@ class NativeGameError(AzoteError, RuntimeError):
     """The game or its display failed: did not start, crashed, or stopped presenting frames."""
 
 
+class GameExited(NativeGameError):
+    """The game's process ended by itself (`code`: its exit status), for example through its own quit menu."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def _start_group(argv: list[str], **kwargs: Any) -> subprocess.Popen:
     """A program in a process group of its own, which the warden kills if this process dies first."""
     proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
@@ -303,7 +311,10 @@ class Session:
             why = f"the game hung (no frame within {timeout:g} s)" if timeout else "the game is unusable"
         log = _tail(self.log)
         self.stop_game()
-        raise NativeGameError(f"{self.game.name}: {what}: {why}; reset() restarts it. Game output:\n{log}")
+        message = f"{self.game.name}: {what}: {why}; reset() restarts it. Game output:\n{log}"
+        if code is not None and "display" not in why:
+            raise GameExited(message, code)
+        raise NativeGameError(message)
 
     # --- stepping --------------------------------------------------------------------------------------------
     def step(self, held: set[str], motion: tuple[int, int],

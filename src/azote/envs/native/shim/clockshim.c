@@ -390,6 +390,9 @@ static void settle(void) {
     set_main_turn(1);
 }
 
+/* Set while the game's main thread waits in pthread_join for another thread to end (see pthread_join below). */
+static int main_joining;
+
 /* Sleeps for d virtual nanoseconds (see the header). Returns 0. */
 static int virtual_sleep(int64_t d) {
     __atomic_add_fetch(&shm->sleeps, 1, __ATOMIC_RELAXED);
@@ -410,7 +413,7 @@ static int virtual_sleep(int64_t d) {
     int64_t target = vnow() + d;
     vwait_mark(target);
     struct timespec poll = {0, 2000000}; /* re-check at least every 2 ms of real time */
-    while (vnow() < target) {
+    while (vnow() < target && !__atomic_load_n(&main_joining, __ATOMIC_ACQUIRE)) {
         uint32_t g = load32(&shm->grant);
         if (vnow() >= target) break;
         futex(&shm->grant, FUTEX_WAIT, g, &poll);
@@ -452,6 +455,23 @@ unsigned int sleep(unsigned int s) {
     struct timespec t = {(time_t)s, 0};
     nanosleep(&t, NULL);
     return 0;
+}
+
+/* ---- joins. Virtual time moves only at frames, and the main thread presents none while it waits in pthread_join,
+ * so a thread asleep in virtual time would never wake to end and the game would hang, typically on its way out
+ * (SuperTux's OpenAL mixer, joined when the player quits through the pause menu). While the main thread joins,
+ * the other threads' virtual sleeps return at once; before this, any such join hung. */
+int pthread_join(pthread_t thread, void **result) {
+    static int (*real)(pthread_t, void **);
+    if (!real) real = (int (*)(pthread_t, void **))dlsym(RTLD_NEXT, "pthread_join");
+    int mine = shm && is_main_thread();
+    if (mine) {
+        __atomic_store_n(&main_joining, 1, __ATOMIC_RELEASE);
+        futex(&shm->grant, FUTEX_WAKE, 0x7fffffff, NULL); /* sleepers re-check now */
+    }
+    int r = real(thread, result);
+    if (mine) __atomic_store_n(&main_joining, 0, __ATOMIC_RELEASE);
+    return r;
 }
 
 /* ---- timed waits of the game's other threads (server, network, worker threads), with settling: their absolute
