@@ -11,6 +11,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from azote.envs.native.game import InputProfile, NativeGame, PadProfile, StickKeys
+from azote.envs.native.reading import game_process
 
 ARROWS = StickKeys("Up", "Down", "Left", "Right")
 DPAD = {"dpad_up": "Up", "dpad_down": "Down", "dpad_left": "Left", "dpad_right": "Right"}
@@ -257,25 +258,6 @@ def _etr_game_at(data: bytes, offset: int) -> bool:
             and all(p and p % 8 == 0 for p in (player, character, course)))
 
 
-def _game_process(home: Path, comm: str) -> int | None:
-    """The process of the game named `comm` that runs with the private home `home` (AZOTE_HOME in its
-    environment, which the session sets)."""
-    key = b"\0AZOTE_HOME=" + os.fsencode(str(home)) + b"\0"
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/comm", "rb") as f:
-                if f.read().strip() != comm.encode():
-                    continue
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                if key in b"\0" + f.read():
-                    return int(entry.name)
-        except OSError:  # gone meanwhile, or not ours
-            continue
-    return None
-
-
 class _EtrRace:
     """One ETR process's race state: where g_game is, and the last values (for the reward)."""
 
@@ -358,7 +340,7 @@ def etr_race(frame: np.ndarray, home: Path) -> dict[str, Any]:
     if race is None or not os.path.exists(f"/proc/{race.pid}"):  # new, or restarted: another process now
         for gone in [k for k, r in _ETR_RACES.items() if not os.path.exists(f"/proc/{r.pid}")]:
             _ETR_RACES.pop(gone).close()  # games that ended (closed environments too)
-        pid = _game_process(home, "etr")
+        pid = game_process(home, "etr")
         if pid is None:
             return {}
         try:

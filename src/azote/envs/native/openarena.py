@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from azote.envs.native.game import InputProfile, NativeGame, PadProfile, StickKeys, StickMouse
+from azote.envs.native.reading import LogTail, Runs
 from azote.gamepad import ActionChunk, Gamepad
 
 PLAYER = "Azote"  # the player's name, how the log tells its lines from the bots'
@@ -281,8 +282,7 @@ class _Run:
     """What the reader knows about one run of the game (one pid)."""
 
     pid: int
-    offset: int = 0  # bytes of the log parsed
-    partial: bytes = b""
+    log: LogTail = field(default_factory=LogTail)  # the server's log
     client: int | None = None  # the player's client number
     frags: int = 0
     deaths: int = 0
@@ -300,10 +300,11 @@ class OpenArenaReader:
 
     def __init__(self, player: str = PLAYER) -> None:
         self.player = player
-        self._runs: dict[Path, _Run] = {}
+        self._runs: Runs[_Run] = Runs(_pid, _Run,
+                                      lambda run: run.memory.close() if run.memory is not None else None)
 
     def __call__(self, frame: np.ndarray, home: Path) -> dict[str, Any]:
-        run = self._run(home)
+        run = self._runs.get(home)
         self._read_log(run, home / LOG)
         score = run.frags - run.suicides
         out: dict[str, Any] = {"frags": run.frags, "deaths": run.deaths, "suicides": run.suicides,
@@ -316,7 +317,7 @@ class OpenArenaReader:
     def players(self, home: Path) -> dict[str, dict[str, Any]]:
         """Every player's state from the game's memory (the same keys as the player's in `info`), by name; empty
         if the memory cannot be read. For scripted players (the one that recorded the tasks' solutions)."""
-        run = self._run(home)
+        run = self._runs.get(home)
         self._read_log(run, home / LOG)
         if not self._read_memory(run):
             return {}
@@ -330,33 +331,8 @@ class OpenArenaReader:
                 out[name] = state
         return out
 
-    def _run(self, home: Path) -> _Run:
-        """This home's run, a new one if the game was (re)started; forgets homes that are gone (closed envs)."""
-        for gone in [h for h in self._runs if h != home and not h.exists()]:
-            self._forget(gone)
-        pid = _pid(home)
-        run = self._runs.get(home)
-        if run is None or run.pid != (pid or 0):
-            self._forget(home)
-            run = self._runs[home] = _Run(pid or 0)
-        return run
-
-    def _forget(self, home: Path) -> None:
-        run = self._runs.pop(home, None)
-        if run is not None and run.memory is not None:
-            run.memory.close()
-
     def _read_log(self, run: _Run, path: Path) -> None:
-        try:
-            with open(path, "rb") as f:
-                f.seek(run.offset)
-                data = f.read()
-        except OSError:
-            return
-        run.offset += len(data)
-        lines = (run.partial + data).split(b"\n")
-        run.partial = lines.pop()
-        for raw in lines:
+        for raw in run.log.new_lines(path):
             line = raw.decode("utf-8", "replace")
             m = _KILL.search(line)
             if m:

@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from azote.envs.native.game import InputProfile, NativeGame, StickKeys
+from azote.envs.native.reading import LogTail, Runs, game_process
 
 DATA = "/usr/share/games/supertuxkart/data"
 TRACK = "olivermath"  # Oliver's Math Class: a short loop (a lap takes about 30 s at full throttle)
@@ -317,8 +318,7 @@ INFO_DEFAULTS: dict[str, Any] = {"x": 0.0, "y": 0.0, "z": 0.0, "vx": 0.0, "vy": 
 @dataclass
 class _Run:
     pid: int
-    offset: int = 0
-    partial: bytes = b""
+    log: LogTail = field(default_factory=LogTail)  # the game's stdout.log
     player: int = -1
     kart: dict[str, Any] = field(default_factory=dict)
     race: _Race | None = None
@@ -330,11 +330,12 @@ class SuperTuxKartReader:
     reset) starts it afresh."""
 
     def __init__(self) -> None:
-        self._runs: dict[Path, _Run] = {}
+        self._runs: Runs[_Run] = Runs(lambda home: game_process(home, "supertuxkart"), _Run,
+                                      lambda run: run.race.close() if run.race is not None else None)
         self._warned = False
 
     def __call__(self, frame: np.ndarray, home: Path) -> dict[str, Any]:
-        run = self._run(home)
+        run = self._runs.get(home)
         self._read_log(run, home / LOG)
         out: dict[str, Any] = {**INFO_DEFAULTS, **run.kart}
         if run.pid and run.player >= 0:
@@ -343,33 +344,9 @@ class SuperTuxKartReader:
             out["terminated"] = True
         return out
 
-    def _run(self, home: Path) -> _Run:
-        for gone in [h for h in self._runs if h != home and not h.exists()]:
-            self._forget(gone)
-        pid = _game_pid(home)
-        run = self._runs.get(home)
-        if run is None or run.pid != (pid or 0):
-            self._forget(home)
-            run = self._runs[home] = _Run(pid or 0)
-        return run
-
-    def _forget(self, home: Path) -> None:
-        run = self._runs.pop(home, None)
-        if run is not None and run.race is not None:
-            run.race.close()
-
     def _read_log(self, run: _Run, path: Path) -> None:
-        try:
-            with open(path, "rb") as f:
-                f.seek(run.offset)
-                data = f.read()
-        except OSError:
-            return
-        run.offset += len(data)
-        lines = (run.partial + data).split(b"\n")
-        run.partial = lines.pop()
         marker = b"Script: " + TAG.encode() + b" "
-        for line in lines:
+        for line in run.log.new_lines(path):
             at = line.find(marker)
             if at < 0:
                 continue
@@ -411,24 +388,6 @@ class SuperTuxKartReader:
             self._warned = True
             warnings.warn("SuperTuxKart: the race state (laps, distance) was not found in the game's memory (not "
                           "Debian's 1.4?), so info has only the kart's position and speed", stacklevel=3)
-
-
-def _game_pid(home: Path) -> int | None:
-    """The game process that runs with this private home (AZOTE_HOME in its environment, which the session sets)."""
-    key = b"\0AZOTE_HOME=" + os.fsencode(str(home)) + b"\0"
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/comm", "rb") as f:
-                if not f.read().startswith(b"supertuxk"):
-                    continue
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                if key in b"\0" + f.read():
-                    return int(entry.name)
-        except OSError:
-            continue
-    return None
 
 
 SUPERTUXKART = SuperTuxKartGame(
