@@ -13,8 +13,7 @@ from __future__ import annotations
 import sys
 
 from azote.agents import ScriptedAgent
-from azote.bench import load_suite
-from azote.bench.solutions import play_for_solution, save_solution
+from azote.bench.solutions import record_game_solutions, record_solution
 from azote.bench.tasks import Hold, Task
 from azote.gamepad import ActionChunk
 
@@ -34,22 +33,9 @@ def record(task: Task) -> str | None:
     """Plays the task's script until it succeeds and replays the recorded steps; saves them. How, or None."""
     script = SCRIPTS[task.id]
     actions = ActionChunk.stack([hold.gamepad() for hold in script for _ in range(hold.frames)])
-    result, solution = play_for_solution(task, lambda env: ScriptedAgent(actions))
-    print(f"{task.id}: {result['reason']} after {result['steps']} steps ({result['wall_seconds']} s)", flush=True)
-    if solution is None:  # the run failed, or its stored actions did not succeed again from the same start
-        return None
     how = "script: " + ", ".join(f"{'+'.join(h.press) or '-'} L{h.j_left} R{h.j_right} x{h.frames}" for h in script)
-    save_solution(task, solution, how=how)
-    return how
-
-
-def main() -> None:
-    tasks = [t for t in load_suite("standard").tasks if t.game == "native/minetest"]
-    wanted = set(sys.argv[1:])
-    failed = [t.id for t in tasks if (not wanted or t.id in wanted) and record(t) is None]
-    if failed:
-        raise SystemExit(f"no solution for {', '.join(failed)}")
+    return record_solution(task, [(how, lambda env: ScriptedAgent(actions))])
 
 
 if __name__ == "__main__":
-    main()
+    record_game_solutions("native/minetest", record, sys.argv[1:])

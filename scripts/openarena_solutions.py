@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from azote.bench import load_suite
-from azote.bench.solutions import PatternAgent, play_for_solution, save_solution, scripted_patterns
+from azote.bench.solutions import PatternAgent, record_game_solutions, record_solution, scripted_patterns
 from azote.bench.tasks import Task
 from azote.envs.native.openarena import OpenArenaAimer
 
@@ -21,28 +20,10 @@ from azote.envs.native.openarena import OpenArenaAimer
 def record(task: Task) -> str | None:
     """Plays the task until a run succeeds and replays; saves it. How it was found, or None."""
     if task.category == "combat":
-        players = [("openarena-aimer", lambda env: OpenArenaAimer(env))]
-    else:
-        players = [(f"script {name}", lambda env, cycle=cycle: PatternAgent(cycle))
-                   for name, cycle in scripted_patterns().items() if name.startswith("walk-turn")]
-    for how, player in players:
-        result, solution = play_for_solution(task, player)
-        print(f"{task.id}: {how}: {result['reason']} after {result['steps']} steps", flush=True)
-        if solution is not None:
-            save_solution(task, solution, how=how)
-            return how
-    return None
-
-
-def main() -> None:
-    tasks = [t for t in load_suite("standard").tasks if t.game == "native/openarena"]
-    wanted = set(sys.argv[1:])
-    for task in tasks:
-        if wanted and task.id not in wanted:
-            continue
-        how = record(task)
-        print(f"{task.id}: {'saved (' + how + ')' if how else 'NOT SOLVED'}", flush=True)
+        return record_solution(task, [("openarena-aimer", lambda env: OpenArenaAimer(env))])
+    return record_solution(task, [(f"script {name}", lambda env, cycle=cycle: PatternAgent(cycle))
+                                  for name, cycle in scripted_patterns().items() if name.startswith("walk-turn")])
 
 
 if __name__ == "__main__":
-    main()
+    record_game_solutions("native/openarena", record, sys.argv[1:])

@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from azote.bench import load_suite
-from azote.bench.solutions import play_for_solution, save_solution
+from azote.bench.solutions import record_game_solutions, record_solution
 from azote.bench.tasks import Task
 from azote.envs.native.supertuxkart import DATA, TRACK
 from azote.gamepad import ActionChunk, Gamepad
@@ -73,26 +72,9 @@ class DrivelineDriver:
 
 
 def record(task: Task) -> str | None:
-    for lookahead in (3, 4, 2, 5):
-        result, solution = play_for_solution(task, lambda env, k=lookahead: DrivelineDriver(env, lookahead=k))
-        print(f"{task.id}: driveline lookahead {lookahead}: {result['reason']} after {result['steps']} steps "
-              f"(final {({k: result['final'].get(k) for k in ('laps', 'distance', 'position')})})", flush=True)
-        if solution is not None:
-            how = f"stk-driveline driver, lookahead {lookahead}"
-            save_solution(task, solution, how=how)
-            return how
-    return None
-
-
-def main() -> None:
-    tasks = [t for t in load_suite("standard").tasks if t.game == "native/supertuxkart"]
-    wanted = set(sys.argv[1:])
-    for task in tasks:
-        if wanted and task.id not in wanted:
-            continue
-        how = record(task)
-        print(f"{task.id}: {'saved (' + how + ')' if how else 'NOT SOLVED'}", flush=True)
+    return record_solution(task, [(f"stk-driveline driver, lookahead {k}",
+                                   lambda env, k=k: DrivelineDriver(env, lookahead=k)) for k in (3, 4, 2, 5)])
 
 
 if __name__ == "__main__":
-    main()
+    record_game_solutions("native/supertuxkart", record, sys.argv[1:])

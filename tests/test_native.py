@@ -4,7 +4,6 @@ scripts/setup.sh runs as root)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ from azote.envs.native import NativeEnv, NativeGameError  # noqa: E402
 from azote.envs.native.games import neverball_clock_glyphs  # noqa: E402
 from azote.envs.native.shm import shim_path  # noqa: E402
 from azote.gamepad import Gamepad  # noqa: E402
-from processes import gone  # noqa: E402
+from processes import frame_digests, gone  # noqa: E402
 
 STEPS = 60
 
@@ -34,17 +33,6 @@ def _actions(n: int, seed: int = 0) -> list[Gamepad]:
     rng = np.random.default_rng(seed)
     return [Gamepad.make(["south"] if rng.random() < 0.1 else [], j_left=rng.choice([-1.0, 0.0, 1.0], 2))
             for _ in range(n)]
-
-
-def _run(env: NativeEnv, actions: list[Gamepad], pauses: np.random.Generator | None = None) -> list[str]:
-    obs, _ = env.reset()
-    digests = [hashlib.sha1(obs.tobytes()).hexdigest()]
-    for a in actions:
-        if pauses is not None:
-            time.sleep(float(pauses.uniform(0, 0.05)))  # wall-clock pause between steps: must change nothing
-        obs, *_ = env.step(a)
-        digests.append(hashlib.sha1(obs.tobytes()).hexdigest())
-    return digests
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +50,11 @@ def test_registered_and_shim_built() -> None:
 
 def test_neverball_deterministic_and_pause_fidelity(neverball: NativeEnv) -> None:
     actions = _actions(STEPS)
-    first = _run(neverball, actions)
+    first = frame_digests(neverball, actions)
     assert len(set(first)) > STEPS // 2, "frames should change as the ball rolls"
-    second = _run(neverball, actions)
+    second = frame_digests(neverball, actions)
     assert first == second, f"frames differ from step {next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)}"
-    paused = _run(neverball, actions, pauses=np.random.default_rng(1))
+    paused = frame_digests(neverball, actions, pauses=np.random.default_rng(1))
     assert first == paused, "random wall-clock pauses between steps changed the trajectory"
 
 
@@ -131,9 +119,9 @@ def test_other_games_deterministic_with_input(name: str) -> None:
         actions = [Gamepad.make(j_left=(1.0, 0.0))] * 30 + _actions(20, seed=3)
         if name == "extremetuxracer":  # start is Return (the race is on from reset(): it does nothing)
             actions = [Gamepad.make(["start"])] + actions
-        first = _run(env.unwrapped, actions)
-        assert first == _run(env.unwrapped, actions, pauses=np.random.default_rng(2))
-        idle = _run(env.unwrapped, [Gamepad.neutral()] * 30)
+        first = frame_digests(env.unwrapped, actions)
+        assert first == frame_digests(env.unwrapped, actions, pauses=np.random.default_rng(2))
+        idle = frame_digests(env.unwrapped, [Gamepad.neutral()] * 30)
         assert idle[:1] == first[:1] and idle[1:31] != first[1:31], "holding right should change the frames"
     finally:
         env.close()
@@ -273,9 +261,9 @@ def test_neverball_with_an_analog_pad_is_deterministic(neverball: NativeEnv) -> 
     buttons = ["south", "west", "left_shoulder", "right_shoulder", "left_trigger"]
     actions = [Gamepad.make([b for b in buttons if rng.random() < 0.1], j_left=rng.uniform(-1, 1, 2),
                             j_right=rng.uniform(-1, 1, 2)) for _ in range(STEPS)]
-    first = _run(neverball, actions)
+    first = frame_digests(neverball, actions)
     assert len(set(first)) > STEPS // 2
-    assert first == _run(neverball, actions, pauses=np.random.default_rng(3))
+    assert first == frame_digests(neverball, actions, pauses=np.random.default_rng(3))
 
 
 def test_supertux_reads_the_pad_through_its_game_controller_support() -> None:
@@ -284,7 +272,7 @@ def test_supertux_reads_the_pad_through_its_game_controller_support() -> None:
     env = NativeEnv(game="supertux")
     try:
         def run(pad: Gamepad) -> list[str]:
-            return _run(env, [pad] * 25)
+            return frame_digests(env, [pad] * 25)
 
         idle = run(Gamepad.neutral())
         assert env._session.shm["pad_status"] & 1
@@ -306,9 +294,9 @@ def test_a_game_without_sdl_joysticks_is_unaffected_by_the_sdl_pad(monkeypatch) 
     actions = [Gamepad.make(j_left=(1.0, 0.0))] * 10 + _actions(10, seed=5)
     env = NativeEnv(game="extremetuxracer", gamepad=False)
     try:
-        plain = _run(env, actions)
+        plain = frame_digests(env, actions)
         monkeypatch.setattr(session_mod, "ClockShm", lambda *a, **k: ClockShm(*a, **{**k, "pad": PAD_SDL}))
-        with_pad = _run(env, actions)
+        with_pad = frame_digests(env, actions)
         assert env._session.shm["pad_enabled"] == PAD_SDL and env._session.shm["pad_status"] == 0
         assert with_pad == plain
     finally:

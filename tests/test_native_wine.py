@@ -8,7 +8,6 @@ when missing or older than their sources. Each draws a readout of its state into
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ if shutil.which("Xvfb") is None or shutil.which("wine") is None or shutil.which(
 from azote.envs.native import InputProfile, NativeEnv, StickKeys  # noqa: E402
 from azote.envs.native.wine import clone_prefix, template_prefix, windows_game, wine_missing, wine_state  # noqa: E402
 from azote.gamepad import Gamepad  # noqa: E402
-from processes import gone  # noqa: E402
+from processes import frame_digests, gone  # noqa: E402
 
 if wine_missing():
     pytest.skip(wine_missing(), allow_module_level=True)
@@ -63,17 +62,6 @@ def game(name: str, pad: bool = False):  # noqa: ANN201
                         profile=InputProfile(left_stick=StickKeys()), description=f"tests/wine/{name}.c")
 
 
-def run(env: NativeEnv, actions: list[Gamepad], pauses: np.random.Generator | None = None) -> list[str]:
-    obs, _ = env.reset()
-    digests = [hashlib.sha1(obs.tobytes()).hexdigest()]
-    for a in actions:
-        if pauses is not None:
-            time.sleep(float(pauses.uniform(0, 0.05)))  # wall-clock pause between steps: must change nothing
-        obs, *_ = env.step(a)
-        digests.append(hashlib.sha1(obs.tobytes()).hexdigest())
-    return digests
-
-
 def actions(n: int, seed: int = 0) -> list[Gamepad]:
     rng = np.random.default_rng(seed)
     return [Gamepad.make(j_left=rng.choice([-1.0, 0.0, 1.0], 2)) for _ in range(n)]
@@ -100,10 +88,10 @@ def test_template_prefix_is_cloned_with_links(tmp_path: Path) -> None:
 
 def test_fixed_timestep_deterministic_with_pause_fidelity(fixed: NativeEnv) -> None:
     acts = actions(60)
-    first = run(fixed, acts)
+    first = frame_digests(fixed, acts)
     assert len(set(first)) > 50, "frames should change every step (the bar sweeps, the player moves)"
-    assert run(fixed, acts) == first
-    assert run(fixed, acts, pauses=np.random.default_rng(1)) == first, "wall-clock pauses changed the frames"
+    assert frame_digests(fixed, acts) == first
+    assert frame_digests(fixed, acts, pauses=np.random.default_rng(1)) == first, "wall-clock pauses changed the frames"
 
 
 def test_time_fidelity_of_the_programs_clocks(fixed: NativeEnv) -> None:
@@ -127,8 +115,8 @@ def test_sleeps_and_waitable_timers_run_on_virtual_time() -> None:
     env = NativeEnv(game=game("sleeper"))
     try:
         acts = [Gamepad.make(j_left=(1.0, 0.0))] * 30 + actions(30, seed=2)
-        first = run(env, acts)
-        assert run(env, acts, pauses=np.random.default_rng(3)) == first
+        first = frame_digests(env, acts)
+        assert frame_digests(env, acts, pauses=np.random.default_rng(3)) == first
         obs, info = env.reset()
         for _ in range(5):
             obs, *_, start = env.step(Gamepad.neutral())
@@ -172,8 +160,8 @@ def test_direct3d9_through_wined3d_presents_one_frame_a_step() -> None:
     env = NativeEnv(game=game("d3d9"))
     try:
         acts = [Gamepad.neutral()] * 40
-        first = run(env, acts)
-        assert run(env, acts, pauses=np.random.default_rng(4)) == first
+        first = frame_digests(env, acts)
+        assert frame_digests(env, acts, pauses=np.random.default_rng(4)) == first
         obs, info = env.reset()
         obs, *_, start = env.step(Gamepad.neutral())
         for _ in range(60):

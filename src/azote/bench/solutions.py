@@ -11,7 +11,7 @@ the task's own condition.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from azote.bench.recorded import (  # noqa: F401 - how solutions are stored is p
     solution_path,
 )
 from azote.bench.runner import run_episode, start
-from azote.bench.tasks import Hold, Task
+from azote.bench.tasks import Hold, Task, load_suite
 from azote.envs import GamepadEnv, game_info, get_family, make
 from azote.gamepad import ActionChunk, Gamepad
 
@@ -55,6 +55,29 @@ def play_for_solution(task: Task, player: Callable[[GamepadEnv], Agent]) -> tupl
     finally:
         env.close()
     return result, _found(task, played, result)
+
+
+def record_solution(task: Task, players: Iterable[tuple[str, Callable[[GamepadEnv], Agent]]]) -> str | None:
+    """Tries the (how, player) pairs in turn (`play_for_solution`), saying how each run ended, and saves the first
+    solution found. How it was found, or None."""
+    for how, player in players:
+        result, solution = play_for_solution(task, player)
+        print(f"{task.id}: {how}: {result['reason']} after {result['steps']} steps ({result['wall_seconds']} s)",
+              flush=True)
+        if solution is not None:
+            save_solution(task, solution, how=how)
+            return how
+    return None
+
+
+def record_game_solutions(game: str, record: Callable[[Task], str | None], wanted: Iterable[str] = ()) -> None:
+    """Records the standard suite's tasks on `game` (only `wanted` ones if any are named) with `record(task)`;
+    exits with the tasks left unsolved (what the recording scripts in scripts/ run)."""
+    wanted = set(wanted)
+    failed = [t.id for t in load_suite("standard").tasks
+              if t.game == game and (not wanted or t.id in wanted) and record(t) is None]
+    if failed:
+        raise SystemExit(f"no solution for {', '.join(failed)}")
 
 
 def _quantised(actions: list[Gamepad]) -> ActionChunk:

@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from azote.envs.native.game import InputProfile, NativeGame, PadProfile, StickKeys
-from azote.envs.native.reading import game_process
+from azote.envs.native.reading import ProcessMemory, Runs, game_process
 
 ARROWS = StickKeys("Up", "Down", "Left", "Right")
 DPAD = {"dpad_up": "Up", "dpad_down": "Down", "dpad_left": "Left", "dpad_right": "Right"}
@@ -262,16 +262,15 @@ class _EtrRace:
     """One ETR process's race state: where g_game is, and the last values (for the reward)."""
 
     def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.fd = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        self.pid = pid  # 0: the game is not running (yet)
+        self.mem: ProcessMemory | None = None
+        self.unreadable = False  # its memory cannot be read here (ptrace restrictions)
         self.game: int | None = None
         self.last: tuple[float, int] | None = None
 
     def _read(self, address: int, size: int) -> bytes:
-        data = os.pread(self.fd, size, address)
-        if len(data) != size:
-            raise OSError(f"short read at {address:#x}")
-        return data
+        assert self.mem is not None
+        return self.mem.read(address, size)
 
     def locate(self) -> None:
         """Finds g_game in the executable's writable data (sets `game`; stays None if it is not there)."""
@@ -323,10 +322,11 @@ class _EtrRace:
         return out
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.mem is not None:
+            self.mem.close()
 
 
-_ETR_RACES: dict[str, _EtrRace] = {}  # by private home: the game process running there
+_ETR_RACES: Runs[_EtrRace] = Runs(lambda home: game_process(home, "etr"), _EtrRace, lambda race: race.close())
 _ETR_WARNED: set[str] = set()
 
 
@@ -335,17 +335,14 @@ def etr_race(frame: np.ndarray, home: Path) -> dict[str, Any]:
     -z; Bunny Hill starts at 3.5 and ends at 470), `x` (metres across), `speed` (km/h, the HUD's gauge),
     `race_time` (the race clock, s), `herring` (collected), `finished` (Tux crossed the finish line: the episode
     terminates), and `reward` (per step: metres gained down the course / 10 + herring collected)."""
-    key = str(home)
-    race = _ETR_RACES.get(key)
-    if race is None or not os.path.exists(f"/proc/{race.pid}"):  # new, or restarted: another process now
-        for gone in [k for k, r in _ETR_RACES.items() if not os.path.exists(f"/proc/{r.pid}")]:
-            _ETR_RACES.pop(gone).close()  # games that ended (closed environments too)
-        pid = game_process(home, "etr")
-        if pid is None:
-            return {}
+    key, race = str(home), _ETR_RACES.get(home)
+    if not race.pid or race.unreadable:
+        return {}
+    if race.mem is None:
         try:
-            race = _ETR_RACES[key] = _EtrRace(pid)
+            race.mem = ProcessMemory(race.pid)
         except OSError as exc:  # not allowed to read its memory (ptrace restrictions)
+            race.unreadable = True
             _etr_warn_once(key, f"Extreme Tux Racer: cannot read the game's memory ({exc}), so info has no race")
             return {}
     try:
@@ -353,9 +350,7 @@ def etr_race(frame: np.ndarray, home: Path) -> dict[str, Any]:
             race.locate()
         if race.game is not None:
             return race.read()
-    except OSError:  # it died meanwhile
-        race.close()
-        _ETR_RACES.pop(key, None)
+    except OSError:  # it died meanwhile: the next call finds its successor
         return {}
     _etr_warn_once(key, "Extreme Tux Racer: its race state (g_game) was not found in its memory, so info has no "
                     "distance or herring (not ETR 0.8?)")

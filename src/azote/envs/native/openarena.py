@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from azote.envs.native.game import InputProfile, NativeGame, PadProfile, StickKeys, StickMouse
-from azote.envs.native.reading import LogTail, Runs
+from azote.envs.native.reading import LogTail, ProcessMemory, Runs
 from azote.gamepad import ActionChunk, Gamepad
 
 PLAYER = "Azote"  # the player's name, how the log tells its lines from the bots'
@@ -206,10 +206,10 @@ def elf_symbols(path: str, names: set[str]) -> dict[str, tuple[int, int]]:
 
 @dataclass
 class _Memory:
-    """Where the player's playerState_t lies in the game process, and an open /proc/<pid>/mem."""
+    """Where the player's playerState_t lies in the game process, and its memory."""
 
     pid: int
-    mem: Any = None
+    mem: ProcessMemory | None = None
     clients: int = 0  # address of g_clients (gclient_t begins with its playerState_t)
     client_size: int = 0  # sizeof(gclient_t)
     level: int = 0  # address of level
@@ -220,21 +220,14 @@ class _Memory:
             self.mem = None
 
     def read(self, address: int, size: int) -> bytes:
-        self.mem.seek(address)
-        data = self.mem.read(size)
-        if len(data) != size:
-            raise OSError(f"short read at {address:#x}")
-        return data
+        assert self.mem is not None
+        return self.mem.read(address, size)
 
     def locate(self) -> bool:
         """Finds the game module in the process (after a map load it is there), its symbols and the layout."""
-        module = None
-        with open(f"/proc/{self.pid}/maps") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and parts[5].endswith(GAME_MODULE) and int(parts[2], 16) == 0:
-                    module = (int(parts[0].split("-")[0], 16), parts[5])
-                    break
+        self.close()
+        self.mem = ProcessMemory(self.pid)
+        module = self.mem.mapping(lambda path: path.endswith(GAME_MODULE))
         if module is None:
             return False
         base, path = module
@@ -247,8 +240,6 @@ class _Memory:
         if entity_size < 512 or self.client_size < PS_SIZE:
             return False
         self.clients, self.level, entities = base + clients, base + symbols["level"][0], base + entities
-        self.close()
-        self.mem = open(f"/proc/{self.pid}/mem", "rb", buffering=0)
         # The layout holds if level_locals_t begins with `clients` and `gentities`, and entities 0 and 1 point to
         # clients 0 and 1 (gentity_t.client, which the game sets for every client slot when it starts).
         if struct.unpack("<QQ", self.read(self.level, 16)) != (self.clients, entities):

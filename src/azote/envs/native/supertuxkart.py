@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from azote.envs.native.game import InputProfile, NativeGame, StickKeys
-from azote.envs.native.reading import LogTail, Runs, game_process
+from azote.envs.native.reading import LogTail, ProcessMemory, Runs, game_process
 
 DATA = "/usr/share/games/supertuxkart/data"
 TRACK = "olivermath"  # Oliver's Math Class: a short loop (a lap takes about 30 s at full throttle)
@@ -174,7 +174,7 @@ class _Race:
     """Where the race state lies in one game process."""
 
     pid: int
-    fd: int = -1
+    mem: ProcessMemory | None = None
     world: int = 0  # the StandardRace object
     karts: int = 0  # offsets in it of m_karts, m_position_index, m_kart_info
     positions: int = -1
@@ -184,33 +184,25 @@ class _Race:
     _names: dict[int, str] = field(default_factory=dict)
 
     def open(self) -> None:
-        self.fd = os.open(f"/proc/{self.pid}/mem", os.O_RDONLY)
+        self.mem = ProcessMemory(self.pid)
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self.mem is not None:
+            self.mem.close()
 
     def read(self, address: int, size: int) -> bytes:
-        if not 0x10000 <= address < 1 << 47:  # not a user-space address: not a pointer
-            raise OSError(f"bad address {address:#x}")
-        data = os.pread(self.fd, size, address)
-        if len(data) != size:
-            raise OSError(f"short read at {address:#x}")
-        return data
+        assert self.mem is not None
+        return self.mem.read(address, size)
 
     def q(self, address: int) -> int:
-        return struct.unpack("<Q", self.read(address, 8))[0]
+        assert self.mem is not None
+        return self.mem.u64(address)
 
     def locate(self) -> bool:
+        assert self.mem is not None
         exe = os.readlink(f"/proc/{self.pid}/exe")
-        base = None
-        with open(f"/proc/{self.pid}/maps") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 6 and parts[5] == exe and int(parts[2], 16) == 0:
-                    base = int(parts[0].split("-")[0], 16)
-                    break
+        mapped = self.mem.mapping(lambda path: path == exe)
+        base = mapped[0] if mapped is not None else None
         sections = _elf_sections(exe)
         if base is None or not {".rodata", ".data.rel.ro", ".data", ".bss"} <= set(sections):
             return False
