@@ -169,3 +169,10 @@ def test_the_pressed_picture_is_decided_alike_across_the_skin():
     sure[4] = 8.0  # a reading strong enough outweighs the skin
     assert agree_with_skin(sure, changes).tolist() == [True] * 5
     assert agree_with_skin(unsure[:2], changes[:2]).tolist() == [True, True]  # too few elements to speak for a skin
+
+    # a blue tint darkens the light parts and lightens the dark one, but shifts each towards blue: one skin, one
+    # side (compared in plain RGB, the dark part's press was read inverted)
+    light = np.array([[-45, -39, -15], [-51, -45, -23], [-54, -46, -23], [-64, -57, -33]] * 3, np.float32)
+    tint = np.concatenate([light, [[10, 17, 38]]]) / 255
+    logits = np.array([4.3, 3.6, 0.8, 4.1] * 3 + [4.5], np.float32)
+    assert agree_with_skin(logits, tint).tolist() == [True] * 13
