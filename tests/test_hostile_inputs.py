@@ -229,7 +229,7 @@ class _Planted:
         return (os.system, (f"touch {self.marker}",))
 
 
-@pytest.mark.parametrize("where", ["run", "detector"])
+@pytest.mark.parametrize("where", ["run", "sticks", "detector"])
 def test_label_train_refuses_a_planted_resume_checkpoint_first(tmp_path, where):
     import torch
 

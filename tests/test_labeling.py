@@ -277,6 +277,34 @@ def test_a_planted_training_checkpoint_is_refused_and_never_run(tmp_path):
     assert not marker.exists()
 
 
+def test_the_stick_readers_symmetries_move_the_knob_target_with_the_pixels():
+    """Every flip, transpose and inversion the stick reader is trained under keeps the knob's target on the
+    knob: a disc drawn at a known deflection is found, after the transform, where the transformed target says."""
+    from azote.labeling import parser as P
+    from azote.labeling.train import knob_symmetries
+
+    rng = np.random.default_rng(0)
+    n = 64
+    knob = rng.uniform(-1, 1, (n, 2, 2)).astype(np.float32)
+    yy, xx = np.mgrid[:P.PATCH, :P.PATCH]
+    mid = (P.PATCH - 1) / 2
+    patches = np.full((n, 2, P.PATCH, P.PATCH, 9), 40.0, np.float32)
+    for i in range(n):
+        for s in range(2):
+            cx, cy = mid + knob[i, s] * P.PATCH_TRAVEL
+            patches[i, s][(xx - cx) ** 2 + (yy - cy) ** 2 <= 9] = 230.0
+    out, moved = knob_symmetries(patches, knob, rng)
+    inverted = 0
+    for i in range(n):
+        for s in range(2):
+            p = out[i, s, ..., 0]
+            bright = p > 128 if p.mean() < 128 else p < 128  # an inverted patch shows its disc dark
+            inverted += p.mean() >= 128
+            cy, cx = np.argwhere(bright).mean(0)
+            assert np.allclose([(cx - mid) / P.PATCH_TRAVEL, (cy - mid) / P.PATCH_TRAVEL], moved[i, s], atol=0.05)
+    assert not np.allclose(moved, knob) and 0 < inverted < n * 2  # the transforms happened, some of each
+
+
 @pytest.mark.parametrize("name", ["xbox-one-lineart", "playstation-dualsense-filled-light"])
 def test_a_known_presets_reference_shows_buttons_released_even_when_held_most_of_the_video(name):
     """The reference a known preset is read against shows every button released, also one the player holds in

@@ -182,6 +182,8 @@ def label_train(
     detector_images: int = typer.Option(200, min=1, help="Images per detector shard."),
     minutes: float = typer.Option(120.0, help="Wall-time budget of the parser's training (the schedule follows it; "
                                               "a rerun resumes)."),
+    stick_minutes: float = typer.Option(20.0, min=0.0, help="Wall-time budget of training the stick reader alone "
+                                        "afterwards, from the parser's weights (0: none)."),
     detector_minutes: float = typer.Option(40.0, help="Wall-time budget of the detector's training."),
     namer_videos: int = typer.Option(200, min=1, help="Generated videos (10 s each) the namer learns from, read by "
                                                       "the parser just trained."),
@@ -202,13 +204,13 @@ def label_train(
     from azote.labeling.detect import DetectorData, train_detector, write_detector_shards
     from azote.labeling.namer import NAMER_FILE, load_rows, save_namer, train_namer, write_namer_rows
     from azote.labeling.namer import WEIGHTS as NAMER_WEIGHTS
-    from azote.labeling.parser import WEIGHTS_DIR
+    from azote.labeling.parser import WEIGHTS_DIR, load_parser
     from azote.labeling.skingen import HELDOUT_STYLES, TRAIN_STYLES
     from azote.labeling.synth import HELDOUT_GAMES, TRAIN_GAMES, write_shards
     from azote.labeling.train import ShardData, TrainConfig, load_checkpoint, train
 
     log = lambda m: typer.echo(m, err=True)  # noqa: E731
-    for ckpt in (out / "run" / "ckpt.pt", out / "detector" / "ckpt.pt"):  # a bad resume point is refused before
+    for ckpt in (out / "run" / "ckpt.pt", out / "sticks" / "ckpt.pt", out / "detector" / "ckpt.pt"):  # a bad resume point is refused before
         if ckpt.exists():  # minutes of data making, not after
             try:
                 load_checkpoint(ckpt)
@@ -231,13 +233,20 @@ def label_train(
                                       seed, workers, tick)
     det_held = write_detector_shards(out / "detector_heldout", held_bank, 1, 300, HELDOUT_STYLES, seed + 7, workers, tick)
     bar.close()
-    summary = {"parser": train(ShardData(train_paths), out / "run",
-                               TrainConfig(minutes=minutes, threads=threads, seed=seed), held=ShardData(held_paths),
+    data, held = ShardData(train_paths), ShardData(held_paths)
+    summary = {"parser": train(data, out / "run", TrainConfig(minutes=minutes, threads=threads, seed=seed), held=held,
                                log=log)}
+    parser_dir = out / "run" / "final"
+    if stick_minutes > 0:  # the stick reader on its own, under the symmetries that make it read any lighting alike
+        summary["sticks"] = train(data, out / "sticks", TrainConfig(minutes=stick_minutes, threads=threads, seed=seed,
+                                                                    heads="sticks", lr=5e-4, warmup=100),
+                                  held=held, model=load_parser(parser_dir), log=log)
+        parser_dir = out / "sticks" / "final"
+    del data, held
     summary["detector"] = train_detector(DetectorData(det_paths), out / "detector", minutes=detector_minutes,
                                          held=DetectorData(det_held), seed=seed, log=log)
     bar, tick = made(namer_videos, "namer data")
-    rows = write_namer_rows(out / "namer_rows", bank, namer_videos, TRAIN_STYLES, out / "run" / "final", seed,
+    rows = write_namer_rows(out / "namer_rows", bank, namer_videos, TRAIN_STYLES, parser_dir, seed,
                             workers, tick)
     bar.close()
     save_namer(train_namer(load_rows(rows), seed=seed, log=log), out / NAMER_FILE)
@@ -245,7 +254,7 @@ def label_train(
         WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
         DET_DIR.mkdir(parents=True, exist_ok=True)
         for name in ("parser.json", "parser.safetensors"):
-            shutil.copyfile(out / "run" / "final" / name, WEIGHTS_DIR / name)
+            shutil.copyfile(parser_dir / name, WEIGHTS_DIR / name)
         for name in ("detector.json", "detector.safetensors"):
             shutil.copyfile(out / "detector" / "final" / name, DET_DIR / name)
         shutil.copyfile(out / NAMER_FILE, NAMER_WEIGHTS)

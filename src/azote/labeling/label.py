@@ -213,7 +213,7 @@ def _read_sticks(model: P.OverlayParser, frames: Sequence[np.ndarray], to_patch:
     patches = [warp(f, to_patch, (P.PATCH, P.PATCH)) for f in frames]
     ref = _median(patches)
     with torch.inference_mode():
-        return model.decode_sticks(model.forward_sticks(P.still_inputs(ref, patches))).numpy()
+        return model.read_sticks(P.still_inputs(ref, patches)).numpy()
 
 
 def _triples(ref: np.ndarray, before: np.ndarray, images: list[np.ndarray]) -> np.ndarray:
@@ -274,7 +274,7 @@ def _read_sticks_batch(reader: OverlayReader, patches: list[list[np.ndarray | No
         cur = [p[s] for p in patches]
         prev = before[s] if before is not None and before[s] is not None else cur[0]
         xs = _triples(sr.ref, prev, cur)
-        out[:, s] = reader.model.decode_sticks(reader.model.forward_sticks(torch.from_numpy(xs))).numpy()
+        out[:, s] = reader.model.read_sticks(torch.from_numpy(xs)).numpy()
     return out
 
 

@@ -306,7 +306,7 @@ def namer_rows(rng: np.random.Generator, bank, styles: Sequence[str], parser, fr
         for s in range(2):
             if clip["patch_ok"][s]:
                 x = P.still_inputs(clip["ref_patches"][s], clip["patches"][:, s])
-                sticks[:, s] = parser.decode_sticks(parser.forward_sticks(x)).numpy()
+                sticks[:, s] = parser.read_sticks(x).numpy()
     shown = set(preset.button_regions())
     pairs, x = pair_features(elements, layout.weights, layout.present, probs, rows, sticks)
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from azote.labeling import parser as P
-from azote.labeling.parser import OverlayParser, ParserConfig, parser_loss, save_parser
+from azote.labeling.parser import OverlayParser, ParserConfig, parser_loss, save_parser, stick_loss
 
 
 @dataclass
@@ -40,6 +40,7 @@ class TrainConfig:
     eval_every: int = 1000
     threads: int = 1
     seed: int = 0
+    heads: str = "all"  # "sticks": train the stick reader alone (the rest of the parser stays as it is)
 
 
 class ShardData:
@@ -66,6 +67,7 @@ class ShardData:
                ) -> dict[str, torch.Tensor]:
         crops = np.concatenate([self.ref[ci], self.crops[ci, prev], self.crops[ci, ti]], axis=-1)
         patches = np.concatenate([self.ref_patches[ci], self.patches[ci, prev], self.patches[ci, ti]], axis=-1)
+        knob = self.knob[ci, ti]
         if rng is not None:  # colour changes (streams differ in levels; a pressed look is a change, whatever colour)
             crops, patches = crops.astype(np.float32), patches.astype(np.float32)
             for i in range(len(ci)):
@@ -76,13 +78,14 @@ class ShardData:
                 g9 = np.tile(gain, 3)
                 crops[i] = np.clip(crops[i][..., order] * g9 + bias, 0, 255)
                 patches[i] = np.clip(patches[i][..., order] * g9 + bias, 0, 255)
+            patches, knob = knob_symmetries(patches, knob, rng)
         b = len(ci)
         return {"crops": torch.from_numpy(np.ascontiguousarray(crops)),
                 "masks": torch.from_numpy(self.masks[ci]), "buttons": torch.from_numpy(self.buttons[ci, ti]),
                 "centres": torch.from_numpy(self.centres[ci]), "travel": torch.from_numpy(self.travel[ci]),
                 "has_stick": torch.from_numpy(self.has_stick[ci]), "family": torch.from_numpy(self.family[ci]),
                 "patches": torch.from_numpy(np.ascontiguousarray(patches.reshape(b * 2, *patches.shape[2:]))),
-                "knob": torch.from_numpy(self.knob[ci, ti].reshape(b * 2, 2)),
+                "knob": torch.from_numpy(np.ascontiguousarray(knob.reshape(b * 2, 2))),
                 "patch_ok": torch.from_numpy(self.patch_ok[ci].reshape(b * 2))}
 
     def batch(self, rng: np.random.Generator, size: int, augment: bool = True) -> dict[str, torch.Tensor]:
@@ -101,6 +104,29 @@ class ShardData:
             ti = np.array([i for _, i in idx[s:s + size]])
             out.append(self._batch(ci, ti, np.maximum(ti - 1, 0), None))
         return out
+
+
+def knob_symmetries(patches: np.ndarray, knob: np.ndarray, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Stick patches [B, 2, PATCH, PATCH, C] and knob positions [B, 2, 2] under a random symmetry of the square each
+    (flips and a transpose, the position moved with the pixels) and, for a quarter, inverted levels: a knob reads the
+    same whichever way its skin is lit or shaded, and dark in a light well as light in a dark one. Without this
+    the reader learnt the training skins' lighting and read a shaded knob pushed up as pushed down."""
+    patches, knob = patches.copy(), knob.copy()
+    top = 255.0 if patches.dtype != np.uint8 else 255
+    for i in range(patches.shape[0]):
+        for s in range(patches.shape[1]):
+            p, k = patches[i, s], knob[i, s]
+            if rng.random() < 0.5:
+                p, k = p[::-1], k * (1, -1)
+            if rng.random() < 0.5:
+                p, k = p[:, ::-1], k * (-1, 1)
+            if rng.random() < 0.5:
+                p, k = p.transpose(1, 0, 2), k[::-1]
+            if rng.random() < 0.25:
+                p = top - p
+            patches[i, s], knob[i, s] = p, k
+    return patches, knob
 
 
 P_FIELDS = ("crops", "ref", "patches", "ref_patches", "masks", "buttons", "knob", "centres", "travel", "has_stick",
@@ -124,7 +150,7 @@ def evaluate(model: OverlayParser, data: ShardData, limit: int | None = 3000) ->
         keep.append(masks.flatten(2).amax(-1).numpy() > 0)
         ok = b["patch_ok"].bool()
         if ok.any():
-            ps.append(model.decode_sticks(model.forward_sticks(b["patches"][ok])).numpy())
+            ps.append(model.read_sticks(b["patches"][ok]).numpy())
             ts.append(b["knob"][ok].numpy())
         for i in range(len(maps)):
             lay = P.layout_from_maps(maps[i:i + 1], glob[i:i + 1])
@@ -178,7 +204,11 @@ def train(data: ShardData, out: str | os.PathLike, cfg: TrainConfig = TrainConfi
     torch.manual_seed(cfg.seed)
     model = model or OverlayParser(ParserConfig())
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.heads not in ("all", "sticks"):
+        raise ValueError(f"heads must be 'all' or 'sticks', not {cfg.heads!r}")
+    params = list((model.stick if cfg.heads == "sticks" else model).parameters())
+    loss_of = stick_loss if cfg.heads == "sticks" else parser_loss
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     step, history, before = 0, [], 0.0
     ckpt = out / "ckpt.pt"
@@ -189,7 +219,7 @@ def train(data: ShardData, out: str | os.PathLike, cfg: TrainConfig = TrainConfi
         step, history, before = int(state["step"]), state["history"], float(state.get("elapsed", 0.0))
         rng.bit_generator.state = state["rng"]
         log(f"resumed from {ckpt} at step {step}")
-    log(f"parser: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; {len(data)} training frames; "
+    log(f"parser: {sum(p.numel() for p in params) / 1e6:.2f} M parameters trained ({cfg.heads}); {len(data)} training frames; "
         f"at most {cfg.steps} steps of {cfg.batch_size} or {cfg.minutes} minutes")
     start, last_log = time.time(), time.time()
     running: dict[str, float] = {}
@@ -206,10 +236,10 @@ def train(data: ShardData, out: str | os.PathLike, cfg: TrainConfig = TrainConfi
         lr = lr_at(step, progress())
         for g in opt.param_groups:
             g["lr"] = lr
-        loss, parts = parser_loss(model, data.batch(rng, cfg.batch_size))
+        loss, parts = loss_of(model, data.batch(rng, cfg.batch_size))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         for k, v in parts.items():
