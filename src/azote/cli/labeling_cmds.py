@@ -210,8 +210,9 @@ def label_train(
     from azote.labeling.train import ShardData, TrainConfig, load_checkpoint, train
 
     log = lambda m: typer.echo(m, err=True)  # noqa: E731
-    for ckpt in (out / "run" / "ckpt.pt", out / "sticks" / "ckpt.pt", out / "detector" / "ckpt.pt"):  # a bad resume point is refused before
-        if ckpt.exists():  # minutes of data making, not after
+    # a bad resume point is refused before minutes of data making, not after
+    for ckpt in (out / "run" / "ckpt.pt", out / "sticks" / "ckpt.pt", out / "detector" / "ckpt.pt"):
+        if ckpt.exists():
             try:
                 load_checkpoint(ckpt)
             except RuntimeError as exc:

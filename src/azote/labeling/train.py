@@ -219,8 +219,8 @@ def train(data: ShardData, out: str | os.PathLike, cfg: TrainConfig = TrainConfi
         step, history, before = int(state["step"]), state["history"], float(state.get("elapsed", 0.0))
         rng.bit_generator.state = state["rng"]
         log(f"resumed from {ckpt} at step {step}")
-    log(f"parser: {sum(p.numel() for p in params) / 1e6:.2f} M parameters trained ({cfg.heads}); {len(data)} training frames; "
-        f"at most {cfg.steps} steps of {cfg.batch_size} or {cfg.minutes} minutes")
+    log(f"parser: {sum(p.numel() for p in params) / 1e6:.2f} M parameters trained ({cfg.heads}); "
+        f"{len(data)} training frames; at most {cfg.steps} steps of {cfg.batch_size} or {cfg.minutes} minutes")
     start, last_log = time.time(), time.time()
     running: dict[str, float] = {}
 
