@@ -90,6 +90,40 @@ def test_crash_gives_clear_error_and_reset_restarts(neverball: NativeEnv) -> Non
     assert neverball.step(Gamepad.neutral())[0].shape == (240, 320, 3)
 
 
+def test_a_game_that_crashes_while_starting_is_started_once_more(tmp_path) -> None:
+    """A crash (death by a signal) before lockstep gets one more start; a game that crashes every time is reported
+    with what it said, and a game that quits by itself is not started again."""
+    from dataclasses import replace
+
+    from azote.envs.native.game import NativeGame
+    from azote.envs.native.games import NEVERBALL
+    from azote.envs.native.session import GameExited
+
+    def game(script: str) -> NativeGame:
+        return replace(NEVERBALL, command=("sh", "-c", script), start_timeout=30.0)
+
+    mark = tmp_path / "crashed"
+    neverball = shutil.which("neverball", path=os.environ.get("PATH", "") + os.pathsep + "/usr/games")
+    once = f"if [ -e {mark} ]; then exec {neverball} -l map-easy/easy.sol; fi; touch {mark}; kill -SEGV $$"
+    env = NativeEnv(game=game(once))
+    try:
+        obs, info = env.reset()
+        assert mark.exists() and info["frame"] == 0 and obs.shape == (240, 320, 3)
+        assert len(env._session.start_crashes) == 1 and "code -11" in env._session.start_crashes[0]
+    finally:
+        env.close()
+    for script, code, starts in (("echo started >> {log}; kill -SEGV $$", -11, 2),
+                                 ("echo started >> {log}; exit 3", 3, 1)):
+        log = tmp_path / f"starts{code}"
+        env = NativeEnv(game=game(script.format(log=log)))
+        try:
+            with pytest.raises(GameExited, match=f"exited with code {code}"):
+                env.reset()
+            assert log.read_text().count("started") == starts
+        finally:
+            env.close()
+
+
 def test_neverball_reports_the_level_outcome_from_its_replay(neverball: NativeEnv) -> None:
     # 'easy' has a 90 s clock: left alone, the level ends by time-up, which the game writes into its replay
     obs, info = neverball.reset()

@@ -240,10 +240,22 @@ class Session:
         self.log = self.dir / "game.log"
         self.window: Any = None
         self.origin = (0, 0)
+        self.start_crashes: list[str] = []
 
     # --- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
-        """(Re)starts the game from scratch and waits until it is in lockstep."""
+        """(Re)starts the game from scratch and waits until it is in lockstep. A game killed by a signal on its way
+        there is started once more (Neverball on llvmpipe segfaulted once at start-up in a full parallel test run,
+        and never alone); `start_crashes` keeps the first line of what each such crash said."""
+        try:
+            self._start()
+        except GameExited as exc:
+            if exc.code >= 0:  # it quit by itself: starting it again would do the same
+                raise
+            self.start_crashes.append(str(exc).splitlines()[0])
+            self._start()
+
+    def _start(self) -> None:
         self.stop_game()
         h, w = self.game.render_size or self.resolution
         if self.xvfb is None or not self.xvfb.alive():
