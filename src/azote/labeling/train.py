@@ -113,7 +113,6 @@ def knob_symmetries(patches: np.ndarray, knob: np.ndarray, rng: np.random.Genera
     same whichever way its skin is lit or shaded, and dark in a light well as light in a dark one. Without this
     the reader learnt the training skins' lighting and read a shaded knob pushed up as pushed down."""
     patches, knob = patches.copy(), knob.copy()
-    top = 255.0 if patches.dtype != np.uint8 else 255
     for i in range(patches.shape[0]):
         for s in range(patches.shape[1]):
             p, k = patches[i, s], knob[i, s]
@@ -124,7 +123,7 @@ def knob_symmetries(patches: np.ndarray, knob: np.ndarray, rng: np.random.Genera
             if rng.random() < 0.5:
                 p, k = p.transpose(1, 0, 2), k[::-1]
             if rng.random() < 0.25:
-                p = top - p
+                p = 255 - p  # uint8 or float levels alike
             patches[i, s], knob[i, s] = p, k
     return patches, knob
 
