@@ -237,9 +237,10 @@ def train(data: ShardData, out: str | os.PathLike, cfg: TrainConfig = TrainConfi
             g["lr"] = lr
         loss, parts = loss_of(model, data.batch(rng, cfg.batch_size))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        if loss.requires_grad:  # the stick reader alone has nothing to learn from a batch of stickless skins
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
         step += 1
         for k, v in parts.items():
             running[k] = 0.95 * running.get(k, v) + 0.05 * v
