@@ -1,10 +1,15 @@
-"""What the tests that start games share: process checks (their leak tests) and the frames of a run."""
+"""What the tests that start games share: process checks (their leak tests), the frames of a run, and a loaded
+machine."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -30,3 +35,17 @@ def frame_digests(env, actions, pauses: np.random.Generator | None = None) -> li
         obs, *_ = env.step(a)
         digests.append(hashlib.sha1(obs.tobytes()).hexdigest())
     return digests
+
+
+@contextlib.contextmanager
+def busy_cpus(count: int, seconds: float = 120.0) -> Iterator[None]:
+    """`count` processes that spin for at most `seconds` while the block runs (ended when it leaves)."""
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()

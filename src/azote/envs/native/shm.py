@@ -22,7 +22,7 @@ WARMUP_MODES = {"real": 0, "frames": 1, "virtual": 2}
 _U32 = {
     "magic": 0, "version": 4, "frames": 8, "grant": 12, "lockstep": 16, "warmup_frames": 20, "warmup_mode": 24,
     "capture_w": 28, "capture_h": 32, "captured": 36, "lockstep_frame": 40, "pid": 44, "capture_fail": 112,
-    "pad_enabled": 144, "pad_buttons": 148, "pad_status": 164, "pad_synced": 168,
+    "pad_enabled": 144, "pad_buttons": 148, "pad_status": 164, "pad_synced": 168, "unsettled": 172,
 }
 _I64 = {
     "frame_ns": 48, "epoch_ns": 56, "mono_ns": 64, "vtime_ns": 72, "t0_ns": 80, "observed_ns": 88,

@@ -90,7 +90,7 @@ struct az_shm {
     int16_t pad_axes[6];     /* 152: left x, left y, right x, right y (-32767..32767, y > 0 down), triggers (0..32767) */
     uint32_t pad_status;     /* 164: set by the shim: bit 0 SDL pad attached, bit 1 js device opened, bit 2 SDL failed */
     uint32_t pad_synced;     /* 168: frames presented when the pad was last copied into the game */
-    uint32_t pad_reserved;   /* 172 */
+    uint32_t unsettled;      /* 172: times a settling wait ran out of real time (settle() or a waking thread's) */
 };
 
 static struct az_shm *shm;
@@ -262,6 +262,7 @@ static long futex(uint32_t *addr, int op, uint32_t val, const struct timespec *t
 #define SETTLE_SCANS 3
 #define SETTLE_GAP_NS 150000LL
 #define SETTLE_MAX_NS 5000000000LL
+#define WAKE_MAX_NS 2000000000LL /* a woken thread waits at most this long (real time) for the others */
 #define VWAIT_SLOTS 64
 static int settle_on = -1;
 static int64_t vwait_deadline[VWAIT_SLOTS]; /* virtual time a waiting thread wakes at; INT64_MAX: not waiting */
@@ -297,8 +298,32 @@ static int vwait_due(void) {
     return 0;
 }
 
-/* 1 if no other thread of the process (but `skip`) is running or due to wake. */
-static int others_idle(pid_t skip) {
+/* Threads in wait_turn()'s wait for the others to be idle (their tids; 0: a free slot). They are about to run: busy
+ * for settle(), but idle for each other, or two of them that wake together would each wait for the other until the
+ * wait's limit (they poll /proc, so each often sees the other running), and on a loaded machine go on at random. */
+static pid_t waking_tid[VWAIT_SLOTS];
+static int waking_used;
+static __thread int waking_slot = -1;
+
+static int is_waking(pid_t tid) {
+    int n = __atomic_load_n(&waking_used, __ATOMIC_ACQUIRE);
+    for (int i = 0; i < n && i < VWAIT_SLOTS; i++)
+        if (__atomic_load_n(&waking_tid[i], __ATOMIC_ACQUIRE) == tid) return 1;
+    return 0;
+}
+
+static void mark_waking(pid_t tid) {
+    if (waking_slot < 0) {
+        int i = __atomic_fetch_add(&waking_used, 1, __ATOMIC_ACQ_REL);
+        if (i >= VWAIT_SLOTS) return;
+        waking_slot = i;
+    }
+    __atomic_store_n(&waking_tid[waking_slot], tid, __ATOMIC_RELEASE);
+}
+
+/* 1 if no other thread of the process is running or due to wake. For the main thread (settle), a thread about to
+ * wake counts as running; for a waking thread, the main thread and the other waking threads do not count. */
+static int others_idle(int for_main) {
     if (vwait_due()) return 0;
     DIR *d = opendir("/proc/self/task");
     if (!d) return 1;
@@ -307,7 +332,13 @@ static int others_idle(pid_t skip) {
     struct dirent *e;
     char path[300], buf[512];
     while (idle && (e = readdir(d))) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9' || atoi(e->d_name) == self || atoi(e->d_name) == skip) continue;
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        pid_t tid = (pid_t)atoi(e->d_name);
+        if (tid == self || (!for_main && tid == getpid())) continue;
+        if (is_waking(tid)) {
+            if (for_main) idle = 0;
+            continue;
+        }
         snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) continue;
@@ -361,12 +392,19 @@ static void wait_turn(void) {
     }
     /* In the other threads' turn: one that wakes goes on once the others are idle, so that it sees all of what they
      * were handing it (every packet of a burst that one thread sends and another receives), not part of it. */
+    pid_t self = (pid_t)syscall(SYS_gettid);
+    mark_waking(self);
     int64_t start = real_mono();
     struct timespec gap = {0, 50000};
-    for (int quiet = 0; quiet < 2 && real_mono() - start < 20000000LL;) {
-        quiet = others_idle(getpid()) ? quiet + 1 : 0;
+    for (int quiet = 0; quiet < 2;) {
+        quiet = others_idle(0) ? quiet + 1 : 0;
+        if (quiet < 2 && real_mono() - start > WAKE_MAX_NS) {
+            __atomic_add_fetch(&shm->unsettled, 1, __ATOMIC_RELAXED);
+            break;
+        }
         if (quiet < 2) real_nanosleep(&gap, NULL);
     }
+    mark_waking(0);
 }
 
 static void settle(void) {
@@ -376,8 +414,9 @@ static void settle(void) {
     int64_t start = real_mono();
     struct timespec gap = ns_ts(SETTLE_GAP_NS);
     for (int quiet = 0; quiet < SETTLE_SCANS;) {
-        quiet = others_idle(0) ? quiet + 1 : 0;
+        quiet = others_idle(1) ? quiet + 1 : 0;
         if (real_mono() - start > SETTLE_MAX_NS) {
+            __atomic_add_fetch(&shm->unsettled, 1, __ATOMIC_RELAXED);
             if (!warned++) {
                 static const char msg[] = "azote clock shim: the game's threads did not settle\n";
                 ssize_t w = write(2, msg, sizeof msg - 1);
