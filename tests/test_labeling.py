@@ -336,6 +336,42 @@ def test_a_known_presets_reference_shows_buttons_released_even_when_held_most_of
         assert err_ref < 0.25 * err_med and err_ref < 6, (button, err_ref, err_med)
 
 
+def test_a_known_presets_nine_picture_dpad_is_read_from_its_drawing():
+    """A d-pad drawn as one element with nine pictures fills a half of itself per direction, so no element of the
+    overlay switches with one direction alone (naming by the parser's readings read a held left as right): the
+    known preset's drawing says which presses switch which element, each frame's picture gives the directions,
+    diagonals too, and the other buttons take the element their press alone switches."""
+    from azote.labeling import parser as P
+    from azote.labeling.elements import discover
+    from azote.labeling.frames import box_to_crop, compose, warp
+    from azote.labeling.namer import DPAD, name_by_drawing
+    from azote.labeling.synth import DPAD_STATES, drawn_changes, neutral_reference
+
+    preset = next(p for p in heldout_presets() if p.name == "heldout-xbox-360-neon")
+    assert any(e.kind == "dpad" for e in preset.elements)
+    place = Placement(40.0, 360.0, 330 / preset.size[0], 0.8)
+    rng = np.random.default_rng(5)
+    pads = [Gamepad.make(([] if rng.random() < 0.3 else list(DPAD_STATES[rng.integers(8)]))
+                         + (["south"] if rng.random() < 0.3 else [])) for _ in range(160)]
+    x0, y0, x1, y1 = preset.visible_box()
+    s = place.scale
+    to_crop = box_to_crop([place.x + x0 * s, place.y + y0 * s, (x1 - x0) * s, (y1 - y0) * s], P.CROP, P.MARGIN)
+    canvas_to_crop = compose(to_crop, place.affine())
+    crops = np.stack([warp(f, to_crop, P.CROP) for f in _frames(preset, place, pads)])
+    elements = discover(crops)
+    changes = drawn_changes(preset, canvas_to_crop, np.median(crops, axis=0).astype(np.float32) / 255)
+    found, dpad = name_by_drawing(elements, crops, neutral_reference(crops, preset, canvas_to_crop), changes)
+    truth = np.stack([p.buttons for p in pads]).astype(bool)
+    assert dpad is not None
+    states = np.stack([elements[i].labels for i in dpad.elements], axis=1)
+    read = dpad.read(states, crops)
+    cols = [BUTTONS.index(b) for b in DPAD]
+    assert (read == truth[:, cols]).all(axis=1).mean() >= 0.97, (read != truth[:, cols]).mean(0)
+    i, pressed = found[BUTTONS.index("south")]
+    assert ((elements[i].labels == pressed) == truth[:, BUTTONS.index("south")]).mean() >= 0.98
+    assert not set(found) & set(cols), "a d-pad direction named by one element"
+
+
 def _crop_box(preset, button: str, canvas_to_crop: np.ndarray) -> tuple[float, float, float, float]:
     x0, y0, x1, y1 = preset.button_regions()[button][0]
     a = canvas_to_crop

@@ -40,7 +40,7 @@ from azote.gamepad import ActionChunk
 from azote.labeling import parser as P
 from azote.labeling.frames import box_to_crop, compose, invert, region_rgb, source_box, warp
 from azote.labeling.locate import Located, LocateError, TemplateBank
-from azote.labeling.namer import NAMER_FILE, Namer, load_namer
+from azote.labeling.namer import DPAD, NAMER_FILE, Namer, load_namer
 from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stick, rest_reading, to_actions
 from azote.labeling.presets import Preset
 
@@ -134,9 +134,11 @@ class OverlayReader:
     sticks: list[StickReader | None]
     model: P.OverlayParser
     adapted: str | None = None  # cache key of the adapted weights
-    elements: dict[str, int] | None = None  # unseen skins: button -> discovered element
+    elements: dict[str, int] | None = None  # button -> discovered element
     elements_found: int = 0
     reread: list[int] = field(default_factory=list)  # sticks read a second time through a corrected patch
+    preset: Preset | None = None  # the known preset, when its drawing is placed in the crop (`located.affine`)
+    dpad: list[int] | None = None  # the elements a known preset's nine-picture d-pad is read from
 
     def source(self, hw: tuple[int, int]) -> tuple[int, int, int, int]:
         """The one box of the frame that every crop and patch reads."""
@@ -156,7 +158,7 @@ class OverlayReader:
                 "family_probs": [round(float(v), 4) for v in self.layout.family_probs], "adapted": self.adapted,
                 "sticks_reread": self.reread,
                 **({"elements_found": self.elements_found, "elements": self.elements} if self.elements is not None
-                   else {})}
+                   else {}), **({"dpad_elements": self.dpad} if self.dpad is not None else {})}
 
 
 def _median(images: list[np.ndarray]) -> np.ndarray:
@@ -205,7 +207,8 @@ def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.Overlay
                 break
         m = stick_patch(centre, travel)
         readers.append(StickReader(m, _median([warp(f, m, (P.PATCH, P.PATCH)) for f in frames]), centre, travel))
-    return OverlayReader(located, to_crop, ref, layout, readers, model)
+    known = preset if preset is not None and located.affine is not None else None
+    return OverlayReader(located, to_crop, ref, layout, readers, model, preset=known)
 
 
 def _read_sticks(model: P.OverlayParser, frames: Sequence[np.ndarray], to_patch: np.ndarray) -> np.ndarray:
@@ -318,10 +321,22 @@ def _read_again(path: str | os.PathLike, reader: OverlayReader, sticks: list[int
 
 
 def _read_elements(buttons: np.ndarray, start: int, crops: np.ndarray, elements: Sequence[Any],
-                   found: dict[int, tuple[int, bool]]) -> None:
-    """Each named button's state in `crops` [n, H, W, 3] (frames from `start`) from its element's pictures."""
+                   found: dict[int, tuple[int, bool]], pad: Any, labels: bool = False) -> None:
+    """Each named button's state in `crops` [n, H, W, 3] (frames from `start`) from its element's pictures, and a
+    d-pad read from its pictures (`namer.PictureReading` or None). `labels`: the crops are the elements' discovery
+    sample, whose pictures the elements already know."""
+    done: dict[int, np.ndarray] = {}
+
+    def shown(i: int) -> np.ndarray:
+        if i not in done:
+            done[i] = elements[i].labels[:len(crops)] if labels else elements[i].classify(crops)
+        return done[i]
+
     for j, (i, minority) in found.items():
-        buttons[start:start + len(crops), j] = elements[i].classify(crops) == minority
+        buttons[start:start + len(crops), j] = shown(i) == minority
+    if pad is not None:
+        cols = [P.BUTTONS.index(b) for b in DPAD]
+        buttons[start:start + len(crops), cols] = pad.read(np.stack([shown(i) for i in pad.elements], axis=1), crops)
 
 
 @torch.inference_mode()
@@ -334,16 +349,18 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     video when it is long; `azote.labeling.elements`), and read each named button off its element's pictures
     (in crops kept from the one decoding pass, or for a video longer than `keep_frames` in a second pass).
     A known preset (`namer` None): the adapted parser reads every frame (paired with the previous one), and a
-    button takes the element inside its drawn region that its readings follow (which cleans the parser's
-    occasional misreadings). An unseen skin: the namer (`azote.labeling.namer`) says from the parser's layout, its
-    readings of a few hundred frames and the stick readings which element is which button and which picture is
-    pressed; a button with no element reads as released. Sticks are read frame by frame, and for an unseen skin
-    once more through patches placed where those readings say the rest and travel are, when the layout's guess
-    was off (in a long video that is checked after `stick_check_frames`, so that only those frames are read
-    twice, and once more at the end). `frames` are the frames sampled for locating (the new patches' reference
-    look)."""
+    button takes the element that the preset's drawing says its press alone switches (a d-pad drawn with nine
+    pictures: the picture its elements show), else the element inside its drawn region that the parser's readings
+    follow (which cleans the parser's occasional misreadings). An unseen skin: the namer (`azote.labeling.namer`)
+    says from the parser's layout, its readings of a few hundred frames and the stick readings which element is
+    which button and which picture is pressed; a button with no element reads as released. Sticks are read frame
+    by frame, and for an unseen skin once more through patches placed where those readings say the rest and
+    travel are, when the layout's guess was off (in a long video that is checked after `stick_check_frames`, so
+    that only those frames are read twice, and once more at the end). `frames` are the frames sampled for
+    locating (the new patches' reference look)."""
     from azote.labeling.elements import discover
-    from azote.labeling.namer import drawn_area, name_by_readings, name_elements
+    from azote.labeling.namer import drawn_area, name_by_drawing, name_by_readings, name_elements
+    from azote.labeling.synth import drawn_changes
 
     known = namer is None
     total = max(1, int(probe(path)["frames"]))
@@ -383,9 +400,17 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     elements = discover(crops_sample, where=drawn_area(reader.layout.weights, reader.layout.present, (w, h))
                         if known else None)
     readings = np.concatenate(sticks)[:seen]
+    pad = None  # a known preset's d-pad read from its pictures
     if known:
         buttons = np.concatenate(read)[:seen]
         found = name_by_readings(elements, reader.layout.weights, reader.layout.present, buttons[::stride][:len(sample)])
+        if reader.preset is not None:
+            changes = drawn_changes(reader.preset, compose(reader.to_crop, reader.located.affine),
+                                    np.median(crops_sample, axis=0).astype(np.float32) / 255)
+            drawn, pad = name_by_drawing(elements, crops_sample, reader.ref, changes)
+            taken = {i for i, _ in drawn.values()} | set(pad.elements if pad else ())
+            skip = set(drawn) | ({P.BUTTONS.index(b) for b in DPAD} if pad else set())
+            found = {**{j: v for j, v in found.items() if j not in skip and v[0] not in taken}, **drawn}
     else:
         # the parser's readings of frames spread over the sample
         rows = np.unique(np.linspace(0, len(sample) - 1, min(len(sample), cfg.probe_frames)).round().astype(int))
@@ -394,25 +419,25 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
                               rows, readings[::stride][:len(sample)])
         buttons = np.zeros((seen, len(P.BUTTONS)), np.float32)
     reader.elements = {P.BUTTONS[j]: i for j, (i, _) in found.items()}
+    reader.dpad = list(pad.elements) if pad is not None else None
     reader.elements_found = len(elements)
     if stride == 1:
-        for j, (i, minority) in found.items():
-            buttons[:, j] = elements[i].labels[:seen] == minority
+        _read_elements(buttons, 0, crops_sample[:seen], elements, found, pad, labels=True)
     elif kept is not None:
         t = 0
         for batch in kept:
-            _read_elements(buttons, t, batch, elements, found)
+            _read_elements(buttons, t, batch, elements, found, pad)
             t += len(batch)
     again = [] if known else _correct_sticks(reader, readings, cfg.post.zero_shot(), frames)
     reader.reread = sorted(set(reader.reread) | set(again))
-    late = stride > 1 and kept is None and bool(found)  # a long video's elements in every frame
+    late = stride > 1 and kept is None and (bool(found) or pad is not None)  # a long video's elements in every frame
     kept = None  # the crops' memory back before a second pass
     if again or late:  # a second pass
         t, before = 0, None
         for crops, patches in _batches(path, reader, cfg.batch_size):
             n = len(crops)
             if late:
-                _read_elements(buttons, t, np.stack(crops), elements, found)
+                _read_elements(buttons, t, np.stack(crops), elements, found, pad)
             if again:
                 readings[t:t + n, again] = _read_sticks_batch(reader, patches, before)[:, again]
                 before = patches[-1]

@@ -208,6 +208,96 @@ def name_by_readings(elements: Sequence[Element], regions: np.ndarray, present: 
     return out
 
 
+DPAD = ("dpad_up", "dpad_down", "dpad_left", "dpad_right")
+
+
+@dataclass(frozen=True)
+class PictureReading:
+    """A d-pad drawn as one element with nine pictures, read from the discovered elements it is made of (on such a
+    d-pad one direction often fills a half, so no element switches with that direction alone): a frame shows the
+    picture whose pattern of switched elements is nearest the elements' states; where those elements do not tell
+    some pictures apart (up from up-right when none switches with right alone there), the one of them whose look
+    is nearest where their looks differ."""
+
+    elements: tuple[int, ...]
+    pressed: tuple[bool, ...]  # per element: is its less common picture the switched one
+    patterns: np.ndarray  # [m, k] bool: the distinct patterns of switched elements the nine pictures draw
+    group: np.ndarray  # [9] int: each picture's pattern (the neutral picture first, then the eight directions)
+    looks: np.ndarray  # [9, H, W, 3] float32: each picture as the crop shows it (0..255)
+    held: np.ndarray  # [9, 4] bool: the `DPAD` buttons each picture shows held
+
+    def read(self, states: np.ndarray, crops: np.ndarray) -> np.ndarray:
+        """[T, k] bool (each element showing its less common picture) and the frames' crops [T, H, W, 3] uint8 ->
+        [T, 4] bool, the `DPAD` buttons held."""
+        on = states == np.asarray(self.pressed)
+        g = (on[:, None, :] != self.patterns[None]).sum(-1).argmin(1)
+        picture = np.array([int(np.flatnonzero(self.group == v)[0]) for v in g], dtype=int)
+        for v in np.unique(g):
+            options = np.flatnonzero(self.group == v)
+            rows = np.flatnonzero(g == v)
+            if len(options) < 2:
+                continue
+            looks = self.looks[options]
+            where = np.abs(looks - looks[:1]).max(-1).max(0) > 10  # where the pictures differ
+            if not where.any():
+                continue
+            seen = crops[rows][:, where].astype(np.float32)  # [n, p, 3]
+            far = np.stack([np.abs(seen - look[where]).mean((1, 2)) for look in looks], axis=1)  # [n, options]
+            picture[rows] = options[far.argmin(1)]
+        return self.held[picture]
+
+
+def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndarray,
+                    changes: dict[tuple[str, ...], np.ndarray], min_match: float = 0.5
+                    ) -> tuple[dict[int, tuple[int, bool]], PictureReading | None]:
+    """A known preset's elements named by its own drawing. Each element's own test (`Element.classify`) applied to
+    the neutral look `ref` [H, W, 3] uint8 and to it changed as each press changes the drawing (`changes`, from
+    `synth.drawn_changes`) says which presses switch it and which of its pictures is the pressed one; how its
+    pictures differ in the elements' frames `crops` [T, H, W, 3] must then match the drawn change (cosine >=
+    `min_match`: game pixels that switch under a button's drawing do not). A button takes the element that its
+    press alone switches and no knob's move does (of several, the best match); a d-pad drawn as one element is
+    read from the elements its pictures switch (`PictureReading`). Returns what `name_elements` returns, and the
+    d-pad's reading or None."""
+    if not elements:
+        return {}, None
+    states = list(changes)
+    pictures = [st for st in states if st[0] in DPAD] if any(len(st) > 1 and st[0] in DPAD for st in states) else []
+    base = ref.astype(np.float32)
+    looks = np.stack([base] + [np.clip(base + changes[st] * 255, 0, 255) for st in states])
+    best: dict[int, tuple[float, int, bool]] = {}  # button -> match, element, polarity
+    pad: list[tuple[int, bool, list[bool]]] = []
+    for i, e in enumerate(elements):
+        if e.labels.all() or not e.labels.any():
+            continue
+        shown = e.classify(looks.round().astype(np.uint8))
+        switched = [st for st, v in zip(states, shown[1:]) if v != shown[0]]
+        if not switched or any(st[0] not in BUTTONS for st in switched):  # nothing, or a knob, switches it
+            continue
+        minority_pressed = not bool(shown[0])
+        seen = crops[:, e.core].astype(np.float32) * np.float32(1 / 255)
+        change = seen[e.labels].mean(0) - seen[~e.labels].mean(0)
+        change = change if minority_pressed else -change
+        drawn = np.mean([changes[st][e.core] for st in switched], axis=0)
+        match = float((change * drawn).sum() / max(float(np.linalg.norm(change) * np.linalg.norm(drawn)), 1e-9))
+        if match < min_match:
+            continue
+        if all(st in pictures for st in switched):
+            pad.append((i, minority_pressed, [st in switched for st in pictures]))
+        elif len(switched) == 1 and switched[0] not in pictures:
+            j = BUTTONS.index(switched[0][0])
+            if j not in best or match > best[j][0]:
+                best[j] = (match, i, minority_pressed)
+    reading = None
+    if pad:
+        drawn = np.array([[False] * len(pad)] + [[p[2][k] for p in pad] for k in range(len(pictures))])
+        patterns, group = np.unique(drawn, axis=0, return_inverse=True)
+        held = np.array([[False] * 4] + [[d in st for d in DPAD] for st in pictures])
+        picture_looks = looks[[0] + [1 + states.index(st) for st in pictures]]
+        reading = PictureReading(tuple(p[0] for p in pad), tuple(p[1] for p in pad), patterns, group.ravel(),
+                                 picture_looks, held)
+    return {j: (i, pressed) for j, (_, i, pressed) in best.items()}, reading
+
+
 def _pictures(element: Element, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The element's core pixels in every frame [T, k, 3] (0..1), and their mean in its less common and its other
     picture [k, 3]."""

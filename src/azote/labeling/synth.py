@@ -356,6 +356,35 @@ def neutral_reference(crops: np.ndarray, preset: Preset, canvas_to_crop: np.ndar
     return (np.clip(ref, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+DPAD_STATES = (("dpad_up",), ("dpad_down",), ("dpad_left",), ("dpad_right",), ("dpad_up", "dpad_left"),
+               ("dpad_up", "dpad_right"), ("dpad_down", "dpad_left"), ("dpad_down", "dpad_right"))
+
+
+KNOB = "knob"  # drawn_changes' key of a stick knob pushed away from its rest: (KNOB, angle in eighths of a turn)
+
+
+def drawn_changes(preset: Preset, canvas_to_crop: np.ndarray, background: np.ndarray
+                  ) -> dict[tuple[str, ...], np.ndarray]:
+    """How the known preset's drawing changes in the crop from its neutral look: for each button pressed alone,
+    for a d-pad drawn as one element each of its eight direction pictures (keyed by the buttons held, as in
+    `DPAD_STATES`), and for the knobs pushed to the edge of their travel in eight directions (`KNOB`, k):
+    [CROP_H, CROP_W, 3] float32 each, composited over `background` (float 0..1, the crops' median) so that the
+    change is the one a video shows, whatever the overlay's opacity."""
+    rest = _crop_render(preset, Gamepad.neutral(), canvas_to_crop)
+    pads = {(b,): Gamepad.make([b]) for b in preset.button_regions()}
+    if any(e.kind == "dpad" for e in preset.elements):
+        pads.update({st: Gamepad.make(list(st)) for st in DPAD_STATES})
+    if preset.sticks():
+        for k in range(8):
+            at = (float(np.cos(k * np.pi / 4)), float(np.sin(k * np.pi / 4)))
+            pads[(KNOB, str(k))] = Gamepad.make(j_left=at, j_right=at)
+    out = {}
+    for state, pad in pads.items():
+        d = _crop_render(preset, pad, canvas_to_crop) - rest
+        out[state] = d[..., :3] - d[..., 3:] * background
+    return out
+
+
 def make_clip(rng: np.random.Generator, bank: BackgroundBank, preset: Preset, spec: ClipSpec = ClipSpec(),
               game: str | None = None) -> dict:
     """One clip: the parser's inputs for `spec.frames` consecutive frames (plus the reference), and the truth."""
