@@ -336,11 +336,13 @@ def test_a_known_presets_reference_shows_buttons_released_even_when_held_most_of
         assert err_ref < 0.25 * err_med and err_ref < 6, (button, err_ref, err_med)
 
 
-def test_a_known_presets_nine_picture_dpad_is_read_from_its_drawing():
+@pytest.mark.parametrize("held", [False, True])
+def test_a_known_presets_nine_picture_dpad_is_read_from_its_drawing(held):
     """A d-pad drawn as one element with nine pictures fills a half of itself per direction, so no element of the
     overlay switches with one direction alone (naming by the parser's readings read a held left as right): the
     known preset's drawing says which presses switch which element, each frame's picture gives the directions,
-    diagonals too, and the other buttons take the element their press alone switches."""
+    diagonals too, and the other buttons take the element their press alone switches. Also when down is held in
+    most frames and the reference shows it held (the crops' median; down was then never read)."""
     from azote.labeling import parser as P
     from azote.labeling.elements import discover
     from azote.labeling.frames import box_to_crop, compose, warp
@@ -351,7 +353,9 @@ def test_a_known_presets_nine_picture_dpad_is_read_from_its_drawing():
     assert any(e.kind == "dpad" for e in preset.elements)
     place = Placement(40.0, 360.0, 330 / preset.size[0], 0.8)
     rng = np.random.default_rng(5)
-    pads = [Gamepad.make(([] if rng.random() < 0.3 else list(DPAD_STATES[rng.integers(8)]))
+    pictures = [list(st) for st in DPAD_STATES]
+    pads = [Gamepad.make((pictures[[1, 6, 7][rng.integers(3)]] if held and rng.random() < 0.75 else
+                          [] if rng.random() < 0.3 else pictures[rng.integers(8)])
                          + (["south"] if rng.random() < 0.3 else [])) for _ in range(160)]
     x0, y0, x1, y1 = preset.visible_box()
     s = place.scale
@@ -360,7 +364,8 @@ def test_a_known_presets_nine_picture_dpad_is_read_from_its_drawing():
     crops = np.stack([warp(f, to_crop, P.CROP) for f in _frames(preset, place, pads)])
     elements = discover(crops)
     changes = drawn_changes(preset, canvas_to_crop, np.median(crops, axis=0).astype(np.float32) / 255)
-    found, dpad = name_by_drawing(elements, crops, neutral_reference(crops, preset, canvas_to_crop), changes)
+    ref = np.median(crops, axis=0).astype(np.uint8) if held else neutral_reference(crops, preset, canvas_to_crop)
+    found, dpad = name_by_drawing(elements, crops, ref, changes)
     truth = np.stack([p.buttons for p in pads]).astype(bool)
     assert dpad is not None
     states = np.stack([elements[i].labels for i in dpad.elements], axis=1)

@@ -247,6 +247,30 @@ class PictureReading:
         return self.held[picture]
 
 
+def _released_dpad(ref: np.ndarray, crops: np.ndarray, changes: list[np.ndarray], frames: int = 256) -> np.ndarray:
+    """The neutral look `ref` [H, W, 3] float (0..255) with a nine-picture d-pad shown released: a direction held
+    in most frames shows in the reference (the crops' median there), and looks built on it would be wrong. Of the
+    nine pictures the reference may show, the one whose removal best explains the d-pad in the `crops` (each
+    frame nearest one of the nine looks) is taken out. `changes`: the eight direction pictures' changes."""
+    if not changes:
+        return ref
+    where = np.abs(np.stack(changes)).max(-1).max(0) > 0.04
+    if not where.any():
+        return ref
+    seen = crops[np.unique(np.linspace(0, len(crops) - 1, min(len(crops), frames)).round().astype(int))]
+    seen = seen[:, where].astype(np.float32)  # [n, p, 3]
+    drawn = [np.zeros_like(changes[0][where])] + [c[where] * 255 for c in changes]
+    best, out = None, ref
+    for shown in drawn:
+        rest = np.clip(ref[where] - shown, 0, 255)
+        far = np.stack([np.abs(seen - np.clip(rest + d, 0, 255)).mean((1, 2)) for d in drawn], axis=1)
+        cost = float(far.min(1).mean())
+        if best is None or cost < best:
+            best, out = cost, ref.copy()
+            out[where] = rest
+    return out
+
+
 def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndarray,
                     changes: dict[tuple[str, ...], np.ndarray], min_match: float = 0.5
                     ) -> tuple[dict[int, tuple[int, bool]], PictureReading | None]:
@@ -262,7 +286,7 @@ def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndar
         return {}, None
     states = list(changes)
     pictures = [st for st in states if st[0] in DPAD] if any(len(st) > 1 and st[0] in DPAD for st in states) else []
-    base = ref.astype(np.float32)
+    base = _released_dpad(ref.astype(np.float32), crops, [changes[st] for st in pictures])
     looks = np.stack([base] + [np.clip(base + changes[st] * 255, 0, 255) for st in states])
     best: dict[int, tuple[float, int, bool]] = {}  # button -> match, element, polarity
     pad: list[tuple[int, bool, list[bool]]] = []
