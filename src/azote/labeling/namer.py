@@ -275,8 +275,9 @@ def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndar
                     changes: dict[tuple[str, ...], np.ndarray], min_match: float = 0.5
                     ) -> tuple[dict[int, tuple[int, bool]], PictureReading | None]:
     """A known preset's elements named by its own drawing. Each element's own test (`Element.classify`) applied to
-    the neutral look `ref` [H, W, 3] uint8 and to it changed as each press changes the drawing (`changes`, from
-    `synth.drawn_changes`) says which presses switch it and which of its pictures is the pressed one; how its
+    the neutral look `ref` [H, W, 3] uint8 and on it changed as each press changes the drawing (`changes`, from
+    `synth.drawn_changes`; or with the press taken off, when the reference shows a button held in most frames)
+    says which presses switch it and which of its pictures is the pressed one; how its
     pictures differ in the elements' frames `crops` [T, H, W, 3] must then match the drawn change (cosine >=
     `min_match`: game pixels that switch under a button's drawing do not). A button takes the element that its
     press alone switches and no knob's move does (of several, the best match); a d-pad drawn as one element is
@@ -287,17 +288,21 @@ def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndar
     states = list(changes)
     pictures = [st for st in states if st[0] in DPAD] if any(len(st) > 1 and st[0] in DPAD for st in states) else []
     base = _released_dpad(ref.astype(np.float32), crops, [changes[st] for st in pictures])
-    looks = np.stack([base] + [np.clip(base + changes[st] * 255, 0, 255) for st in states])
+    # each press drawn onto the reference, and taken off it (a button held in most frames shows in the reference)
+    looks = np.stack([base] + [np.clip(base + sign * changes[st] * 255, 0, 255) for sign in (1, -1) for st in states])
     best: dict[int, tuple[float, int, bool]] = {}  # button -> match, element, polarity
     pad: list[tuple[int, bool, list[bool]]] = []
     for i, e in enumerate(elements):
         if e.labels.all() or not e.labels.any():
             continue
         shown = e.classify(looks.round().astype(np.uint8))
-        switched = [st for st, v in zip(states, shown[1:]) if v != shown[0]]
+        on, off = shown[1:1 + len(states)] != shown[0], shown[1 + len(states):] != shown[0]
+        if on.any() and off.any():  # the reference shows some press that switches it, and lacks another
+            continue
+        switched = [st for st, a, b in zip(states, on, off) if a or b]
         if not switched or any(st[0] not in BUTTONS for st in switched):  # nothing, or a knob, switches it
             continue
-        minority_pressed = not bool(shown[0])
+        minority_pressed = not bool(shown[0]) if on.any() else bool(shown[0])
         seen = crops[:, e.core].astype(np.float32) * np.float32(1 / 255)
         change = seen[e.labels].mean(0) - seen[~e.labels].mean(0)
         change = change if minority_pressed else -change
