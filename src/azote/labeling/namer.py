@@ -247,11 +247,13 @@ class PictureReading:
         return self.held[picture]
 
 
-def _released_dpad(ref: np.ndarray, crops: np.ndarray, changes: list[np.ndarray], frames: int = 256) -> np.ndarray:
+def _released_dpad(ref: np.ndarray, crops: np.ndarray, changes: list[np.ndarray], frames: int = 256,
+                   margin: float = 0.9) -> np.ndarray:
     """The neutral look `ref` [H, W, 3] float (0..255) with a nine-picture d-pad shown released: a direction held
     in most frames shows in the reference (the crops' median there), and looks built on it would be wrong. Of the
-    nine pictures the reference may show, the one whose removal best explains the d-pad in the `crops` (each
-    frame nearest one of the nine looks) is taken out. `changes`: the eight direction pictures' changes."""
+    eight direction pictures the reference may show, the one whose removal best explains the d-pad in the `crops`
+    (each frame nearest one of the nine looks) is taken out, when it explains them clearly better (mean distance
+    below `margin` times that of the reference as it is). `changes`: the eight direction pictures' changes."""
     if not changes:
         return ref
     where = np.abs(np.stack(changes)).max(-1).max(0) > 0.04
@@ -261,10 +263,10 @@ def _released_dpad(ref: np.ndarray, crops: np.ndarray, changes: list[np.ndarray]
     seen = seen[:, where].astype(np.float32)  # [n, p, 3]
     drawn = [np.zeros_like(changes[0][where])] + [c[where] * 255 for c in changes]
     best, out = None, ref
-    for shown in drawn:
+    for k, shown in enumerate(drawn):
         rest = np.clip(ref[where] - shown, 0, 255)
         far = np.stack([np.abs(seen - np.clip(rest + d, 0, 255)).mean((1, 2)) for d in drawn], axis=1)
-        cost = float(far.min(1).mean())
+        cost = float(far.min(1).mean()) / (1.0 if k == 0 else margin)
         if best is None or cost < best:
             best, out = cost, ref.copy()
             out[where] = rest
@@ -277,9 +279,9 @@ def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndar
     """A known preset's elements named by its own drawing. Each element's own test (`Element.classify`) applied to
     the neutral look `ref` [H, W, 3] uint8 and on it changed as each press changes the drawing (`changes`, from
     `synth.drawn_changes`; or with the press taken off, when the reference shows a button held in most frames)
-    says which presses switch it and which of its pictures is the pressed one; how its
-    pictures differ in the elements' frames `crops` [T, H, W, 3] must then match the drawn change (cosine >=
-    `min_match`: game pixels that switch under a button's drawing do not). A button takes the element that its
+    says which presses switch it; how its pictures differ in the elements' frames `crops` [T, H, W, 3] must then
+    match the drawn change (|cosine| >= `min_match`: game pixels that switch under a button's drawing do not), and
+    its sign says which picture is the pressed one. A button takes the element that its
     press alone switches and no knob's move does (of several, the best match); a d-pad drawn as one element is
     read from the elements its pictures switch (`PictureReading`). Returns what `name_elements` returns, and the
     d-pad's reading or None."""
@@ -302,12 +304,12 @@ def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndar
         switched = [st for st, a, b in zip(states, on, off) if a or b]
         if not switched or any(st[0] not in BUTTONS for st in switched):  # nothing, or a knob, switches it
             continue
-        minority_pressed = not bool(shown[0]) if on.any() else bool(shown[0])
+        # the pressed picture: the one the drawn change leads to (the reference may show either)
         seen = crops[:, e.core].astype(np.float32) * np.float32(1 / 255)
         change = seen[e.labels].mean(0) - seen[~e.labels].mean(0)
-        change = change if minority_pressed else -change
         drawn = np.mean([changes[st][e.core] for st in switched], axis=0)
         match = float((change * drawn).sum() / max(float(np.linalg.norm(change) * np.linalg.norm(drawn)), 1e-9))
+        minority_pressed, match = match > 0, abs(match)
         if match < min_match:
             continue
         if all(st in pictures for st in switched):
