@@ -38,14 +38,21 @@ def frame_digests(env, actions, pauses: np.random.Generator | None = None) -> li
 
 
 @contextlib.contextmanager
-def busy_cpus(count: int, seconds: float = 120.0) -> Iterator[None]:
-    """`count` processes that spin for at most `seconds` while the block runs (ended when it leaves)."""
+def busy_cpu(spinners: int, seconds: float = 120.0) -> Iterator[None]:
+    """This process (and what it starts) and `spinners` processes that spin for at most `seconds`, all on one CPU
+    while the block runs: the processes started in the block are preempted often, and the tests that other
+    workers run beside it keep the other CPUs. Ended and unpinned when the block is left."""
+    allowed = os.sched_getaffinity(0)
+    cpu = {min(allowed)}
     spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
-    procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
+    procs = []
     try:
+        os.sched_setaffinity(0, cpu)
+        procs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(spinners)]  # inherit the one CPU
         yield
     finally:
         for p in procs:
             p.kill()
         for p in procs:
             p.wait()
+        os.sched_setaffinity(0, allowed)
