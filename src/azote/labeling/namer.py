@@ -277,14 +277,14 @@ def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndar
                     changes: dict[tuple[str, ...], np.ndarray], min_match: float = 0.5
                     ) -> tuple[dict[int, tuple[int, bool]], PictureReading | None]:
     """A known preset's elements named by its own drawing. Each element's own test (`Element.classify`) applied to
-    the neutral look `ref` [H, W, 3] uint8 and on it changed as each press changes the drawing (`changes`, from
+    the neutral look `ref` [H, W, 3] uint8 and to it changed as each press changes the drawing (`changes`, from
     `synth.drawn_changes`; or with the press taken off, when the reference shows a button held in most frames)
     says which presses switch it; how its pictures differ in the elements' frames `crops` [T, H, W, 3] must then
     match the drawn change (|cosine| >= `min_match`: game pixels that switch under a button's drawing do not), and
-    its sign says which picture is the pressed one. A button takes the element that its
-    press alone switches and no knob's move does (of several, the best match); a d-pad drawn as one element is
-    read from the elements its pictures switch (`PictureReading`). Returns what `name_elements` returns, and the
-    d-pad's reading or None."""
+    its sign says which picture is the pressed one. A button takes the element that its press alone switches and
+    no knob's move does (of several, one that the press drawn onto the reference switches before one that the
+    press taken off it does, then the best match); a d-pad drawn as one element is read from the elements its
+    pictures switch (`PictureReading`). Returns what `name_elements` returns, and the d-pad's reading or None."""
     if not elements:
         return {}, None
     states = list(changes)
@@ -292,7 +292,8 @@ def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndar
     base = _released_dpad(ref.astype(np.float32), crops, [changes[st] for st in pictures])
     # each press drawn onto the reference, and taken off it (a button held in most frames shows in the reference)
     looks = np.stack([base] + [np.clip(base + sign * changes[st] * 255, 0, 255) for sign in (1, -1) for st in states])
-    best: dict[int, tuple[float, int, bool]] = {}  # button -> match, element, polarity
+    # button -> ((switched by the press drawn onto the reference, match), element, polarity)
+    best: dict[int, tuple[tuple[bool, float], int, bool]] = {}
     pad: list[tuple[int, bool, list[bool]]] = []
     for i, e in enumerate(elements):
         if e.labels.all() or not e.labels.any():
@@ -316,8 +317,8 @@ def name_by_drawing(elements: Sequence[Element], crops: np.ndarray, ref: np.ndar
             pad.append((i, minority_pressed, [st in switched for st in pictures]))
         elif len(switched) == 1 and switched[0] not in pictures:
             j = BUTTONS.index(switched[0][0])
-            if j not in best or match > best[j][0]:
-                best[j] = (match, i, minority_pressed)
+            if j not in best or (bool(on.any()), match) > best[j][0]:
+                best[j] = ((bool(on.any()), match), i, minority_pressed)
     reading = None
     if pad:
         drawn = np.array([[False] * len(pad)] + [[p[2][k] for p in pad] for k in range(len(pictures))])
