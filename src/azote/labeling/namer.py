@@ -211,6 +211,12 @@ def name_by_readings(elements: Sequence[Element], regions: np.ndarray, present: 
 DPAD = ("dpad_up", "dpad_down", "dpad_left", "dpad_right")
 
 
+def _distances(seen: np.ndarray, looks: np.ndarray) -> np.ndarray:
+    """Mean absolute distance [n, m] of n frames' pixels [n, p, 3] to m looks of them [m, p, 3] (0..255)."""
+    seen = seen.astype(np.float32, copy=False)
+    return np.stack([np.abs(seen - look).mean((1, 2)) for look in looks], axis=1)
+
+
 @dataclass(frozen=True)
 class PictureReading:
     """A d-pad drawn as one element with nine pictures, read from the discovered elements it is made of (on such a
@@ -241,9 +247,7 @@ class PictureReading:
             where = np.abs(looks - looks[:1]).max(-1).max(0) > 10  # where the pictures differ
             if not where.any():
                 continue
-            seen = crops[rows][:, where].astype(np.float32)  # [n, p, 3]
-            far = np.stack([np.abs(seen - look[where]).mean((1, 2)) for look in looks], axis=1)  # [n, options]
-            picture[rows] = options[far.argmin(1)]
+            picture[rows] = options[_distances(crops[rows][:, where], looks[:, where]).argmin(1)]
         return self.held[picture]
 
 
@@ -260,13 +264,12 @@ def _released_dpad(ref: np.ndarray, crops: np.ndarray, changes: list[np.ndarray]
     if not where.any():
         return ref
     seen = crops[np.unique(np.linspace(0, len(crops) - 1, min(len(crops), frames)).round().astype(int))]
-    seen = seen[:, where].astype(np.float32)  # [n, p, 3]
+    seen = seen[:, where]  # [n, p, 3]
     drawn = [np.zeros_like(changes[0][where])] + [c[where] * 255 for c in changes]
     best, out = None, ref
     for k, shown in enumerate(drawn):
         rest = np.clip(ref[where] - shown, 0, 255)
-        far = np.stack([np.abs(seen - np.clip(rest + d, 0, 255)).mean((1, 2)) for d in drawn], axis=1)
-        cost = float(far.min(1).mean()) / (1.0 if k == 0 else margin)
+        cost = float(_distances(seen, np.clip(rest + np.stack(drawn), 0, 255)).min(1).mean()) / (1.0 if k == 0 else margin)
         if best is None or cost < best:
             best, out = cost, ref.copy()
             out[where] = rest

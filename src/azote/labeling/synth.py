@@ -303,6 +303,12 @@ def _misfit(released: np.ndarray, pressed: np.ndarray, rest: np.ndarray, look: n
     return best
 
 
+def _knob_pads() -> list[Gamepad]:
+    """Both knobs pushed to the edge of their travel, in eight directions (an eighth of a turn apart)."""
+    return [Gamepad.make(j_left=at, j_right=at)
+            for at in ((float(np.cos(k * np.pi / 4)), float(np.sin(k * np.pi / 4))) for k in range(8))]
+
+
 def neutral_reference(crops: np.ndarray, preset: Preset, canvas_to_crop: np.ndarray) -> np.ndarray:
     """The reference look [CROP_H, CROP_W, 3] of a known preset from crops of frames sampled across a video: their
     median, except where a button the player holds in most of them is drawn, which is taken from the frames that
@@ -319,10 +325,8 @@ def neutral_reference(crops: np.ndarray, preset: Preset, canvas_to_crop: np.ndar
     looks = {b: _crop_render(preset, Gamepad.make([b]), canvas_to_crop) for b in preset.button_regions()}
     changes = {b: np.abs(look - rest).max(-1) > 0.04 for b, look in looks.items()}
     knobs = np.zeros(ref.shape[:2], bool)  # where a moving stick knob is drawn
-    for k in range(8):
-        at = (float(np.cos(k * np.pi / 4)), float(np.sin(k * np.pi / 4)))
-        moved = _crop_render(preset, Gamepad.make(j_left=at, j_right=at), canvas_to_crop)
-        knobs |= np.abs(moved - rest).max(-1) > 0.04
+    for pad in _knob_pads():
+        knobs |= np.abs(_crop_render(preset, pad, canvas_to_crop) - rest).max(-1) > 0.04
     alone = (np.sum(list(changes.values()), axis=0) == 1) & ~knobs  # one button's press alone decides the look
     released = np.ones((len(x),) + ref.shape[:2], bool)  # frame f shows every button drawn at a pixel released
     for button, look in looks.items():
@@ -375,9 +379,7 @@ def drawn_changes(preset: Preset, canvas_to_crop: np.ndarray, background: np.nda
     if any(e.kind == "dpad" for e in preset.elements):
         pads.update({st: Gamepad.make(list(st)) for st in DPAD_STATES})
     if preset.sticks():
-        for k in range(8):
-            at = (float(np.cos(k * np.pi / 4)), float(np.sin(k * np.pi / 4)))
-            pads[(KNOB, str(k))] = Gamepad.make(j_left=at, j_right=at)
+        pads.update({(KNOB, str(k)): pad for k, pad in enumerate(_knob_pads())})
     out = {}
     for state, pad in pads.items():
         d = _crop_render(preset, pad, canvas_to_crop) - rest

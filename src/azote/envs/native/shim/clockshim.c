@@ -278,14 +278,21 @@ static int settling(void) {
 }
 
 /* A virtual wait of this (non-main) thread until virtual time `deadline`, or its end (deadline INT64_MAX). */
+/* The calling thread's slot in a table of VWAIT_SLOTS (`used` of them taken), taken at its first call; -1 when the
+ * table is full. */
+static int thread_slot(int *used, int *slot) {
+    if (*slot < 0) {
+        int i = __atomic_fetch_add(used, 1, __ATOMIC_ACQ_REL);
+        if (i >= VWAIT_SLOTS) return -1;
+        *slot = i;
+    }
+    return *slot;
+}
+
 static void vwait_mark(int64_t deadline) {
     if (!settling()) return;
-    if (vwait_slot < 0) {
-        int i = __atomic_fetch_add(&vwait_used, 1, __ATOMIC_ACQ_REL);
-        if (i >= VWAIT_SLOTS) return;
-        vwait_slot = i;
-    }
-    __atomic_store_n(&vwait_deadline[vwait_slot], deadline, __ATOMIC_RELEASE);
+    int i = thread_slot(&vwait_used, &vwait_slot);
+    if (i >= 0) __atomic_store_n(&vwait_deadline[i], deadline, __ATOMIC_RELEASE);
 }
 
 static int vwait_due(void) {
@@ -313,12 +320,8 @@ static int is_waking(pid_t tid) {
 }
 
 static void mark_waking(pid_t tid) {
-    if (waking_slot < 0) {
-        int i = __atomic_fetch_add(&waking_used, 1, __ATOMIC_ACQ_REL);
-        if (i >= VWAIT_SLOTS) return;
-        waking_slot = i;
-    }
-    __atomic_store_n(&waking_tid[waking_slot], tid, __ATOMIC_RELEASE);
+    int i = thread_slot(&waking_used, &waking_slot);
+    if (i >= 0) __atomic_store_n(&waking_tid[i], tid, __ATOMIC_RELEASE);
 }
 
 /* 1 if no other thread of the process is running or due to wake. For the main thread (settle), a thread about to
