@@ -314,9 +314,11 @@ def test_concurrent_clients_share_one_forward_pass(policy: Policy) -> None:
             s.close()
         ctx.term()
     assert [r["batch_size"] for r in replies] == [4, 4, 4, 4]
-    for i, r in enumerate(replies):  # batched or not, each client gets its own seeded chunk
+    # batched or not, each client gets its own seeded chunk (float32 kernels differ with the batch size: on AMX
+    # CPUs by up to 2e-4 after the denoising steps; another client's seed differs by ~4, its frame by ~0.05)
+    for i, r in enumerate(replies):
         np.testing.assert_allclose(decode_array(r["actions"], "a")[0], policy.predict([frame(20 + i)], seed=100 + i)[0],
-                                   atol=1e-4)
+                                   atol=2e-3)
 
 
 def test_client_times_out_then_reconnects_on_a_fresh_socket() -> None:
