@@ -126,6 +126,33 @@ def test_a_held_out_style_is_labelled_zero_shot_by_its_elements(tmp_path):
     late, early = stick_r2(tmp_path / "out"), stick_r2(tmp_path / "early")
     assert min(late) > 0.7 and all(e > lt - 0.1 for e, lt in zip(early, late)), (late, early)
 
+    # a stick patch corrected at the end (here: the layout's travel misjudged by 1.6x) is read again from the pixels
+    # kept around it, as from the video decoded a second time
+    import azote.labeling.label as L
+    from azote.labeling.frames import warp
+    from azote.labeling.parser import PATCH
+    from azote.labeling.synth import stick_patch
+
+    def misjudged(located, frames, model, preset=None):
+        reader = real(located, frames, model, preset)
+        for s, sr in enumerate(reader.sticks):
+            if sr is not None:
+                m = stick_patch(sr.centre, 1.6 * sr.travel)
+                reader.sticks[s] = L.StickReader(m, L._median([warp(f, m, (PATCH, PATCH)) for f in frames]),
+                                                 sr.centre, 1.6 * sr.travel)
+        return reader
+
+    real, runs = L.make_reader, {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(L, "make_reader", misjudged)
+        for name, size in (("windows", L.StickWindows.BYTES), ("decoded", 0)):
+            mp.setattr(L.StickWindows, "BYTES", size)
+            report = L.label_video(tmp_path / "clip.mp4", tmp_path / name, config=cfg)
+            assert report["layout"]["sticks_reread"] == [0, 1]
+            runs[name] = np.load(tmp_path / name / "labeling" / "clip.npz")
+    # alike to 0.005 of the travel: downscaling averages blocks counted from the window's corner, not the frame's
+    assert np.allclose(runs["windows"]["raw_sticks"], runs["decoded"]["raw_sticks"], atol=5e-3)
+
 
 def test_a_known_presets_button_takes_the_element_in_its_region_that_its_readings_follow():
     from azote.labeling.elements import Element

@@ -45,7 +45,7 @@ from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stic
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
-VERSION = 7  # bumped when the same weights and settings label differently (7: non-reference frames not deblocked)
+VERSION = 8  # bumped when the same weights and settings label differently (8: a stick's clicks set no geometry)
 
 
 class LabelError(AzoteError, RuntimeError):
@@ -165,6 +165,52 @@ def _median(images: list[np.ndarray]) -> np.ndarray:
     return np.median(np.stack(images), axis=0).astype(np.uint8)
 
 
+@dataclass
+class StickWindows:
+    """The video's pixels around each stick in the first `limit` frames, kept from the one decoding pass so that a
+    stick patch corrected later (moved up to a travel or grown up to half) is cut again without decoding the video
+    a second time."""
+
+    boxes: list[tuple[int, int, int, int] | None]  # per stick, video pixels (x0, y0, x1, y1)
+    limit: int
+    frames: list[list[np.ndarray | None]] = field(default_factory=list)  # per frame, per stick
+
+    WIDE = 1.8  # the window is a patch at this much the travel: 3.43 * 1.5 + 1 travel units each way
+    BYTES = 512 << 20  # at most this much kept; a video that needs more is decoded again instead
+
+    @classmethod
+    def around(cls, reader: OverlayReader, hw: tuple[int, int], limit: int) -> StickWindows | None:
+        from azote.labeling.synth import stick_patch
+
+        boxes = [source_box(stick_patch(sr.centre, cls.WIDE * sr.travel), (P.PATCH, P.PATCH), hw)
+                 if sr is not None else None for sr in reader.sticks]
+        size = sum((b[2] - b[0]) * (b[3] - b[1]) * 3 for b in boxes if b is not None)
+        return cls(boxes, limit) if size and size * limit <= cls.BYTES else None
+
+    def keep(self, region: np.ndarray, origin: tuple[int, int]) -> None:
+        if len(self.frames) < self.limit:
+            self.frames.append([None if b is None else region[b[1] - origin[1]:b[3] - origin[1],
+                                                              b[0] - origin[0]:b[2] - origin[0]].copy()
+                                for b in self.boxes])
+
+    def serve(self, reader: OverlayReader, sticks: Sequence[int], frames: int, hw: tuple[int, int]) -> bool:
+        """Whether the first `frames` frames are kept and `sticks`' patches lie in their windows."""
+        if len(self.frames) < frames:
+            return False
+        for s in sticks:
+            b, p = self.boxes[s], source_box(reader.sticks[s].to_patch, (P.PATCH, P.PATCH), hw)  # type: ignore
+            if b is None or not (b[0] <= p[0] and b[1] <= p[1] and p[2] <= b[2] and p[3] <= b[3]):
+                return False
+        return True
+
+    def patches(self, reader: OverlayReader, sticks: Sequence[int], frames: int, batch_size: int
+                ) -> Iterator[list[list[np.ndarray | None]]]:
+        """`sticks`' patches (None for the others) of the first `frames` frames, in batches."""
+        for t in range(0, frames, batch_size):
+            yield [[warp(w[s], reader.sticks[s].to_patch, (P.PATCH, P.PATCH), self.boxes[s][:2])  # type: ignore
+                    if s in sticks else None for s in range(len(w))] for w in self.frames[t:min(t + batch_size, frames)]]
+
+
 def make_reader(located: Located, frames: Sequence[np.ndarray], model: P.OverlayParser,
                 preset: Preset | None = None) -> OverlayReader:
     """The reader for one video from its sampled frames: for a known preset its geometry, else the layout the
@@ -232,13 +278,15 @@ def _triples(ref: np.ndarray, before: np.ndarray, images: list[np.ndarray]) -> n
     return x
 
 
-def _batches(path: str | os.PathLike, reader: OverlayReader, batch_size: int, limit: int | None = None
-             ) -> Iterator[tuple[list[np.ndarray], list[list[np.ndarray | None]]]]:
-    """Every frame's overlay crop and stick patches (the first `limit` frames'), in batches, decoded once. A stick
-    patch the reader moves between batches is cut from then on where it now is."""
+def _batches(path: str | os.PathLike, reader: OverlayReader, batch_size: int, limit: int | None = None,
+             windows: StickWindows | None = None) -> Iterator[tuple[list[np.ndarray], list[list[np.ndarray | None]]]]:
+    """Every frame's overlay crop and stick patches (the first `limit` frames'), in batches, decoded once; the
+    pixels around the sticks go to `windows`. A stick patch the reader moves between batches is cut from then on
+    where it now is."""
     info = probe(path)
     hw = (info["height"], info["width"])
     placed, box = None, (0, 0, 2, 2)
+    wide = [b for b in (windows.boxes if windows is not None else []) if b is not None]
     crops: list[np.ndarray] = []
     patches: list[list[np.ndarray | None]] = []
     count = 0
@@ -254,7 +302,11 @@ def _batches(path: str | os.PathLike, reader: OverlayReader, batch_size: int, li
                     break
                 if placed != [id(r) for r in reader.sticks]:
                     placed, box = [id(r) for r in reader.sticks], reader.source(hw)
-                crop, ps = reader.cut(region_rgb(fr, box), (box[0], box[1]))
+                    box = tuple(f(v) for f, v in zip((min, min, max, max), zip(box, *wide)))  # type: ignore
+                region = region_rgb(fr, box)
+                crop, ps = reader.cut(region, (box[0], box[1]))
+                if windows is not None:
+                    windows.keep(region, (box[0], box[1]))
                 crops.append(crop)
                 patches.append(ps)
                 count += 1
@@ -268,11 +320,12 @@ def _batches(path: str | os.PathLike, reader: OverlayReader, batch_size: int, li
 
 
 def _read_sticks_batch(reader: OverlayReader, patches: list[list[np.ndarray | None]],
-                       before: list[np.ndarray | None] | None) -> np.ndarray:
-    """Stick readings [n, 2, 2] of consecutive frames' patches (0 for a stick the overlay lacks)."""
+                       before: list[np.ndarray | None] | None, sticks: Sequence[int] = (0, 1)) -> np.ndarray:
+    """Readings [n, 2, 2] of `sticks` in consecutive frames' patches (0 for a stick the overlay lacks, and the
+    others)."""
     out = np.zeros((len(patches), 2, 2), np.float32)
     for s, sr in enumerate(reader.sticks):
-        if sr is None:
+        if sr is None or s not in sticks:
             continue
         cur = [p[s] for p in patches]
         prev = before[s] if before is not None and before[s] is not None else cur[0]
@@ -281,25 +334,31 @@ def _read_sticks_batch(reader: OverlayReader, patches: list[list[np.ndarray | No
     return out
 
 
-def _stick_geometry_off(readings: np.ndarray, post: PostConfig) -> tuple[np.ndarray, float] | None:
+def _stick_geometry_off(readings: np.ndarray, post: PostConfig, clicked: np.ndarray | None = None,
+                        shrink: bool = True) -> tuple[np.ndarray, float] | None:
     """Where a stick's rest and travel really are, in units of the patch it was read through, when its readings
-    say the patch was placed or scaled badly enough to read it again (None when it was not)."""
-    _, info = normalise_stick(readings, post)
+    (`clicked`: frames with the stick pressed in, left out) say the patch was placed or scaled badly enough to read
+    it again (None when it was not). `shrink` False: a travel that reads smaller is left as it is."""
+    _, info = normalise_stick(readings, post, clicked)
     centre, scale = np.asarray(info["centre"], np.float64), float(np.sqrt(np.prod(info["scale"])))
+    if not shrink:
+        scale = max(scale, 1.0)
     if float(np.hypot(*centre)) > 0.15 or abs(np.log(max(scale, 1e-3))) > np.log(1.15):
         return centre, scale
     return None
 
 
-def _correct_sticks(reader: OverlayReader, readings: np.ndarray, post: PostConfig, frames: Sequence[np.ndarray]
-                    ) -> list[int]:
+def _correct_sticks(reader: OverlayReader, readings: np.ndarray, post: PostConfig, frames: Sequence[np.ndarray],
+                    clicked: np.ndarray | None = None, shrink: bool = True) -> list[int]:
     """Moves each stick patch whose readings [T, 2, 2] say it is misplaced or misscaled to where they say the rest
-    and travel are; returns the sticks moved (to be read again)."""
+    and travel are (`clicked` [T, 2] and `shrink` as `_stick_geometry_off`); returns the sticks moved (to be read
+    again)."""
     from azote.labeling.synth import stick_patch
 
     moved = []
     for s, sr in enumerate(reader.sticks):
-        off = _stick_geometry_off(readings[:, s], post) if sr is not None else None
+        off = (_stick_geometry_off(readings[:, s], post, None if clicked is None else clicked[:, s], shrink)
+               if sr is not None else None)
         if sr is not None and off is not None:
             centre = (sr.centre[0] + float(off[0][0]) * sr.travel, sr.centre[1] + float(off[0][1]) * sr.travel)
             m = stick_patch(centre, sr.travel * off[1])
@@ -310,11 +369,17 @@ def _correct_sticks(reader: OverlayReader, readings: np.ndarray, post: PostConfi
 
 
 def _read_again(path: str | os.PathLike, reader: OverlayReader, sticks: list[int], readings: np.ndarray,
-                batch_size: int) -> list[np.ndarray | None]:
-    """Reads `sticks` again in the first len(`readings`) frames, into `readings`; returns the last frame's patches."""
+                batch_size: int, windows: StickWindows | None, hw: tuple[int, int]) -> list[np.ndarray | None]:
+    """Reads `sticks` again in the first len(`readings`) frames, into `readings`, from `windows` when they serve,
+    else from the video; returns the last frame's patches (None for the other sticks)."""
+    n = len(readings)
+    if windows is not None and windows.serve(reader, sticks, n, hw):
+        batches: Iterator[list[list[np.ndarray | None]]] = windows.patches(reader, sticks, n, batch_size)
+    else:
+        batches = (patches for _, patches in _batches(path, reader, batch_size, limit=n))
     t, before = 0, None
-    for _, patches in _batches(path, reader, batch_size, limit=len(readings)):
-        readings[t:t + len(patches), sticks] = _read_sticks_batch(reader, patches, before)[:, sticks]
+    for patches in batches:
+        readings[t:t + len(patches), sticks] = _read_sticks_batch(reader, patches, before, sticks)[:, sticks]
         before = patches[-1]
         t += len(patches)
     return before or [None, None]
@@ -356,14 +421,16 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     which button and which picture is pressed; a button with no element reads as released. Sticks are read frame
     by frame, and for an unseen skin once more through patches placed where those readings say the rest and
     travel are, when the layout's guess was off (in a long video that is checked after `stick_check_frames`, so
-    that only those frames are read twice, and once more at the end). `frames` are the frames sampled for
-    locating (the new patches' reference look)."""
+    that only those frames are read twice, and once more at the end; frames with the stick pressed in are left
+    out of that), from the pixels around the sticks kept in the one decoding pass (`StickWindows`) where they
+    serve. `frames` are the frames sampled for locating (the new patches' reference look)."""
     from azote.labeling.elements import discover
     from azote.labeling.namer import drawn_area, name_by_drawing, name_by_readings, name_elements
     from azote.labeling.synth import drawn_changes
 
     known = namer is None
-    total = max(1, int(probe(path)["frames"]))
+    info = probe(path)
+    total, hw = max(1, int(info["frames"])), (info["height"], info["width"])
     stride = max(1, -(-total // cfg.discovery_frames))
     sample: list[np.ndarray] = []
     kept: list[np.ndarray] | None = [] if stride > 1 and total <= cfg.keep_frames else None  # every crop, batched
@@ -371,7 +438,10 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     read: list[np.ndarray] = []  # a known preset's parser readings of every frame
     last: tuple[np.ndarray, list[np.ndarray | None]] | None = None
     seen, checked = 0, False
-    for crops, patches in _batches(path, reader, cfg.batch_size):
+    # an unseen skin's stick patches may be corrected: the pixels around them kept, for the frames read again
+    windows = None if known else StickWindows.around(
+        reader, hw, total if total <= cfg.keep_frames else min(total, cfg.stick_check_frames + cfg.batch_size))
+    for crops, patches in _batches(path, reader, cfg.batch_size, windows=windows):
         sample += [c for k, c in enumerate(crops, seen) if k % stride == 0]
         if kept is not None and seen + len(crops) > cfg.keep_frames:  # the container's frame count was short
             kept = None
@@ -387,9 +457,12 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
         if not known and not checked and cfg.stick_check_frames <= seen < total:
             # a long video: its stick patches corrected now, so that only these frames are read twice
             checked, early = True, np.concatenate(sticks)
-            moved = _correct_sticks(reader, early, cfg.post.zero_shot(), frames)
+            # not yet knowing when a stick is pressed in (its knob drawn otherwise, read a little off), a travel
+            # that reads smaller waits for the end, where those frames are left out
+            moved = _correct_sticks(reader, early, cfg.post.zero_shot(), frames, shrink=False)
             if moved:
-                last = (last[0], _read_again(path, reader, moved, early, cfg.batch_size))
+                again_last = _read_again(path, reader, moved, early, cfg.batch_size, windows, hw)
+                last = (last[0], [again_last[s] if s in moved else p for s, p in enumerate(last[1])])
                 sticks, reader.reread = [early], moved
         if progress:
             progress(len(crops))
@@ -428,10 +501,22 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
         for batch in kept:
             _read_elements(buttons, t, batch, elements, found, pad)
             t += len(batch)
-    again = [] if known else _correct_sticks(reader, readings, cfg.post.zero_shot(), frames)
-    reader.reread = sorted(set(reader.reread) | set(again))
     late = stride > 1 and kept is None and (bool(found) or pad is not None)  # a long video's elements in every frame
-    kept = None  # the crops' memory back before a second pass
+    again = []
+    if not known:  # the sticks' geometry from the frames whose clicks are read: every frame, or the sample's
+        clicks = [found.get(P.BUTTONS.index(b)) for b in ("left_thumb", "right_thumb")]
+        if late:
+            clicked = np.stack([elements[c[0]].labels[:len(sample)] == c[1] if c else np.zeros(len(sample), bool)
+                                for c in clicks], axis=1)
+            again = _correct_sticks(reader, readings[::stride][:len(sample)], cfg.post.zero_shot(), frames, clicked)
+        else:
+            clicked = buttons[:, [P.BUTTONS.index("left_thumb"), P.BUTTONS.index("right_thumb")]] > 0.5
+            again = _correct_sticks(reader, readings, cfg.post.zero_shot(), frames, clicked)
+    reader.reread = sorted(set(reader.reread) | set(again))
+    if again and windows is not None and windows.serve(reader, again, seen, hw):
+        _read_again(path, reader, again, readings, cfg.batch_size, windows, hw)
+        again = []
+    kept = windows = None  # the crops' memory back before a second pass
     if again or late:  # a second pass
         t, before = 0, None
         for crops, patches in _batches(path, reader, cfg.batch_size):
@@ -439,7 +524,7 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
             if late:
                 _read_elements(buttons, t, np.stack(crops), elements, found, pad)
             if again:
-                readings[t:t + n, again] = _read_sticks_batch(reader, patches, before)[:, again]
+                readings[t:t + n, again] = _read_sticks_batch(reader, patches, before, again)[:, again]
                 before = patches[-1]
             t += n
     return {"buttons": buttons, "sticks": readings}
