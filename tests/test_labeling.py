@@ -212,35 +212,6 @@ def test_stick_rest_is_the_densest_reading_when_the_drawing_misled_the_parser():
     assert info["centre"] == [0.0, 0.0]
 
 
-def test_a_clicked_stick_drawn_otherwise_neither_moves_nor_rescales_the_stick():
-    """A skin whose pressed knob (L3) is another picture reads a little off the rest while pressed: those frames
-    neither set the travel (a resting stick's clicks once read as a travel of a quarter, then the noise as play)
-    nor read as a deflection."""
-    from azote.labeling.label import _stick_geometry_off
-    from azote.labeling.postprocess import PostConfig, to_actions
-
-    rng = np.random.default_rng(1)
-    clicked = rng.random(1800) < 0.07
-    raw = rng.normal(0, 0.005, (1800, 2, 2)).astype(np.float32)
-    raw[:, 0][clicked] += [0.0, 0.22]  # the left stick rests; pressed in, its knob reads 0.22 down
-    truth = np.zeros((1800, 2), np.float32)
-    truth[300:900] = rng.uniform(-1, 1, (600, 2))
-    raw[:, 1] += 0.9 * truth
-    raw[:, 1][clicked] += [0.15, 0.0]  # the right one moves, and reads off by 0.15 when pressed in
-    post = PostConfig().zero_shot()
-    assert _stick_geometry_off(raw[:, 0], post) is not None  # without the clicks: the travel would shrink
-    assert _stick_geometry_off(raw[:, 0], post, clicked) is None
-    assert _stick_geometry_off(raw[:, 0], post, shrink=False) is None
-    probs = np.zeros((1800, 17), np.float32)
-    probs[:, BUTTONS.index("left_thumb")] = probs[:, BUTTONS.index("right_thumb")] = clicked
-    actions, info = to_actions(raw, probs, post)
-    assert not actions.j_left.any()
-    assert info["j_right"]["scale"] == pytest.approx([0.9, 0.9], abs=0.03)
-    assert np.abs(actions.j_right - truth).max() < 0.1
-    unaware, _ = to_actions(raw, np.zeros_like(probs), post)
-    assert np.abs(unaware.j_left).max() > 0.5
-
-
 def test_corrupt_video_is_reported_and_the_others_are_labelled(tmp_path):
     from azote.labeling.label import label_videos
 

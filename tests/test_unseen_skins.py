@@ -154,6 +154,22 @@ def test_a_held_out_style_is_labelled_zero_shot_by_its_elements(tmp_path):
     assert np.allclose(runs["windows"]["raw_sticks"], runs["decoded"]["raw_sticks"], atol=5e-3)
 
 
+def test_an_element_the_knob_switches_is_told_from_a_button():
+    """On shaded skins the knob leaving its rest uncovers a shadow: an element that the stick's position tells is
+    the knob's drawing, never a button (such elements had been named the stick's click, read pressed in most
+    frames); a button pressed at any stick position is not."""
+    from azote.labeling.namer import KNOB_EXPLAINED, stick_explained
+
+    rng = np.random.default_rng(0)
+    sticks = np.zeros((1200, 2, 2), np.float32)
+    sticks[:, 0] = np.where(rng.random((1200, 1)) < 0.3, 0.0, rng.uniform(-1, 1, (1200, 2)))
+    shadow = np.hypot(*sticks[:, 0].T) > 0.4  # the rest's shadow shows once the knob has moved far enough
+    click = rng.random(1200) < 0.2
+    assert stick_explained(shadow, sticks) >= KNOB_EXPLAINED > 0.6
+    assert stick_explained(click, sticks) < 0.3
+    assert stick_explained(shadow, np.zeros_like(sticks)) == 0.0  # no stick read: nothing told
+
+
 def test_a_known_presets_button_takes_the_element_in_its_region_that_its_readings_follow():
     from azote.labeling.elements import Element
     from azote.labeling.namer import name_by_readings

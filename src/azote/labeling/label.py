@@ -45,7 +45,7 @@ from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stic
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
-VERSION = 8  # bumped when the same weights and settings label differently (8: a stick's clicks set no geometry)
+VERSION = 8  # bumped when the same weights and settings label differently (8: knob drawings named no button)
 
 
 class LabelError(AzoteError, RuntimeError):
@@ -334,31 +334,25 @@ def _read_sticks_batch(reader: OverlayReader, patches: list[list[np.ndarray | No
     return out
 
 
-def _stick_geometry_off(readings: np.ndarray, post: PostConfig, clicked: np.ndarray | None = None,
-                        shrink: bool = True) -> tuple[np.ndarray, float] | None:
+def _stick_geometry_off(readings: np.ndarray, post: PostConfig) -> tuple[np.ndarray, float] | None:
     """Where a stick's rest and travel really are, in units of the patch it was read through, when its readings
-    (`clicked`: frames with the stick pressed in, left out) say the patch was placed or scaled badly enough to read
-    it again (None when it was not). `shrink` False: a travel that reads smaller is left as it is."""
-    _, info = normalise_stick(readings, post, clicked)
+    say the patch was placed or scaled badly enough to read it again (None when it was not)."""
+    _, info = normalise_stick(readings, post)
     centre, scale = np.asarray(info["centre"], np.float64), float(np.sqrt(np.prod(info["scale"])))
-    if not shrink:
-        scale = max(scale, 1.0)
     if float(np.hypot(*centre)) > 0.15 or abs(np.log(max(scale, 1e-3))) > np.log(1.15):
         return centre, scale
     return None
 
 
-def _correct_sticks(reader: OverlayReader, readings: np.ndarray, post: PostConfig, frames: Sequence[np.ndarray],
-                    clicked: np.ndarray | None = None, shrink: bool = True) -> list[int]:
+def _correct_sticks(reader: OverlayReader, readings: np.ndarray, post: PostConfig, frames: Sequence[np.ndarray]
+                    ) -> list[int]:
     """Moves each stick patch whose readings [T, 2, 2] say it is misplaced or misscaled to where they say the rest
-    and travel are (`clicked` [T, 2] and `shrink` as `_stick_geometry_off`); returns the sticks moved (to be read
-    again)."""
+    and travel are; returns the sticks moved (to be read again)."""
     from azote.labeling.synth import stick_patch
 
     moved = []
     for s, sr in enumerate(reader.sticks):
-        off = (_stick_geometry_off(readings[:, s], post, None if clicked is None else clicked[:, s], shrink)
-               if sr is not None else None)
+        off = _stick_geometry_off(readings[:, s], post) if sr is not None else None
         if sr is not None and off is not None:
             centre = (sr.centre[0] + float(off[0][0]) * sr.travel, sr.centre[1] + float(off[0][1]) * sr.travel)
             m = stick_patch(centre, sr.travel * off[1])
@@ -421,9 +415,8 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     which button and which picture is pressed; a button with no element reads as released. Sticks are read frame
     by frame, and for an unseen skin once more through patches placed where those readings say the rest and
     travel are, when the layout's guess was off (in a long video that is checked after `stick_check_frames`, so
-    that only those frames are read twice, and once more at the end; frames with the stick pressed in are left
-    out of that), from the pixels around the sticks kept in the one decoding pass (`StickWindows`) where they
-    serve. `frames` are the frames sampled for locating (the new patches' reference look)."""
+    that only those frames are read twice, and once more at the end), from the pixels around the sticks kept in
+    the one decoding pass (`StickWindows`) where they serve. `frames` are the frames sampled for locating (the new patches' reference look)."""
     from azote.labeling.elements import discover
     from azote.labeling.namer import drawn_area, name_by_drawing, name_by_readings, name_elements
     from azote.labeling.synth import drawn_changes
@@ -457,9 +450,7 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
         if not known and not checked and cfg.stick_check_frames <= seen < total:
             # a long video: its stick patches corrected now, so that only these frames are read twice
             checked, early = True, np.concatenate(sticks)
-            # not yet knowing when a stick is pressed in (its knob drawn otherwise, read a little off), a travel
-            # that reads smaller waits for the end, where those frames are left out
-            moved = _correct_sticks(reader, early, cfg.post.zero_shot(), frames, shrink=False)
+            moved = _correct_sticks(reader, early, cfg.post.zero_shot(), frames)
             if moved:
                 again_last = _read_again(path, reader, moved, early, cfg.batch_size, windows, hw)
                 last = (last[0], [again_last[s] if s in moved else p for s, p in enumerate(last[1])])
@@ -502,16 +493,7 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
             _read_elements(buttons, t, batch, elements, found, pad)
             t += len(batch)
     late = stride > 1 and kept is None and (bool(found) or pad is not None)  # a long video's elements in every frame
-    again = []
-    if not known:  # the sticks' geometry from the frames whose clicks are read: every frame, or the sample's
-        clicks = [found.get(P.BUTTONS.index(b)) for b in ("left_thumb", "right_thumb")]
-        if late:
-            clicked = np.stack([elements[c[0]].labels[:len(sample)] == c[1] if c else np.zeros(len(sample), bool)
-                                for c in clicks], axis=1)
-            again = _correct_sticks(reader, readings[::stride][:len(sample)], cfg.post.zero_shot(), frames, clicked)
-        else:
-            clicked = buttons[:, [P.BUTTONS.index("left_thumb"), P.BUTTONS.index("right_thumb")]] > 0.5
-            again = _correct_sticks(reader, readings, cfg.post.zero_shot(), frames, clicked)
+    again = [] if known else _correct_sticks(reader, readings, cfg.post.zero_shot(), frames)
     reader.reread = sorted(set(reader.reread) | set(again))
     if again and windows is not None and windows.serve(reader, again, seen, hw):
         _read_again(path, reader, again, readings, cfg.batch_size, windows, hw)

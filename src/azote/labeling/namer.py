@@ -33,6 +33,7 @@ import torch
 from azote.errors import AzoteError
 from azote.gamepad import BUTTONS, NUM_BUTTONS
 from azote.labeling.elements import Element, correlation
+from azote.labeling.parser import GRID_SPAN
 
 NAMER_FILE = "namer.safetensors"
 WEIGHTS = Path(__file__).parent / "weights" / NAMER_FILE
@@ -45,6 +46,7 @@ HUE_WEIGHT = 2.0  # `agree_with_skin`: 2-5 alike on the held-out styles (button 
 # on the third-party skins (+0.0005)
 SKIN_WEIGHT = 1.0  # `agree_with_skin`: 0.3-3 tried on both test sets; 1 gains on both, 0.5 more on one only
 MIN_COVER = 0.3  # a known preset's element lies in a button's drawn region at least this much
+KNOB_EXPLAINED = 0.75  # held-out styles: knob drawings 0.82-0.99, buttons at most 0.48 (8 x 8 cells overfit a little)
 SAME_ELEMENT = 0.95  # an element is a button's when they agree on this share of frames (either way round)
 
 
@@ -382,12 +384,39 @@ def agree_with_skin(logits: np.ndarray, changes: np.ndarray, weight: float = SKI
     return side > 0
 
 
+def stick_explained(labels: np.ndarray, sticks: np.ndarray, cells: int = 8, min_count: int = 5) -> float:
+    """How much of an element's pictures [T] a stick's position [T, 2, 2] tells (0: nothing beyond the element's
+    own rate, 1: all): each picture guessed as the more common one among frames with the knob in the same cell of
+    a `cells` x `cells` grid over its travel (a cell of fewer than `min_count` frames guesses the overall one)."""
+    on = np.asarray(labels, bool)
+    p = float(on.mean()) if len(on) else 0.0
+    base = max(p, 1 - p)
+    if 1 - base < 0.005:
+        return 0.0
+    best = 0.0
+    for s in range(sticks.shape[1]):
+        r = sticks[:len(on), s]
+        if not np.abs(r).any():
+            continue
+        ij = np.clip(((r + GRID_SPAN) / (2 * GRID_SPAN) * cells).astype(int), 0, cells - 1)
+        cell = ij[:, 0] * cells + ij[:, 1]
+        n, k = np.bincount(cell, minlength=cells * cells), np.bincount(cell, on, minlength=cells * cells)
+        right = np.where(n >= min_count, np.maximum(k, n - k), k if p >= 0.5 else n - k).sum() / len(on)
+        best = max(best, (right - base) / (1 - base))
+    return float(best)
+
+
 def name_elements(namer: Namer, elements: Sequence[Element], crops: np.ndarray, regions: np.ndarray,
                   present: np.ndarray, probs: np.ndarray, rows: np.ndarray, sticks: np.ndarray
                   ) -> dict[int, tuple[int, bool]]:
-    """button -> (element, whether the element's less common picture is the pressed one)."""
+    """button -> (element, whether the element's less common picture is the pressed one). An element whose
+    pictures a stick's position tells (`stick_explained` >= `KNOB_EXPLAINED`) is the knob's own drawing (on a
+    shaded skin, the knob leaving a shadow or a highlight), never a button: on three held-out shaded skins such
+    an element had been named the stick's click and read pressed in most frames."""
     pairs, x = pair_features(elements, regions, present, probs, rows, sticks)
     scores = namer.scores(x)
+    knob = {i for i, e in enumerate(elements) if stick_explained(e.labels, sticks) >= KNOB_EXPLAINED}
+    scores[[k for k, (_, i) in enumerate(pairs) if i in knob]] = -1.0
     out: dict[int, tuple[int, bool]] = {}
     used: set[int] = set()
     for k in np.argsort(-scores):

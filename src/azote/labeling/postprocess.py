@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from azote.gamepad import BUTTONS, ActionChunk
+from azote.gamepad import ActionChunk
 
 
 @dataclass
@@ -64,24 +64,17 @@ def rest_reading(v: np.ndarray, bandwidth: float = 0.15, limit: int = 1500, rule
     return min(((x, sh) for x, sh in modes if sh >= 0.8 * best), key=lambda m: float(np.hypot(*m[0])))
 
 
-def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig(), clicked: np.ndarray | None = None
-                    ) -> tuple[np.ndarray, dict]:
+def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[np.ndarray, dict]:
     """raw [T, 2] stick readings of one video -> values in [-1, 1]: the rest centre (a pile of readings within
     `rest_search` of the origin, see `rest_reading`) is subtracted; the deflection is divided by its 99th
     percentile when that is within `scale_range` (the overlay's travel differs from what the parser assumed);
-    small deflections become 0. `clicked` [T] marks frames with the stick pressed in (L3 / R3): many skins then
-    draw another knob picture, which the reader sees a little off its place, so those frames are left out of the
-    rest and travel (a resting stick's clicks alone once read as a travel a quarter of the true one), and the
-    offset the clicks read at rest is taken off them."""
+    small deflections become 0."""
     raw = np.asarray(raw, np.float32)
-    fit = raw
-    if clicked is not None and len(clicked) == len(raw) and int((~clicked).sum()) >= 5:
-        fit = raw[~np.asarray(clicked, bool)]
-    d, share = rest_reading(fit, rule=cfg.rest_rule)
+    d, share = rest_reading(raw, rule=cfg.rest_rule)
     rest = d if share >= 0.1 and np.hypot(*d) <= cfg.rest_search else np.zeros(2, np.float32)
-    near = np.linalg.norm(fit - rest, axis=1) < cfg.rest_radius
-    centre = fit[near].mean(axis=0) if near.sum() >= 5 else np.zeros(2, np.float32)
-    v = fit - centre
+    near = np.linalg.norm(raw - rest, axis=1) < cfg.rest_radius
+    centre = raw[near].mean(axis=0) if near.sum() >= 5 else np.zeros(2, np.float32)
+    v = raw - centre
     scale = np.ones(2, np.float32)
     # a deflection is a reading well away from the rest: 0.3 of full travel, or of the readings' extent when the
     # travel may be misjudged
@@ -92,12 +85,6 @@ def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig(), clicked: np
             p = float(np.percentile(moving, cfg.percentile))
             if cfg.scale_range[0] <= p <= cfg.scale_range[1]:
                 scale[a] = p
-    v = raw - centre
-    if fit is not raw:  # the pressed knob's offset at rest, where most clicks show the knob resting, taken off
-        c = np.asarray(clicked, bool)
-        rest_c = v[c][np.linalg.norm(v[c], axis=1) < 2 * cfg.rest_radius]
-        if len(rest_c) >= max(5, 0.25 * c.sum()):
-            v[c] -= np.median(rest_c, axis=0)
     v = v / scale
     v[np.abs(v) < cfg.dead_zone] = 0.0
     return np.clip(v, -1.0, 1.0).astype(np.float32), {"centre": centre.round(4).tolist(), "scale": scale.round(4).tolist()}
@@ -105,9 +92,9 @@ def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig(), clicked: np
 
 def to_actions(sticks: np.ndarray, button_probs: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[ActionChunk, dict]:
     """Parser outputs of a whole video (sticks [T, 2, 2], button probabilities [T, 17]) -> its actions."""
+    left, info_l = normalise_stick(sticks[:, 0], cfg)
+    right, info_r = normalise_stick(sticks[:, 1], cfg)
     buttons = (np.asarray(button_probs) > cfg.button_threshold).astype(np.uint8)
-    left, info_l = normalise_stick(sticks[:, 0], cfg, buttons[:, BUTTONS.index("left_thumb")] == 1)
-    right, info_r = normalise_stick(sticks[:, 1], cfg, buttons[:, BUTTONS.index("right_thumb")] == 1)
     return ActionChunk.from_arrays(buttons, left, right), {"j_left": info_l, "j_right": info_r}
 
 
