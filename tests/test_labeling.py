@@ -212,6 +212,26 @@ def test_stick_rest_is_the_densest_reading_when_the_drawing_misled_the_parser():
     assert info["centre"] == [0.0, 0.0]
 
 
+def test_a_resting_sticks_clicks_are_no_travel():
+    """A skin whose pressed-in knob is another picture reads a little off to one side while clicked: a stick that
+    never moves must keep its travel (such offsets alone once scaled it to a quarter, and its noise then read as
+    play), while a stick really pushed one way only still has its travel measured."""
+    from azote.labeling.label import _stick_geometry_off
+    from azote.labeling.postprocess import PostConfig, normalise_stick
+
+    rng = np.random.default_rng(1)
+    raw = rng.normal(0, 0.005, (1800, 2)).astype(np.float32)
+    clicked = rng.random(1800) < 0.07
+    raw[clicked] += [0.0, 0.22]
+    post = PostConfig().zero_shot()
+    _, info = normalise_stick(raw, post)
+    assert info["scale"] == [1.0, 1.0] and _stick_geometry_off(raw, post) is None
+    runner = raw.copy()
+    runner[rng.random(1800) < 0.4, 0] += 0.6  # pushed right only, the travel misjudged by 1.7x
+    _, info = normalise_stick(runner, post)
+    assert info["scale"][0] == pytest.approx(0.6, abs=0.03)
+
+
 def test_corrupt_video_is_reported_and_the_others_are_labelled(tmp_path):
     from azote.labeling.label import label_videos
 

@@ -45,7 +45,8 @@ from azote.labeling.postprocess import PostConfig, chunk_density, normalise_stic
 from azote.labeling.presets import Preset
 
 REPORT_DIR = "labeling"
-VERSION = 8  # bumped when the same weights and settings label differently (8: knob drawings named no button)
+VERSION = 8  # bumped when the same weights and settings label differently (8: knob drawings named no button,
+# small one-way stick readings no travel)
 
 
 class LabelError(AzoteError, RuntimeError):

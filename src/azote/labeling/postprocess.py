@@ -80,10 +80,14 @@ def normalise_stick(raw: np.ndarray, cfg: PostConfig = PostConfig()) -> tuple[np
     # travel may be misjudged
     extent = np.abs(v).max(axis=0) if cfg.rest_rule == "middle" and len(v) else np.ones(2, np.float32)
     for a in range(2):
-        moving = np.abs(v[:, a])[np.abs(v[:, a]) > 0.3 * min(1.0, float(extent[a]))]
+        signed = v[:, a][np.abs(v[:, a]) > 0.3 * min(1.0, float(extent[a]))]
+        moving = np.abs(signed)
         if len(moving) >= cfg.min_moving:
             p = float(np.percentile(moving, cfg.percentile))
-            if cfg.scale_range[0] <= p <= cfg.scale_range[1]:
+            # small deflections one way only are no travel: a resting stick whose pressed-in knob (L3 / R3) is drawn
+            # otherwise reads a little off to one side while clicked (0.22 of the travel on a held-out shaded skin)
+            one_way = min(int((signed > 0).sum()), int((signed < 0).sum())) < cfg.min_moving // 4
+            if cfg.scale_range[0] <= p <= cfg.scale_range[1] and not (one_way and p < 0.4):
                 scale[a] = p
     v = v / scale
     v[np.abs(v) < cfg.dead_zone] = 0.0
