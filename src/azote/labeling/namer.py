@@ -411,8 +411,10 @@ def name_elements(namer: Namer, elements: Sequence[Element], crops: np.ndarray, 
                   ) -> dict[int, tuple[int, bool]]:
     """button -> (element, whether the element's less common picture is the pressed one). An element whose
     pictures a stick's position tells (`stick_explained` >= `KNOB_EXPLAINED`) is the knob's own drawing (on a
-    shaded skin, the knob leaving a shadow or a highlight), never a button: on three held-out shaded skins such
-    an element had been named the stick's click and read pressed in most frames."""
+    shaded skin, what the knob uncovers as it leaves its rest), never a button: on the held-out shaded DualSense
+    and neon Joy-Con such an element had been named the stick's click and read pressed in 70% of the frames. A
+    true click can score as high when the reader sees its pressed knob a little off (the shaded Switch Pro):
+    such a click is then read as never pressed."""
     pairs, x = pair_features(elements, regions, present, probs, rows, sticks)
     scores = namer.scores(x)
     knob = {i for i, e in enumerate(elements) if stick_explained(e.labels, sticks) >= KNOB_EXPLAINED}
