@@ -173,6 +173,7 @@ class StickWindows:
     a second time."""
 
     boxes: list[tuple[int, int, int, int] | None]  # per stick, video pixels (x0, y0, x1, y1)
+    hw: tuple[int, int]  # the video's frame size
     limit: int
     frames: list[list[np.ndarray | None]] = field(default_factory=list)  # per frame, per stick
 
@@ -186,7 +187,7 @@ class StickWindows:
         boxes = [source_box(stick_patch(sr.centre, cls.WIDE * sr.travel), (P.PATCH, P.PATCH), hw)
                  if sr is not None else None for sr in reader.sticks]
         size = sum((b[2] - b[0]) * (b[3] - b[1]) * 3 for b in boxes if b is not None)
-        return cls(boxes, limit) if size and size * limit <= cls.BYTES else None
+        return cls(boxes, hw, limit) if size and size * limit <= cls.BYTES else None
 
     def keep(self, region: np.ndarray, origin: tuple[int, int]) -> None:
         if len(self.frames) < self.limit:
@@ -194,12 +195,12 @@ class StickWindows:
                                                               b[0] - origin[0]:b[2] - origin[0]].copy()
                                 for b in self.boxes])
 
-    def serve(self, reader: OverlayReader, sticks: Sequence[int], frames: int, hw: tuple[int, int]) -> bool:
+    def serve(self, reader: OverlayReader, sticks: Sequence[int], frames: int) -> bool:
         """Whether the first `frames` frames are kept and `sticks`' patches lie in their windows."""
         if len(self.frames) < frames:
             return False
         for s in sticks:
-            b, p = self.boxes[s], source_box(reader.sticks[s].to_patch, (P.PATCH, P.PATCH), hw)  # type: ignore
+            b, p = self.boxes[s], source_box(reader.sticks[s].to_patch, (P.PATCH, P.PATCH), self.hw)  # type: ignore
             if b is None or not (b[0] <= p[0] and b[1] <= p[1] and p[2] <= b[2] and p[3] <= b[3]):
                 return False
         return True
@@ -364,11 +365,11 @@ def _correct_sticks(reader: OverlayReader, readings: np.ndarray, post: PostConfi
 
 
 def _read_again(path: str | os.PathLike, reader: OverlayReader, sticks: list[int], readings: np.ndarray,
-                batch_size: int, windows: StickWindows | None, hw: tuple[int, int]) -> list[np.ndarray | None]:
+                batch_size: int, windows: StickWindows | None) -> list[np.ndarray | None]:
     """Reads `sticks` again in the first len(`readings`) frames, into `readings`, from `windows` when they serve,
     else from the video; returns the last frame's patches (None for the other sticks)."""
     n = len(readings)
-    if windows is not None and windows.serve(reader, sticks, n, hw):
+    if windows is not None and windows.serve(reader, sticks, n):
         batches: Iterator[list[list[np.ndarray | None]]] = windows.patches(reader, sticks, n, batch_size)
     else:
         batches = (patches for _, patches in _batches(path, reader, batch_size, limit=n))
@@ -453,7 +454,7 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
             checked, early = True, np.concatenate(sticks)
             moved = _correct_sticks(reader, early, cfg.post.zero_shot(), frames)
             if moved:
-                again_last = _read_again(path, reader, moved, early, cfg.batch_size, windows, hw)
+                again_last = _read_again(path, reader, moved, early, cfg.batch_size, windows)
                 last = (last[0], [again_last[s] if s in moved else p for s, p in enumerate(last[1])])
                 sticks, reader.reread = [early], moved
         if progress:
@@ -496,8 +497,8 @@ def read_video(path: str | os.PathLike, reader: OverlayReader, cfg: LabelConfig,
     late = stride > 1 and kept is None and (bool(found) or pad is not None)  # a long video's elements in every frame
     again = [] if known else _correct_sticks(reader, readings, cfg.post.zero_shot(), frames)
     reader.reread = sorted(set(reader.reread) | set(again))
-    if again and windows is not None and windows.serve(reader, again, seen, hw):
-        _read_again(path, reader, again, readings, cfg.batch_size, windows, hw)
+    if again and not late:  # from the kept windows where they serve, else a pass of its own
+        _read_again(path, reader, again, readings, cfg.batch_size, windows)
         again = []
     kept = windows = None  # the crops' memory back before a second pass
     if again or late:  # a second pass

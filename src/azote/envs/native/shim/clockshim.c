@@ -277,7 +277,6 @@ static int settling(void) {
     return settle_on && shm;
 }
 
-/* A virtual wait of this (non-main) thread until virtual time `deadline`, or its end (deadline INT64_MAX). */
 /* The calling thread's slot in a table of VWAIT_SLOTS (`used` of them taken), taken at its first call; -1 when the
  * table is full. */
 static int thread_slot(int *used, int *slot) {
@@ -289,6 +288,7 @@ static int thread_slot(int *used, int *slot) {
     return *slot;
 }
 
+/* A virtual wait of this (non-main) thread until virtual time `deadline`, or its end (deadline INT64_MAX). */
 static void vwait_mark(int64_t deadline) {
     if (!settling()) return;
     int i = thread_slot(&vwait_used, &vwait_slot);
